@@ -1,0 +1,3 @@
+from camhub.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The ``camhub`` command line: ``demo``, ``hub``, ``node`` and ``deploy``.
+
+Each command lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``.
+Command modules keep their heavy imports inside ``run`` so that ``camhub --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from camhub import __version__
+
+COMMANDS = {
+    "demo": ("camhub.demo", "embedded MQTT broker + simulated nodes + the hub, in one command"),
+    "hub": ("camhub.hub.service", "run the hub: discovery, one pull per camera, fan-out, dashboard"),
+    "node": ("camhub.nodesim", "run the real node firmware on this PC (--sim)"),
+    "deploy": ("camhub.deploy.command", "put the firmware, libraries and settings on a fleet of boards"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camhub", description="camhub: many ESP32-S3 cameras, one hub.")
+    parser.add_argument("--version", action="version", version=f"camhub {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(module=module_name)
+        importlib.import_module(module_name).configure(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return importlib.import_module(args.module).run(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,140 @@
+"""Real processes for the tests: mosquitto on a free port, simulated nodes, free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                resp.read()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class Mosquitto:
+    """Debian's mosquitto, on a free loopback port, anonymous access."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(binary):
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self._dir = tempfile.TemporaryDirectory(prefix="camhub-mosquitto-")
+        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._dir.cleanup()
+
+
+class Process:
+    """A child process whose output goes to a log file, shown when a test fails."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc") -> None:
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"camhub-{name}-", suffix=".log", delete=False)
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
+                                     cwd=ROOT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def camhub_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "camhub", *args]
+
+
+class SimNode(Process):
+    """The real node firmware on this PC (``camhub node --sim``)."""
+
+    def __init__(self, node_id: str, mqtt_port: int, fps: int = 10, frame_size: str = "QVGA",
+                 http_port: int | None = None, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.node_id = node_id
+        self.http_port = http_port or free_port()
+        self.fps = fps
+        args = camhub_cmd("node", "--sim", "--id", node_id, "--http-port", str(self.http_port),
+                          "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port), "--fps", str(fps),
+                          "--frame-size", frame_size, *(extra or []))
+        super().__init__(args, env=env, name=f"node-{node_id}")
+        self.url = f"http://127.0.0.1:{self.http_port}"
+
+    def wait_ready(self, timeout: float = 20.0) -> SimNode:
+        wait_for_http(self.url + "/status", timeout=timeout, proc=self.proc)
+        return self
+
+
+@contextlib.contextmanager
+def running(proc: Process) -> Iterator[Process]:
+    try:
+        yield proc
+    finally:
+        proc.stop()
