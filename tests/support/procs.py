@@ -79,7 +79,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc") -> None:
         self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"camhub-{name}-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"camhub-{name}-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the process)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
                                      cwd=ROOT, start_new_session=True)
