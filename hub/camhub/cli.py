@@ -1,7 +1,8 @@
 """The ``camhub`` command line: ``demo``, ``hub``, ``node`` and ``deploy``.
 
-Each command lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``.
-Command modules keep their heavy imports inside ``run`` so that ``camhub --help`` stays fast.
+Each command lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``; only
+the module of the command being run is imported, so one command's dependencies never slow or break
+another.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``command_name`` only that command's options are loaded."""
     parser = argparse.ArgumentParser(prog="camhub", description="camhub: many ESP32-S3 cameras, one hub.")
     parser.add_argument("--version", action="version", version=f"camhub {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -29,12 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(module=module_name)
-        importlib.import_module(module_name).configure(command)
+        if command_name is None or name == command_name:
+            importlib.import_module(module_name).configure(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command_name = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(command_name).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

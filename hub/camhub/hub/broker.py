@@ -1,0 +1,333 @@
+"""The hub's frame broker: each camera's latest frame, fanned out to its viewers by write completion.
+
+A frame is encoded once (part header + JPEG + CRLF, ``camhub_node.mjpeg``) into a memfd; every viewer's
+socket is fed from it with ``os.sendfile``, so the kernel copies from the page cache and Python never
+copies a frame per viewer. A memfd is never rewritten: a new frame gets a new one, and the old one is
+closed when the last in-flight send lets go of it.
+
+A viewer has at most one frame in flight (``camhub_node.subscriber.Subscriber``). When its write
+completes it takes the newest frame; frames published meanwhile are dropped for it. "Completed" also
+means the kernel has passed the bytes on: a viewer whose send queue still holds data (``SIOCOUTQ``)
+waits, so a slow viewer's kernel buffers never fill with seconds of old video.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import logging
+import os
+import socket
+import struct
+import termios
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from camhub_node import mjpeg, subscriber
+from camhub_node.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+_OUTQ = struct.Struct("i")
+_OUTQ_BUF = bytes(_OUTQ.size)
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    """Timing and limits of the fan-out (seconds and bytes)."""
+
+    write_timeout_s: float = 10.0  # no byte accepted for this long: drop the viewer
+    keepalive_s: float = 2.0  # re-send the last frame when the camera is this quiet
+    send_buffer: int = 256 * 1024  # SO_SNDBUF per viewer; the kernel doubles it
+    backlog_fraction: float = 0.5  # a viewer with more than this share of a frame still queued waits
+    drain_poll_s: float = 0.005  # how often a waiting viewer's send queue is looked at
+    history: int = 50  # recent disconnects kept per camera
+
+
+class Frame:
+    """One published frame: the JPEG (for snapshots) and its encoded part in a memfd."""
+
+    __slots__ = ("seq", "capture_time", "arrived", "jpeg", "size", "_fd", "_part")
+
+    def __init__(self, jpeg: bytes, seq: int, capture_time: float, arrived: float) -> None:
+        self.seq = seq
+        self.capture_time = capture_time
+        self.arrived = arrived
+        self.jpeg = jpeg
+        seconds = int(capture_time)
+        part = mjpeg.encode_part(jpeg, seq, seconds, int((capture_time - seconds) * 1_000_000))
+        self.size = len(part)
+        self._fd = -1
+        self._part = part
+        if hasattr(os, "memfd_create"):
+            self._fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
+            written = 0
+            while written < self.size:
+                written += os.write(self._fd, part[written:])
+            self._part = None
+
+    def send(self, out_fd: int, offset: int) -> int:
+        """Send from ``offset`` to the end to a non-blocking socket; returns bytes the kernel took."""
+        if self._fd >= 0:
+            return os.sendfile(out_fd, self._fd, offset, self.size - offset)
+        return os.write(out_fd, self._part[offset:])
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Viewer(Subscriber):
+    """A viewer's socket (the broker's own descriptor for it) and its latest-frame state."""
+
+    def __init__(self, vid: int, sock: socket.socket, peer: str, user_agent: str, max_fps: float,
+                 now: float) -> None:
+        super().__init__(vid, peer, user_agent, now, max_fps)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.connected_at_unix = time.time()
+        self.closed_at_unix: float | None = None
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.writing = False
+        self.discarded = 0  # bytes the viewer sent us after its request (read and ignored)
+
+    def info(self, now: float) -> dict[str, object]:
+        """The viewer as the API and the MQTT events show it."""
+        data = self.as_dict(now)
+        data["connected_at"] = round(self.connected_at_unix, 3)
+        if self.closed_at_unix is not None:
+            data["closed_at"] = round(self.closed_at_unix, 3)
+            data.pop("fps", None)
+        return data
+
+
+ViewerListener = Callable[[str, "Feed", Viewer], None]
+
+
+class Feed:
+    """One camera's frame cache and its viewers."""
+
+    def __init__(self, camera_id: str, settings: FanoutSettings, ids: Iterator[int],
+                 on_viewer: ViewerListener | None = None) -> None:
+        self.camera_id = camera_id
+        self.settings = settings
+        self._ids = ids
+        self._on_viewer = on_viewer
+        self._loop = asyncio.get_running_loop()
+        self.latest: Frame | None = None
+        self.seq = 0
+        self.viewers: dict[int, Viewer] = {}
+        self.disconnects: deque[dict[str, object]] = deque(maxlen=settings.history)
+        self.frames_out = 0
+        self.bytes_out_closed = 0
+        self.dropped_closed = 0
+        self.skipped_closed = 0
+        self._draining: set[Viewer] = set()
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    # ---- counters --------------------------------------------------------------------------
+    @property
+    def dropped_total(self) -> int:
+        return self.dropped_closed + sum(v.frames_dropped for v in self.viewers.values())
+
+    @property
+    def bytes_out(self) -> int:
+        return self.bytes_out_closed + sum(v.bytes_sent for v in self.viewers.values())
+
+    # ---- frames ----------------------------------------------------------------------------
+    def publish(self, jpeg: bytes, capture_time: float) -> Frame:
+        """Make ``jpeg`` the latest frame and hand it to every viewer that is free to take it."""
+        now = time.monotonic()
+        self.seq += 1
+        frame = Frame(jpeg, self.seq, capture_time, now)
+        self.latest = frame
+        for viewer in list(self.viewers.values()):
+            backlogged = (viewer.frame is None and not viewer.rate_limited(now)
+                          and self._backlogged(viewer, frame.size))
+            if viewer.publish(frame.seq, now, busy=backlogged):
+                viewer.begin(frame, frame.seq, frame.size, now)
+                self._pump(viewer, now)
+            elif backlogged:
+                self._wait_for_drain(viewer)
+        return frame
+
+    def _backlogged(self, viewer: Viewer, frame_size: int) -> bool:
+        try:
+            queued = _OUTQ.unpack(fcntl.ioctl(viewer.fd, termios.TIOCOUTQ, _OUTQ_BUF))[0]
+        except OSError:
+            return False  # the next send reports what is wrong with the socket
+        return queued > frame_size * self.settings.backlog_fraction
+
+    def _pump(self, viewer: Viewer, now: float) -> None:
+        """Send the viewer's frame in flight; on completion move it on to the newest frame."""
+        while viewer.frame is not None:
+            frame: Frame = viewer.frame
+            try:
+                sent = frame.send(viewer.fd, viewer.offset)
+            except BlockingIOError:
+                self._want_writable(viewer)
+                return
+            except BrokenPipeError:
+                self.remove(viewer, subscriber.CLOSED)
+                return
+            except OSError as exc:
+                log.debug("viewer %s on %s: send failed: %s", viewer.id, self.camera_id, exc)
+                self.remove(viewer, subscriber.RESET)
+                return
+            if not viewer.advance(sent, now):
+                self._want_writable(viewer)  # a short write: the socket buffer is full
+                return
+            self.frames_out += 1
+            self._stop_writable(viewer)
+            latest = self.latest
+            if latest is None or not viewer.ready(now):
+                return
+            if self._backlogged(viewer, latest.size):
+                self._wait_for_drain(viewer)
+                return
+            viewer.begin(latest, latest.seq, latest.size, now)
+
+    def _want_writable(self, viewer: Viewer) -> None:
+        if not viewer.writing:
+            self._loop.add_writer(viewer.fd, self._on_writable, viewer)
+            viewer.writing = True
+
+    def _stop_writable(self, viewer: Viewer) -> None:
+        if viewer.writing:
+            self._loop.remove_writer(viewer.fd)
+            viewer.writing = False
+
+    def _on_writable(self, viewer: Viewer) -> None:
+        self._pump(viewer, time.monotonic())
+
+    def _wait_for_drain(self, viewer: Viewer) -> None:
+        self._draining.add(viewer)
+        if self._drain_timer is None:
+            self._drain_timer = self._loop.call_later(self.settings.drain_poll_s, self._check_drained)
+
+    def _check_drained(self) -> None:
+        self._drain_timer = None
+        now = time.monotonic()
+        latest = self.latest
+        for viewer in list(self._draining):
+            if viewer.reason is not None or latest is None or not viewer.ready(now):
+                self._draining.discard(viewer)
+            elif not self._backlogged(viewer, latest.size):
+                self._draining.discard(viewer)
+                viewer.begin(latest, latest.seq, latest.size, now)
+                self._pump(viewer, now)
+        if self._draining:
+            self._drain_timer = self._loop.call_later(self.settings.drain_poll_s, self._check_drained)
+
+    # ---- viewers ---------------------------------------------------------------------------
+    def add(self, sock: socket.socket, peer: str, user_agent: str, max_fps: float = 0) -> Viewer:
+        """Adopt ``sock`` (after the response head was sent) as a viewer of this camera."""
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not a TCP socket (tests may use socketpairs)
+        now = time.monotonic()
+        viewer = Viewer(next(self._ids), sock, peer, user_agent, max_fps, now)
+        self.viewers[viewer.id] = viewer
+        self._loop.add_reader(viewer.fd, self._on_readable, viewer)
+        if self._on_viewer is not None:
+            self._on_viewer("connect", self, viewer)
+        if self.latest is not None and viewer.publish(self.latest.seq, now):
+            viewer.begin(self.latest, self.latest.seq, self.latest.size, now)
+            self._pump(viewer, now)
+        return viewer
+
+    def _on_readable(self, viewer: Viewer) -> None:
+        try:
+            data = viewer.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.remove(viewer, subscriber.RESET)
+            return
+        if not data:
+            self.remove(viewer, subscriber.CLOSED)
+        else:
+            viewer.discarded += len(data)  # a player may send anything; it is never buffered
+
+    def remove(self, viewer: Viewer, reason: str) -> None:
+        """Disconnect a viewer, record why, and wake its HTTP handler."""
+        if self.viewers.pop(viewer.id, None) is None:
+            return
+        now = time.monotonic()
+        viewer.close(reason, now)
+        viewer.closed_at_unix = time.time()
+        self._draining.discard(viewer)
+        self._stop_writable(viewer)
+        self._loop.remove_reader(viewer.fd)
+        viewer.sock.close()
+        self.bytes_out_closed += viewer.bytes_sent
+        self.dropped_closed += viewer.frames_dropped
+        self.skipped_closed += viewer.frames_skipped
+        self.disconnects.appendleft(viewer.info(now))
+        log.info("viewer %s of %s (%s) disconnected: %s after %d frames, %d dropped",
+                 viewer.id, self.camera_id, viewer.peer, reason, viewer.frames_sent, viewer.frames_dropped)
+        if not viewer.done.done():
+            viewer.done.set_result(reason)
+        if self._on_viewer is not None:
+            self._on_viewer("disconnect", self, viewer)
+
+    def close_all(self, reason: str) -> None:
+        for viewer in list(self.viewers.values()):
+            self.remove(viewer, reason)
+
+    def tick(self, now: float) -> None:
+        """Housekeeping, about once a second: write timeouts and keep-alive re-sends."""
+        latest = self.latest
+        for viewer in list(self.viewers.values()):
+            if viewer.stalled(now, self.settings.write_timeout_s):
+                self.remove(viewer, subscriber.WRITE_TIMEOUT)
+            elif (latest is not None and viewer.keepalive_due(now, self.settings.keepalive_s)
+                  and not self._backlogged(viewer, latest.size)):
+                viewer.begin(latest, latest.seq, latest.size, now)
+                self._pump(viewer, now)
+
+    def viewer_infos(self, now: float) -> list[dict[str, object]]:
+        return [v.info(now) for v in self.viewers.values()]
+
+
+class Broker:
+    """All cameras' feeds; viewer ids are unique across the hub."""
+
+    def __init__(self, settings: FanoutSettings, on_viewer: ViewerListener | None = None) -> None:
+        self.settings = settings
+        self._ids = itertools.count(1)
+        self._on_viewer = on_viewer
+        self.feeds: dict[str, Feed] = {}
+
+    def feed(self, camera_id: str) -> Feed:
+        feed = self.feeds.get(camera_id)
+        if feed is None:
+            feed = self.feeds[camera_id] = Feed(camera_id, self.settings, self._ids, self._on_viewer)
+        return feed
+
+    @property
+    def viewer_count(self) -> int:
+        return sum(len(f.viewers) for f in self.feeds.values())
+
+    def remove_feed(self, camera_id: str) -> None:
+        feed = self.feeds.pop(camera_id, None)
+        if feed is not None:
+            feed.close_all(subscriber.CAMERA_REMOVED)
+
+    def close_all(self, reason: str = subscriber.SERVER_SHUTDOWN) -> None:
+        for feed in self.feeds.values():
+            feed.close_all(reason)
+
+    async def run_housekeeping(self, interval: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for feed in list(self.feeds.values()):
+                feed.tick(now)
