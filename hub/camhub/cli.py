@@ -23,7 +23,7 @@ COMMANDS = {
 
 
 def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; with ``command_name`` only that command's options are loaded."""
+    """The parser; only ``command_name``'s options are loaded (none for top-level help)."""
     parser = argparse.ArgumentParser(prog="camhub", description="camhub: many ESP32-S3 cameras, one hub.")
     parser.add_argument("--version", action="version", version=f"camhub {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -31,7 +31,7 @@ def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(module=module_name)
-        if command_name is None or name == command_name:
+        if name == command_name:
             importlib.import_module(module_name).configure(command)
     return parser
 
