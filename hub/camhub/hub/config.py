@@ -1,0 +1,142 @@
+"""The hub's configuration: settings file + environment + command-line flags, validated once."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camhub.settings import SettingsError, load_settings
+
+DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "camhub"
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Everything the hub needs to run; see settings.toml.example for what each key means."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    state_dir: Path = DEFAULT_STATE_DIR
+    broker: str = "auto"  # auto | embedded | external
+    mqtt_host: str | None = None
+    mqtt_port: int = 1883
+    mqtt_user: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_listen: str | None = None
+    topic_prefix: str = "camhub"
+    auth: str = "auto"  # auto | on | off
+    user: str = "admin"
+    password: str | None = field(default=None, repr=False)
+    allowed_sources: str = "loopback,private"
+    sources: str = ""
+    max_frame_bytes: int = 2 * 1024 * 1024
+    stall_s: float = 5.0
+    max_viewers: int = 500
+    max_viewers_per_camera: int = 250
+    pull: str = "always"  # always | on_demand
+    keep_warm_s: float = 30.0
+    write_timeout_s: float = 10.0
+    keepalive_s: float = 2.0
+    state_interval_s: float = 30.0
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker == "embedded" or (self.broker == "auto" and not self.mqtt_host)
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth == "auto":
+            return not _is_loopback(self.host)
+        return self.auth == "on"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_KEYS: dict[str, tuple[str, type]] = {
+    "CAMHUB_HUB_HOST": ("host", str),
+    "CAMHUB_HUB_PORT": ("port", int),
+    "CAMHUB_STATE_DIR": ("state_dir", Path),
+    "CAMHUB_HUB_BROKER": ("broker", str),
+    "CAMHUB_MQTT_HOST": ("mqtt_host", str),
+    "CAMHUB_MQTT_PORT": ("mqtt_port", int),
+    "CAMHUB_MQTT_USER": ("mqtt_user", str),
+    "CAMHUB_MQTT_PASSWORD": ("mqtt_password", str),
+    "CAMHUB_MQTT_LISTEN": ("mqtt_listen", str),
+    "CAMHUB_TOPIC_PREFIX": ("topic_prefix", str),
+    "CAMHUB_AUTH": ("auth", str),
+    "CAMHUB_HUB_USER": ("user", str),
+    "CAMHUB_HUB_PASSWORD": ("password", str),
+    "CAMHUB_ALLOWED_SOURCES": ("allowed_sources", str),
+    "CAMHUB_SOURCES": ("sources", str),
+    "CAMHUB_MAX_FRAME_BYTES": ("max_frame_bytes", int),
+    "CAMHUB_STALL_S": ("stall_s", float),
+    "CAMHUB_MAX_VIEWERS": ("max_viewers", int),
+    "CAMHUB_MAX_VIEWERS_PER_CAMERA": ("max_viewers_per_camera", int),
+    "CAMHUB_PULL": ("pull", str),
+    "CAMHUB_KEEP_WARM_S": ("keep_warm_s", float),
+    "CAMHUB_HUB_WRITE_TIMEOUT_S": ("write_timeout_s", float),
+    "CAMHUB_KEEPALIVE_S": ("keepalive_s", float),
+    "CAMHUB_STATE_INTERVAL_S": ("state_interval_s", float),
+}
+
+_CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
+            "pull": ("always", "on_demand")}
+
+
+def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
+    """Build a validated HubConfig from settings strings; ``overrides`` (flags) win when not None."""
+    values: dict[str, object] = {}
+    for key, (name, kind) in _KEYS.items():
+        raw = settings.get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = kind(raw.strip()) if kind is not str else raw.strip()
+        except ValueError:
+            raise SettingsError(f"{key} = {raw!r}: expected {kind.__name__}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for name, choices in _CHOICES.items():
+        if name in values and str(values[name]).lower() not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {values[name]!r}")
+        if name in values:
+            values[name] = str(values[name]).lower()
+    config = HubConfig(**values)  # type: ignore[arg-type]
+    for name in ("port", "mqtt_port"):
+        if not 0 < getattr(config, name) < 65536:
+            raise SettingsError(f"{name} must be 1..65535")
+    if config.max_frame_bytes < 1024 or config.stall_s <= 0 or config.max_viewers < 1:
+        raise SettingsError("CAMHUB_MAX_FRAME_BYTES, CAMHUB_STALL_S and CAMHUB_MAX_VIEWERS must be positive")
+    if config.broker == "external" and not config.mqtt_host:
+        raise SettingsError("CAMHUB_HUB_BROKER = external needs CAMHUB_MQTT_HOST")
+    if config.auth_required and not config.password:
+        raise SettingsError(
+            f"the hub listens on {config.host}, beyond loopback, so viewers and the API need credentials: "
+            "set CAMHUB_HUB_PASSWORD (and optionally CAMHUB_HUB_USER), or CAMHUB_AUTH = off to run open")
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    parser.add_argument("--mqtt-host", help="an external MQTT broker; without one the hub embeds its own")
+    parser.add_argument("--mqtt-port", type=int, help="the MQTT broker's port (default 1883)")
+    parser.add_argument("--mqtt-listen", help="address the embedded broker listens on (default: --host)")
+    parser.add_argument("--settings", type=Path, help="a settings.toml (environment variables override it)")
+    parser.add_argument("--state-dir", type=Path, help=f"where known cameras are kept (default {DEFAULT_STATE_DIR})")
+
+
+def config_from_args(args: argparse.Namespace) -> HubConfig:
+    settings = load_settings(args.settings)
+    broker = "external" if args.mqtt_host else None
+    return config_from(settings, host=args.host, port=args.port, mqtt_host=args.mqtt_host,
+                       mqtt_port=args.mqtt_port, mqtt_listen=args.mqtt_listen, state_dir=args.state_dir,
+                       broker=broker)

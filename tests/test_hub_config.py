@@ -1,0 +1,61 @@
+"""Hub settings: file + environment + flags, and the errors a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from camhub.hub.auth import Auth, load_key
+from camhub.hub.config import config_from
+from camhub.settings import SettingsError, load_settings
+
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('CAMHUB_HUB_PORT = 8100\nCAMHUB_PULL = "on_demand"\nCAMHUB_STALL_S = 7\n')
+    values = load_settings(settings, {"CAMHUB_HUB_PORT": "8200", "HOME": "/x"})
+    assert values["CAMHUB_HUB_PORT"] == "8200" and "HOME" not in values
+    config = config_from(values, port=8300)
+    assert (config.port, config.pull, config.stall_s) == (8300, "on_demand", 7.0)
+    assert config.embedded_broker and not config.auth_required
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"CAMHUB_HUB_PORT": "eighty"}, "CAMHUB_HUB_PORT"),
+    ({"CAMHUB_PULL": "sometimes"}, "pull must be one of"),
+    ({"CAMHUB_HUB_HOST": "0.0.0.0"}, "CAMHUB_HUB_PASSWORD"),
+    ({"CAMHUB_HUB_BROKER": "external"}, "CAMHUB_MQTT_HOST"),
+])
+def test_bad_settings_say_what_is_wrong(values: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        config_from(values)
+
+
+def test_nested_tables_are_refused_like_circuitpython_would(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[section]\nKEY = 1\n")
+    with pytest.raises(SettingsError, match="flat"):
+        load_settings(settings, {})
+    with pytest.raises(SettingsError, match="no such settings file"):
+        load_settings(tmp_path / "missing.toml", {})
+
+
+def test_open_beyond_loopback_only_when_asked() -> None:
+    config = config_from({"CAMHUB_HUB_HOST": "0.0.0.0", "CAMHUB_AUTH": "off"})
+    assert not config.auth_required
+    config = config_from({"CAMHUB_HUB_HOST": "0.0.0.0", "CAMHUB_HUB_PASSWORD": "pw"})
+    assert config.auth_required
+
+
+def test_view_tokens_open_one_camera_only(tmp_path: Path) -> None:
+    key = load_key(tmp_path)
+    assert load_key(tmp_path) == key and (tmp_path / "token.key").stat().st_mode & 0o777 == 0o600
+    auth = Auth(True, "admin", "pw", key)
+    assert auth.allows("Basic YWRtaW46cHc=")  # admin:pw
+    assert not auth.allows("Basic YWRtaW46cHg=")
+    assert not auth.allows("Basic !!notbase64")
+    token = auth.view_token("door")
+    assert auth.allows(None, "door", token)
+    assert not auth.allows(None, "yard", token)
+    assert not auth.allows(None, None, token)
