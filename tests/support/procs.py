@@ -138,3 +138,22 @@ def running(proc: Process) -> Iterator[Process]:
         yield proc
     finally:
         proc.stop()
+
+
+class HubProcess(Process):
+    """The real hub (``camhub hub``) on a free port, with its own state directory."""
+
+    def __init__(self, mqtt_port: int | None, state_dir: Path, port: int | None = None,
+                 env: dict[str, str] | None = None, extra: list[str] | None = None) -> None:
+        self.port = port or free_port()
+        self.state_dir = state_dir
+        args = camhub_cmd("hub", "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(state_dir))
+        if mqtt_port is not None:
+            args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
+        env = {"CAMHUB_AUTH": "off", "CAMHUB_STATE_INTERVAL_S": "2", **(env or {})}
+        super().__init__([*args, *(extra or [])], env=env, name="hub")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 20.0) -> HubProcess:
+        wait_for_http(self.url + "/healthz", timeout=timeout, proc=self.proc)
+        return self
