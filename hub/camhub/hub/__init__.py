@@ -1,0 +1,1 @@
+"""The hub service: discovery, one upstream pull per camera, fan-out to viewers, API and status."""
