@@ -1,0 +1,267 @@
+"""The node: camera -> frame pool -> fan-out, the HTTP front and MQTT presence, as asyncio tasks.
+
+Everything here is the same on the board and on a PC; the platform object (``board.py`` or
+``host.py``) supplies sockets, the camera, clocks and the network. Each task runs under a
+supervisor: an unexpected exception is logged and that task restarts, so the node never dies of
+one bug. ``main()`` picks the platform, reads the settings and runs until stopped. Runs on
+CircuitPython and CPython alike (asyncio: create_task, gather, sleep, Event only).
+"""
+
+import asyncio
+import sys
+
+from camhub_node import __version__, subscriber
+from camhub_node.config import FRAME_SIZES, Config, ConfigError, check_fps, check_frame_size, check_quality
+from camhub_node.fanout import Fanout
+from camhub_node.frames import FramePool, jpeg_capacity
+from camhub_node.http import HttpFront
+from camhub_node.presence import Presence
+
+_SETTABLE = ("fps", "jpeg_quality", "frame_size")
+
+
+class Node:
+    """One camera node; ``await run()`` until ``request_stop()``."""
+
+    def __init__(self, platform, cfg):
+        self.platform = platform
+        self.cfg = cfg
+        self.clock = platform.now
+        self.started = self.clock()
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self.camera = None
+        self.pool = FramePool(cfg.max_clients + 2, jpeg_capacity(cfg.width, cfg.height))
+        self.fanout = Fanout(cfg.max_clients, cfg.write_timeout_s, self.clock, self.log)
+        self.http = HttpFront(self, platform.pool, cfg.http_timeout_s)
+        self.presence = Presence(self)
+        self.frames = 0
+        self.capture_errors = 0
+        self.fps = 0.0
+        self._fps_frames = 0
+        self._fps_since = self.started
+        self.restarts = {}
+
+    # ---- logging ---------------------------------------------------------------------------
+
+    def log(self, message):
+        self.platform.log(self.cfg.node_id, message)
+
+    def log_error(self, message, error):
+        self.platform.log_exception(self.cfg.node_id, message, error)
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def setup(self):
+        """Camera and listening socket; errors here are fatal (bad pins, port in use)."""
+        self.camera = self.platform.camera(self.cfg)
+        self.http.start(self.platform.bind_host(), self.cfg.http_port)
+        self.log("serving http://%s:%d/stream (%s %dx%d @ %d fps)" % (
+            self.address(), self.cfg.http_port, self.cfg.frame_size, self.cfg.width, self.cfg.height, self.cfg.fps))
+
+    def request_stop(self):
+        self.stopping = True
+        self._stop.set()
+
+    async def nap(self, seconds, slice_s=0.2):
+        """Sleep ``seconds``, waking early when the node stops."""
+        end = self.clock() + seconds
+        while not self.stopping:
+            left = end - self.clock()
+            if left <= 0:
+                return
+            await asyncio.sleep(left if left < slice_s else slice_s)
+
+    async def _supervise(self, name, factory):
+        delay = 0.5
+        while not self.stopping:
+            began = self.clock()
+            try:
+                await factory()
+                if self.stopping:
+                    return
+                self.log("task %s ended; restarting it" % name)
+            except Exception as error:
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self.log_error("task %s failed; restarting it" % name, error)
+            if self.clock() - began > 60:
+                delay = 0.5
+            await self.nap(delay)
+            delay = min(delay * 2, 10)
+
+    async def run(self):
+        self.setup()
+        self.platform.install_stop(self.request_stop)
+        jobs = [("camera", self._camera_task), ("fanout", self._fanout_task), ("http", self._http_task),
+                ("platform", self._platform_task)]
+        if self.cfg.mqtt_host:
+            jobs.append(("mqtt", self.presence.run))
+        else:
+            self.log("CAMHUB_MQTT_HOST is not set: no MQTT presence (the stream still works)")
+        tasks = [asyncio.create_task(self._supervise(name, factory)) for name, factory in jobs]
+        await self._stop.wait()
+        self.log("stopping")
+        await asyncio.gather(*tasks)
+        self.shutdown()
+
+    def shutdown(self):
+        self.presence.shutdown()
+        self.fanout.close_all(subscriber.SERVER_SHUTDOWN)
+        self.http.stop()
+        self.log("stopped")
+
+    # ---- tasks -----------------------------------------------------------------------------
+
+    async def _camera_task(self):
+        next_due = self.clock()
+        while not self.stopping:
+            now = self.clock()
+            if now < next_due:
+                await asyncio.sleep(next_due - now)
+                continue
+            interval = 1 / self.cfg.fps
+            next_due += interval
+            if next_due < now:
+                next_due = now + interval  # fell behind: skip, never burst
+            self.capture_once()
+
+    def capture_once(self):
+        """Take one frame, copy it into the pool (the one copy) and publish it."""
+        view = self.camera.take(1.0)
+        if view is None or len(view) == 0:
+            self.capture_errors += 1
+            return None
+        ts_s, ts_us = self.platform.wall_time()
+        now = self.clock()
+        frame = self.pool.store(view, ts_s, ts_us, now)
+        if frame is None:
+            self.capture_errors += 1
+            return None
+        self.frames += 1
+        self._fps_frames += 1
+        if now - self._fps_since >= 1.0:
+            self.fps = self._fps_frames / (now - self._fps_since)
+            self._fps_frames = 0
+            self._fps_since = now
+        self.fanout.publish(frame)
+        return frame
+
+    async def _fanout_task(self):
+        fanout = self.fanout
+        while not self.stopping:
+            busy = fanout.pump()
+            await asyncio.sleep(0.003 if busy else 0.01)
+
+    async def _http_task(self):
+        http = self.http
+        while not self.stopping:
+            handled = http.poll()
+            await asyncio.sleep(0 if handled else 0.02)
+
+    async def _platform_task(self):
+        while not self.stopping:
+            self.platform.tick(self)
+            await self.nap(1.0)
+
+    # ---- settings at run time --------------------------------------------------------------
+
+    def apply_settings(self, request):
+        """Apply a ``set`` request (a dict); return None, or why nothing was changed."""
+        if not isinstance(request, dict) or not request:
+            return "expected a JSON object with fps, jpeg_quality and/or frame_size"
+        for key in request:
+            if key not in _SETTABLE:
+                return "unknown key %r" % (key,)
+        try:
+            fps = check_fps(request["fps"], "fps") if "fps" in request else self.cfg.fps
+            quality = (check_quality(request["jpeg_quality"], "jpeg_quality") if "jpeg_quality" in request
+                       else self.cfg.jpeg_quality)
+            size = self.cfg.frame_size
+            if "frame_size" in request:
+                if not isinstance(request["frame_size"], str):
+                    return "frame_size must be a string"
+                size = check_frame_size(request["frame_size"], "frame_size")
+        except ConfigError as error:
+            return str(error)
+        if size != self.cfg.frame_size or quality != self.cfg.jpeg_quality:
+            self.camera.reconfigure(frame_size=size, quality=quality)
+            self.pool.resize(jpeg_capacity(FRAME_SIZES[size][0], FRAME_SIZES[size][1]))
+        self.cfg.fps = fps
+        self.cfg.jpeg_quality = quality
+        self.cfg.frame_size = size
+        return None
+
+    # ---- reports ---------------------------------------------------------------------------
+
+    def address(self):
+        return self.cfg.advertise_host or self.platform.address()
+
+    def uptime(self):
+        return self.clock() - self.started
+
+    def current_fps(self):
+        if self.clock() - self._fps_since > 2.0:
+            return self._fps_frames / (self.clock() - self._fps_since)
+        return self.fps
+
+    def announce(self):
+        cfg = self.cfg
+        base = "http://%s:%d" % (self.address(), cfg.http_port)
+        return {
+            "id": cfg.node_id, "name": cfg.name,
+            "stream_url": base + "/stream", "snapshot_url": base + "/snapshot.jpg", "status_url": base + "/status",
+            "board": self.platform.board_name, "sensor": self.camera.sensor_name if self.camera else None,
+            "frame_size": cfg.frame_size, "width": cfg.width, "height": cfg.height,
+            "fps": cfg.fps, "jpeg_quality": cfg.jpeg_quality, "firmware": __version__, "ip": self.address(),
+        }
+
+    def stats(self):
+        return {
+            "uptime_s": int(self.uptime()), "frames": self.frames, "fps": round(self.current_fps(), 2),
+            "clients": self.fanout.count, "dropped": self.fanout.dropped_total(),
+            "free_heap": self.platform.free_heap(), "rssi": self.platform.rssi(),
+        }
+
+    def status(self):
+        cfg = self.cfg
+        info = self.stats()
+        info.update({
+            "id": cfg.node_id, "name": cfg.name, "firmware": __version__, "board": self.platform.board_name,
+            "frame_size": cfg.frame_size, "width": cfg.width, "height": cfg.height,
+            "fps_target": cfg.fps, "jpeg_quality": cfg.jpeg_quality, "max_clients": cfg.max_clients,
+            "capture_errors": self.capture_errors, "viewers": self.fanout.viewers(),
+            "disconnects": self.fanout.disconnects, "connections": self.fanout.connections,
+            "http": {"requests": self.http.requests, "rejected": self.http.rejected, "errors": self.http.errors},
+            "mqtt": {"connected": self.presence.connected, "connects": self.presence.connects,
+                     "failures": self.presence.failures, "set_applied": self.presence.set_applied,
+                     "set_rejected": self.presence.set_rejected},
+            "task_restarts": self.restarts,
+        })
+        return info
+
+
+def _platform():
+    if sys.implementation.name == "circuitpython":
+        from camhub_node.board import BoardPlatform
+        return BoardPlatform()
+    from camhub_node.host import HostPlatform
+    return HostPlatform()
+
+
+def main():
+    """Run the node on this platform (the board's code.py and ``camhub node --sim`` call this)."""
+    platform = _platform()
+    try:
+        cfg = Config(defaults=platform.defaults())
+    except ConfigError as error:
+        return platform.bad_settings(error)
+    platform.start(cfg)
+    node = Node(platform, cfg)
+    try:
+        asyncio.run(node.run())
+    except KeyboardInterrupt:
+        node.stopping = True
+        node.shutdown()
+    except Exception as error:
+        return platform.fatal(error)
+    return platform.finished()

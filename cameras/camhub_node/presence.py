@@ -1,0 +1,174 @@
+"""MQTT presence with adafruit_minimqtt: announce, availability, stats, and the ``set`` topic.
+
+minimqtt has no asyncio support and its calls block (``loop(timeout)`` for at least the socket
+timeout, a QoS 1 publish until the PUBACK). So the task calls ``loop()`` only when ``select.poll``
+says the MQTT socket is readable, with a small socket timeout, and otherwise just publishes: MQTT
+never holds the stream for long. Stats go out with QoS 1 at least every keep_alive / 2: the PUBACK
+proves the broker is still there (a half-open connection is noticed) and the traffic doubles as
+the keep-alive, so minimqtt's blocking ``ping()`` is never needed. ``availability`` is ``online``
+(retained) with the last will ``offline``, and an explicit ``offline`` on clean shutdown. A
+connection that fails is closed without DISCONNECT (so the broker publishes the will) and retried
+with capped exponential backoff; the stream keeps serving meanwhile. Runs on CircuitPython and
+CPython alike.
+"""
+
+import json
+import random
+import select
+
+import adafruit_minimqtt.adafruit_minimqtt as minimqtt
+
+BACKOFF_MAX_S = 30
+MAX_SET_PAYLOAD = 512
+
+
+def _release(client):
+    """Close the client's socket without DISCONNECT (the public disconnect() cancels the will)."""
+    try:
+        client._close_socket()
+    except Exception:
+        pass
+    client._is_connected = False
+
+
+class Presence:
+    """One node's MQTT session; ``run()`` is its task, ``shutdown()`` says goodbye."""
+
+    def __init__(self, node):
+        self.node = node
+        cfg = node.cfg
+        self.cfg = cfg
+        self.client = None
+        self.connected = False
+        self.connects = 0
+        self.failures = 0
+        self.set_applied = 0
+        self.set_rejected = 0
+        self.last_error = None
+        self._announce_due = False
+        self._availability = cfg.topic("availability")
+        self._announce = cfg.topic("announce")
+        self._stats = cfg.topic("stats")
+        self._set = cfg.topic("set")
+        # Stats double as the keep-alive (see the module docstring).
+        self._stats_every = min(cfg.stats_interval_s, cfg.mqtt_keepalive_s / 2)
+
+    # ---- connection ------------------------------------------------------------------------
+
+    def _connect(self):
+        cfg = self.cfg
+        timeout = cfg.mqtt_timeout_s
+        client = minimqtt.MQTT(
+            broker=cfg.mqtt_host, port=cfg.mqtt_port, username=cfg.mqtt_user, password=cfg.mqtt_password,
+            client_id="camhub-" + cfg.node_id, keep_alive=cfg.mqtt_keepalive_s,
+            socket_pool=self.node.platform.pool, socket_timeout=timeout,
+            # Also how long a dead socket can spin in minimqtt's exact-read loop: keep it short.
+            recv_timeout=max(0.5, 4 * timeout), connect_retries=1, use_binary_mode=True)
+        client.will_set(self._availability, "offline", qos=1, retain=True)
+        client.on_message = self._on_message
+        self.client = client
+        # A fixed client id: a node that restarts takes its old session over, so the broker
+        # publishes the old session's will before this one says "online", never after.
+        client.connect(session_id="camhub-" + cfg.node_id)
+        client.subscribe(self._set, qos=1)
+        client.publish(self._availability, "online", retain=True, qos=1)
+        self._publish_announce()
+        self.connected = True
+        self.connects += 1
+        self.node.log("MQTT connected to %s:%d" % (cfg.mqtt_host, cfg.mqtt_port))
+
+    def _drop(self):
+        self.connected = False
+        if self.client is not None:
+            _release(self.client)
+            self.client = None
+
+    def _publish_announce(self):
+        self.client.publish(self._announce, json.dumps(self.node.announce()), retain=True, qos=1)
+        self._announce_due = False
+
+    def _publish_stats(self):
+        self.client.publish(self._stats, json.dumps(self.node.stats()), qos=1)
+
+    # ---- the set topic ---------------------------------------------------------------------
+
+    def _on_message(self, client, topic, message):
+        if topic != self._set:
+            return
+        error = None
+        if len(message) > MAX_SET_PAYLOAD:
+            error = "payload larger than %d bytes" % MAX_SET_PAYLOAD
+        else:
+            try:
+                request = json.loads(bytes(message).decode("utf-8"))
+            except (ValueError, UnicodeError):
+                request = None
+                error = "not JSON"
+            if error is None:
+                error = self.node.apply_settings(request)
+        if error is None:
+            self.set_applied += 1
+            self._announce_due = True
+            self.node.log("set applied: %s" % bytes(message).decode("utf-8", "replace")[:200])
+        else:
+            self.set_rejected += 1
+            self.node.log("set ignored (%s)" % error)
+
+    # ---- the task --------------------------------------------------------------------------
+
+    async def run(self):
+        """Connect, serve, and reconnect with capped exponential backoff until the node stops."""
+        node = self.node
+        backoff = 1
+        while not node.stopping:
+            if not node.platform.network_ready():
+                await node.nap(1)
+                continue
+            try:
+                self._connect()
+                backoff = 1
+                await self._serve()
+            except Exception as error:  # minimqtt raises MMQTTException, OSError, RuntimeError ...
+                self.failures += 1
+                self.last_error = "%s: %s" % (type(error).__name__, error)
+                node.log("MQTT connection to %s:%d failed (%s); retrying in about %d s"
+                         % (self.cfg.mqtt_host, self.cfg.mqtt_port, self.last_error, backoff))
+            self._drop()
+            if node.stopping:
+                break
+            await node.nap(backoff + random.random())
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _serve(self):
+        node = self.node
+        client = self.client
+        poller = select.poll()
+        poller.register(client._sock, select.POLLIN)  # minimqtt exposes no public socket accessor
+        timeout = self.cfg.mqtt_timeout_s
+        next_stats = node.clock() + min(1.0, self._stats_every)
+        while not node.stopping:
+            if poller.poll(0):
+                client.loop(timeout=timeout)
+            if self._announce_due:
+                self._publish_announce()
+            now = node.clock()
+            if now >= next_stats:
+                self._publish_stats()
+                next_stats += self._stats_every
+                if next_stats < now:
+                    next_stats = now + self._stats_every
+            await node.nap(0.05, slice_s=0.05)
+
+    def shutdown(self):
+        """Publish ``offline`` and disconnect cleanly (best effort)."""
+        client = self.client
+        if client is None or not self.connected:
+            return
+        try:
+            client.publish(self._availability, "offline", retain=True, qos=1)
+            client.disconnect()
+        except Exception as error:
+            self.node.log("MQTT goodbye failed: %s" % error)
+            _release(client)
+        self.client = None
+        self.connected = False

@@ -1,0 +1,113 @@
+"""``camhub node --sim``: the real node firmware on this PC, with a simulated camera.
+
+Settings come from ``--settings FILE`` (or a deployed directory's ``settings.toml``) through
+``camhub.settings.load_settings``, the environment overrides the file, flags override both; the
+result is exported to ``os.environ`` so the firmware's ``os.getenv`` reads it exactly as a board
+reads ``settings.toml``. ``--from DIR`` runs a deployed board directory as it is: ``DIR/code.py``
+with ``DIR/lib`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import runpy
+import sys
+import sysconfig
+from pathlib import Path
+
+from camhub.settings import SettingsError, load_settings
+
+log = logging.getLogger("camhub.nodesim")
+
+# flag attribute -> settings key
+FLAG_KEYS = {
+    "id": "CAMHUB_NODE_ID",
+    "http_port": "CAMHUB_HTTP_PORT",
+    "mqtt_host": "CAMHUB_MQTT_HOST",
+    "mqtt_port": "CAMHUB_MQTT_PORT",
+    "fps": "CAMHUB_FPS",
+    "frame_size": "CAMHUB_FRAME_SIZE",
+    "advertise_host": "CAMHUB_ADVERTISE_HOST",
+}
+
+NEEDS_SIM = (
+    "camhub node: the node firmware runs on an ESP32-S3 board (cameras/code.py, copied there by "
+    "`camhub deploy`). To run it on this PC with a simulated camera, add --sim."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sim", action="store_true", help="run on this PC with a simulated camera (required)")
+    parser.add_argument("--id", help="node id (CAMHUB_NODE_ID)")
+    parser.add_argument("--http-port", type=int, help="port for /stream, /snapshot.jpg, /status (CAMHUB_HTTP_PORT)")
+    parser.add_argument("--mqtt-host", help="MQTT broker host (CAMHUB_MQTT_HOST)")
+    parser.add_argument("--mqtt-port", type=int, help="MQTT broker port (CAMHUB_MQTT_PORT)")
+    parser.add_argument("--fps", type=int, help="frames per second (CAMHUB_FPS)")
+    parser.add_argument("--frame-size", help="QQVGA, QVGA, VGA, SVGA, HD ... (CAMHUB_FRAME_SIZE)")
+    parser.add_argument("--settings", type=Path, help="a settings.toml (flat KEY = value)")
+    parser.add_argument("--advertise-host", default=None,
+                        help="host put in the announced URLs (default 127.0.0.1; CAMHUB_ADVERTISE_HOST)")
+    parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                        help="run a deployed board directory: DIR/code.py, DIR/lib, DIR/settings.toml")
+
+
+def node_environment(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The settings the firmware will read: file, then environment, then flags."""
+    path = args.settings
+    if path is None and args.from_dir is not None and (args.from_dir / "settings.toml").is_file():
+        path = args.from_dir / "settings.toml"
+    values = load_settings(path, environ)
+    for attr, key in FLAG_KEYS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            values[key] = str(value)
+    values.setdefault("CAMHUB_ADVERTISE_HOST", "127.0.0.1")
+    return values
+
+
+def _library_path(lib: Path) -> bool:
+    """Put a deployed ``lib/`` on sys.path after the standard library; False if it holds no .py."""
+    if not lib.is_dir():
+        log.warning("%s does not exist: using the installed node libraries", lib)
+        return False
+    if not any(lib.rglob("*.py")):
+        log.warning("%s holds only compiled .mpy files, which CPython cannot load: using the installed "
+                    "node libraries instead", lib)
+        return False
+    # After the stdlib entries: a deployed CircuitPython asyncio/ must not shadow CPython's asyncio,
+    # while the deployed camhub_node and adafruit_* packages still win over the installed ones.
+    stdlib = {os.path.realpath(p) for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
+    index = 0
+    for i, entry in enumerate(sys.path):
+        real = os.path.realpath(entry or ".")
+        if real in stdlib or any(real.startswith(s + os.sep) for s in stdlib) or real.endswith(".zip"):
+            index = i + 1
+    sys.path.insert(index, str(lib.resolve()))
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.sim:
+        print(NEEDS_SIM, file=sys.stderr)
+        return 2
+    if args.from_dir is not None and not (args.from_dir / "code.py").is_file():
+        print(f"camhub node: {args.from_dir}/code.py not found (is it a deployed board directory?)", file=sys.stderr)
+        return 2
+    try:
+        values = node_environment(args)
+    except SettingsError as error:
+        print(f"camhub node: bad settings: {error}", file=sys.stderr)
+        return 2
+    os.environ.update(values)
+    try:
+        if args.from_dir is not None:
+            _library_path(args.from_dir / "lib")
+            runpy.run_path(str(args.from_dir / "code.py"), run_name="__main__")
+            return 0
+        from camhub_node import node
+
+        return node.main() or 0
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
