@@ -107,7 +107,7 @@ def parse_fleet(text: str, path: Path) -> Fleet:
         target_key = board.target.rstrip("/")
         if target_key in seen_targets:
             problems.append(
-                f"board {board.id!r}: target {board.target!r} is also board {seen_targets[target_key]!r}'s target"
+                f"board {board.id!r}: target {board.target!r} is already used by board {seen_targets[target_key]!r}"
             )
             continue
         seen_targets[target_key] = board.id
