@@ -1,0 +1,263 @@
+"""Untrusted input about cameras: MQTT announces, the configured static sources, where the hub may pull.
+
+Anything on ``camhub/nodes/<id>/announce`` may come from any MQTT client, so an announce is
+checked before it changes anything: size, JSON, required fields and their types, a safe id equal
+to the topic's, and stream URLs that are plain http(s) to an allowed network
+(``CAMHUB_ALLOWED_SOURCES``, default loopback + private ranges). A rejection carries a short,
+machine-readable reason for the caller to log and count. A URL naming a host by name passes here;
+the upstream checks the addresses it resolves to before it connects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from camhub.settings import SettingsError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+DEFAULT_ALLOWED = "loopback,private"
+MAX_URL = 1024
+_NAMED: dict[str, tuple[str, ...]] = {
+    "loopback": ("127.0.0.0/8", "::1/128"),
+    # RFC 1918, link-local (boards without DHCP), IPv6 unique-local and link-local.
+    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"),
+    "any": ("0.0.0.0/0", "::/0"),
+}
+_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_NUMERIC_HOST_RE = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")  # inet_aton would read these as addresses
+
+# Optional announce fields: strings (clamped to a length), integers and numbers (with a range).
+_STRINGS = {"name": 64, "board": 64, "sensor": 32, "frame_size": 16, "firmware": 64, "ip": 45}
+_INTS = {"width": (1, 16384), "height": (1, 16384), "jpeg_quality": (0, 100)}
+_NUMBERS = {"fps": (0.0, 1000.0)}
+_OPTIONAL_URLS = ("snapshot_url", "status_url")
+
+
+class AnnounceRejected(ValueError):
+    """An announce (or source URL) that must change nothing; ``reason`` is short and countable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail  # for people; never contains the URL's secrets
+
+
+@dataclass(frozen=True)
+class AllowedSources:
+    """The networks the hub may pull camera streams from."""
+
+    networks: tuple[IPNetwork, ...]
+
+    @classmethod
+    def parse(cls, spec: str | None) -> AllowedSources:
+        """``"loopback,private"``, ``"any"``, or addresses/CIDRs (``"10.1.0.0/16 192.168.4.7"``) mixed
+        freely, separated by commas or spaces; empty means the default (loopback + private)."""
+        tokens = [t for t in re.split(r"[\s,]+", (spec or "").strip().lower()) if t] or DEFAULT_ALLOWED.split(",")
+        networks: list[IPNetwork] = []
+        for token in tokens:
+            if token in _NAMED:
+                networks.extend(ipaddress.ip_network(n) for n in _NAMED[token])
+                continue
+            try:
+                networks.append(ipaddress.ip_network(token, strict=False))
+            except ValueError:
+                raise SettingsError(
+                    f"CAMHUB_ALLOWED_SOURCES: {token!r} is not loopback, private, any, an address or a "
+                    "CIDR network") from None
+        return cls(tuple(networks))
+
+    def allows(self, address: str | IPAddress) -> bool:
+        """Whether the hub may connect to this address (IPv4-mapped IPv6 counts as its IPv4)."""
+        try:
+            ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            elif ip.scope_id:
+                ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        if ip.is_unspecified or ip.is_multicast:
+            return False  # 0.0.0.0 reaches this host; multicast is never a camera
+        return any(ip in net for net in self.networks)
+
+    def __str__(self) -> str:
+        return ",".join(str(n) for n in self.networks)
+
+
+@dataclass(frozen=True)
+class Announce:
+    """A validated announce (DESIGN.md's fields); absent optional fields are None."""
+
+    id: str
+    stream_url: str
+    name: str
+    snapshot_url: str | None = None
+    status_url: str | None = None
+    board: str | None = None
+    sensor: str | None = None
+    frame_size: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    jpeg_quality: int | None = None
+    firmware: str | None = None
+    ip: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_valid_id(value: object) -> bool:
+    """A camera id that is safe in topics, paths, file names and logs."""
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+def url_host(url: str) -> str | None:
+    """The host part of a URL (no brackets, lower case), or None."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def check_url(url: object, allowed: AllowedSources, reason: str = "bad_url") -> str:
+    """``url`` if it is http(s) without credentials to an allowed address or a plain host name.
+
+    Raises AnnounceRejected(``reason``) for a malformed URL and ``url_not_allowed`` (with the same
+    suffix as ``reason``, if any) for an address outside ``allowed``.
+    """
+    suffix = reason[len("bad_url"):]
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL:
+        raise AnnounceRejected(reason, "not a string of 1-1024 characters")
+    if any(not 0x21 <= ord(c) <= 0x7E for c in url):
+        raise AnnounceRejected(reason, "spaces, control or non-ASCII characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise AnnounceRejected(reason, "unparsable, or a bad port") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise AnnounceRejected(reason, "not http or https")
+    if "@" in parts.netloc:
+        raise AnnounceRejected(reason, "credentials in the URL")
+    host = parts.hostname
+    if not host or port == 0:
+        raise AnnounceRejected(reason, "no host, or port 0")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None:
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        if (len(host) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels)
+                or _NUMERIC_HOST_RE.fullmatch(labels[-1])):
+            raise AnnounceRejected(reason, "not an IP address or a valid host name")
+    elif not allowed.allows(address):
+        raise AnnounceRejected("url_not_allowed" + suffix,
+                               f"{host} is outside CAMHUB_ALLOWED_SOURCES ({allowed})")
+    return url
+
+
+def _clean_text(value: str, limit: int) -> str:
+    """Printable text only (no terminal escapes or bidi tricks in logs and the dashboard), clamped."""
+    text = "".join(c for c in value if unicodedata.category(c)[0] != "C")
+    return text.strip()[:limit]
+
+
+def parse_announce(topic_id: str, payload: bytes, allowed: AllowedSources, max_bytes: int = 4096) -> Announce:
+    """Validate an announce received on ``camhub/nodes/<topic_id>/announce``.
+
+    Raises AnnounceRejected with reason ``oversized``, ``bad_json``, ``not_object``,
+    ``missing_field:<f>``, ``bad_id``, ``id_mismatch``, ``bad_url``, ``url_not_allowed``,
+    ``bad_url:<f>``/``url_not_allowed:<f>`` (snapshot or status URL) or ``bad_field:<f>``.
+    """
+    if len(payload) > max_bytes:
+        raise AnnounceRejected("oversized", f"{len(payload)} bytes > {max_bytes}")
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise AnnounceRejected("bad_json") from None
+    if not isinstance(data, dict):
+        raise AnnounceRejected("not_object")
+    for required in ("id", "stream_url"):
+        if data.get(required) is None:
+            raise AnnounceRejected(f"missing_field:{required}")
+    camera_id = data["id"]
+    if not is_valid_id(camera_id):
+        raise AnnounceRejected("bad_id", "ids are 1-32 of a-z 0-9 _ -, starting with a letter or digit")
+    if camera_id != topic_id:
+        raise AnnounceRejected("id_mismatch")
+    values: dict[str, Any] = {"id": camera_id, "stream_url": check_url(data["stream_url"], allowed)}
+    for key in _OPTIONAL_URLS:
+        if data.get(key) is not None:
+            values[key] = check_url(data[key], allowed, reason=f"bad_url:{key}")
+    for key, limit in _STRINGS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise AnnounceRejected(f"bad_field:{key}", "not a string")
+        values[key] = _clean_text(value, limit) or None
+    for key, (low, high) in _INTS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise AnnounceRejected(f"bad_field:{key}", f"not an integer in {low}..{high}")
+        values[key] = value
+    for key, (low_f, high_f) in _NUMBERS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or not low_f <= value <= high_f:
+            raise AnnounceRejected(f"bad_field:{key}", f"not a number in {low_f:g}..{high_f:g}")
+        values[key] = float(value)
+    if values.get("ip") is not None:
+        try:
+            values["ip"] = str(ipaddress.ip_address(values["ip"]))
+        except ValueError:
+            raise AnnounceRejected("bad_field:ip", "not an IP address") from None
+    values["name"] = values.get("name") or camera_id
+    return Announce(**values)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_static_sources(value: str | None, allowed: AllowedSources) -> dict[str, str]:
+    """``CAMHUB_SOURCES`` (``"door=http://10.0.0.7:81/stream, yard=http://..."``) as ``{id: url}``.
+
+    Entries are separated by commas or white space (a comma inside a URL must be written %2C);
+    each must have a valid id and pass the same URL checks as an announce. A bad entry is a
+    settings error naming the entry's id and what is wrong (never the URL, which may hold secrets).
+    """
+    sources: dict[str, str] = {}
+    for number, entry in enumerate((e for e in re.split(r"[\s,]+", value or "") if e), start=1):
+        camera_id, sep, url = entry.partition("=")
+        label = camera_id if is_valid_id(camera_id) else f"entry {number}"
+        if not sep or not url:
+            raise SettingsError(f"CAMHUB_SOURCES: {label}: expected id=http://host:port/path")
+        if not is_valid_id(camera_id):
+            raise SettingsError(f"CAMHUB_SOURCES: {label}: the id must be 1-32 of a-z 0-9 _ -, "
+                                "starting with a letter or digit")
+        if camera_id in sources:
+            raise SettingsError(f"CAMHUB_SOURCES: {label} is listed twice")
+        try:
+            sources[camera_id] = check_url(url, allowed)
+        except AnnounceRejected as exc:
+            hint = " (add its network to CAMHUB_ALLOWED_SOURCES)" if exc.reason == "url_not_allowed" else ""
+            raise SettingsError(f"CAMHUB_SOURCES: {label}: {exc.reason}: {exc.detail}{hint}") from None
+    return sources
