@@ -211,3 +211,9 @@ def test_manifest_from_a_board_is_distrusted() -> None:
     assert set(manifest.files) == {"lib/a.py"} and "2 unsafe path(s)" in (warning or "")
     manifest, warning = Manifest.parse(b"\x00not json")
     assert manifest.files == {} and "every file is rewritten" in (warning or "")
+
+
+def test_the_shipped_fleet_example_is_a_valid_fleet() -> None:
+    fleet = parse_fleet((ROOT / "fleet.toml.example").read_text(), ROOT / "fleet.toml.example")
+    assert [b.id for b in fleet.boards] == ["kitchen", "garage"]
+    assert fleet.boards[1].is_web and fleet.boards[1].settings["CAMHUB_FPS"] == 5

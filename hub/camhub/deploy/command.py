@@ -186,7 +186,10 @@ class ProgressReporter:
     def finished(self, result: BoardResult) -> None:
         text = result.outcome if result.ok else "FAILED"
         if self.live:
-            self.progress.update(self.tasks[result.board.id], status=text)
+            task = self.tasks[result.board.id]
+            if self.progress.tasks[task].total is None:  # never planned: stop the bar pulsing
+                self.progress.update(task, total=1, completed=1 if result.ok else 0)
+            self.progress.update(task, status=text)
         else:
             self._line(result.board.id, text if result.ok else f"FAILED: {result.error}")
 

@@ -227,6 +227,7 @@ class WebWorkflow:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._dirs: set[str] = {""}  # directories known to exist ("" is the root)
+        self._listings: dict[str, list[dict]] = {}  # read while planning, before anything is written
 
     def location(self, path: str) -> str:
         return f"{self.base}/fs/{safe_path(path)}"
@@ -308,11 +309,7 @@ class WebWorkflow:
                 free = _int(root.get("free"))
                 block_size = _int(root.get("block_size")) or 512
         # Check the password before planning anything (the file API answers 401/403 for every path).
-        status, _, _ = await self._request(
-            "GET", self._url(""), "listing /", headers={**self._auth(), "Accept": "application/json"}
-        )
-        if status != 200:
-            raise self._fail(status, "listing /")
+        await self._listing("")
         return BoardInfo(version, major, board_name, free, block_size)
 
     async def read(self, path: str, limit: int) -> bytes | None:
@@ -326,6 +323,8 @@ class WebWorkflow:
         return body
 
     async def _listing(self, directory: str) -> list[dict] | None:
+        if directory in self._listings:
+            return self._listings[directory]
         status, body, _ = await self._request(
             "GET", self._url(directory, directory=True), f"listing /{directory}",
             headers={**self._auth(), "Accept": "application/json"},
@@ -337,7 +336,8 @@ class WebWorkflow:
         entries = _json(body, f"listing of /{directory}")
         if not isinstance(entries, list):
             raise TargetError(f"{self.base}: listing of /{directory} is not a JSON list")
-        return [e for e in entries if isinstance(e, dict)]
+        self._listings[directory] = [e for e in entries if isinstance(e, dict)]
+        return self._listings[directory]
 
     async def sizes(self, paths: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
