@@ -279,6 +279,25 @@ def test_web_workflow_refusals_are_named_and_nothing_is_written(
         assert "pw-WRONG-123" not in out and "right-pw" not in out
 
 
+def test_a_new_web_password_in_the_settings_does_not_lock_the_deploy_out(
+    tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
+) -> None:
+    web_board.password = "old-pw-1"
+    web_board.reload_password = True
+    fleet = write_fleet(tmp_path / "fleet.toml", [{
+        "id": "garage", "target": web_board.url, "password": "old-pw-1",
+        "settings": {"CIRCUITPY_WEB_API_PASSWORD": "new-pw-2"},
+    }])
+
+    rc, out = deploy(capsys, fleet, firmware)
+
+    assert rc == 0, out
+    assert web_board.password == "new-pw-2"  # settings.toml went before code.py, and the board reloaded
+    assert (web_board.root / "code.py").read_bytes() == (firmware / "code.py").read_bytes()
+    assert_manifest_true(web_board.root)
+    assert "old-pw-1" not in out and "new-pw-2" not in out
+
+
 def test_interrupted_deploy_leaves_the_old_code_py(
     tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
 ) -> None:

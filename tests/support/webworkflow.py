@@ -21,7 +21,9 @@ Follows CircuitPython's documentation, ``docs/workflows.md`` ("Web" → "File RE
 Switches for the tests: ``usb_mounted`` (the 409 case), ``password`` (None: the 403 case),
 ``capacity`` (free space), ``fail_when(method, path)``: the board resets mid-request — the
 connection closes with no answer, as when a board loses power or Wi-Fi — and ``corrupt_when(path)``:
-the file is stored with its first byte flipped (failing flash, a corrupted transfer).
+the file is stored with its first byte flipped (failing flash, a corrupted transfer); and
+``reload_password``: once a new ``settings.toml`` is in place the board answers to the
+``CIRCUITPY_WEB_API_PASSWORD`` it sets (its web workflow restarted with the autoreload).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import base64
 import json
 import shutil
 import threading
+import tomllib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,6 +61,9 @@ class WebWorkflowBoard:
         self.usb_mounted = False
         self.fail_when: Callable[[str, str], bool] | None = None
         self.corrupt_when: Callable[[str], bool] | None = None  # flash that stores a file wrongly
+        # The board reloads after a write and its web workflow restarts with the password the new
+        # settings.toml sets (a password rotation).
+        self.reload_password = False
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status); status 0 = connection dropped
         self._lock = threading.Lock()
         board = self
@@ -278,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
         if dest.exists():
             return self._reply(412, b"Precondition Failed: destination in use")
         source.rename(dest)
+        if self.board.reload_password and dest == self.board.root.resolve() / "settings.toml":
+            self.board.password = tomllib.loads(dest.read_text()).get("CIRCUITPY_WEB_API_PASSWORD")
         return self._reply(201)
 
     def do_DELETE(self) -> None:

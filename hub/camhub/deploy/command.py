@@ -95,11 +95,12 @@ def _template(path: Path | None, fleet: Fleet, console: Console) -> Template | N
     return None
 
 
-def _password(board: Board, fleet: Fleet, template: Template | None) -> str | None:
-    if board.password is not None:
-        return board.password
+def _passwords(board: Board, fleet: Fleet, template: Template | None) -> tuple[str | None, str | None]:
+    """(the password to use now, the one the rendered settings.toml sets): the fleet's ``password`` is
+    the board's current one; without it the rendered CIRCUITPY_WEB_API_PASSWORD is both."""
     value = merged_settings(template, fleet.defaults, board.settings, board.id).get(PASSWORD_KEY)
-    return str(value) if value is not None else None
+    rendered = str(value) if value is not None else None
+    return (board.password if board.password is not None else rendered), rendered
 
 
 async def _deploy_all(
@@ -111,7 +112,8 @@ async def _deploy_all(
 
         async def one(board: Board) -> BoardResult:
             async with limit:
-                target = open_target(board.target, _password(board, fleet, template), args.timeout)
+                password, next_password = _passwords(board, fleet, template)
+                target = open_target(board.target, password, args.timeout, next_password)
                 reporter.note(board.id, f"{'checking' if args.dry_run else 'deploying to'} {target.where}")
                 result = await deploy_board(board, target, builder, template, fleet, reporter, args.dry_run)
                 reporter.finished(result)

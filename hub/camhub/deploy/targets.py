@@ -220,10 +220,15 @@ def _fsync_dir(directory: Path) -> None:
 class WebWorkflow:
     """A board's web workflow file API over HTTP."""
 
-    def __init__(self, url: str, password: str | None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, password: str | None, timeout: float = 10.0, next_password: str | None = None
+    ) -> None:
         self.base = url.rstrip("/")
         self.where = self.base
         self._password = password
+        # The password the deployed settings.toml sets: the board may switch to it when it reloads
+        # after that file is written, before code.py is.
+        self._next_password = next_password if next_password != password else None
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._dirs: set[str] = {""}  # directories known to exist ("" is the root)
@@ -247,8 +252,20 @@ class WebWorkflow:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": aiohttp.encode_basic_auth("", self._password or "")}
 
-    async def _request(self, method: str, url: str, action: str, **kwargs) -> tuple[int, bytes, str]:
+    async def _request(
+        self, method: str, url: str, action: str, auth: bool = False, **kwargs
+    ) -> tuple[int, bytes, str]:
         """One request: (status, body up to the JSON limit, content type). Network trouble → TargetError."""
+        if not auth:
+            return await self._send(method, url, action, **kwargs)
+        headers = kwargs.pop("headers", {})
+        answer = await self._send(method, url, action, headers={**headers, **self._auth()}, **kwargs)
+        if answer[0] == 401 and self._next_password is not None:
+            self._password, self._next_password = self._next_password, None
+            answer = await self._send(method, url, action, headers={**headers, **self._auth()}, **kwargs)
+        return answer
+
+    async def _send(self, method: str, url: str, action: str, **kwargs) -> tuple[int, bytes, str]:
         limit = kwargs.pop("limit", MAX_JSON_BYTES)
         try:
             async with self.session.request(method, url, **kwargs) as resp:
@@ -314,7 +331,7 @@ class WebWorkflow:
 
     async def read(self, path: str, limit: int) -> bytes | None:
         status, body, _ = await self._request(
-            "GET", self._url(safe_path(path)), f"reading {path}", headers=self._auth(), limit=limit
+            "GET", self._url(safe_path(path)), f"reading {path}", auth=True, limit=limit
         )
         if status == 404:
             return None
@@ -327,7 +344,7 @@ class WebWorkflow:
             return self._listings[directory]
         status, body, _ = await self._request(
             "GET", self._url(directory, directory=True), f"listing /{directory}",
-            headers={**self._auth(), "Accept": "application/json"},
+            auth=True, headers={"Accept": "application/json"},
         )
         if status == 404:
             return None
@@ -362,7 +379,7 @@ class WebWorkflow:
         parent = _parent(directory)
         await self._ensure_dir(parent)
         status, _, _ = await self._request(
-            "PUT", self._url(directory, directory=True), f"making /{directory}/", headers=self._auth()
+            "PUT", self._url(directory, directory=True), f"making /{directory}/", auth=True
         )
         if status not in (201, 204):
             raise self._fail(status, f"making /{directory}/")
@@ -374,7 +391,7 @@ class WebWorkflow:
         await self._ensure_dir(_parent(path))
         status, _, _ = await self._request(
             "PUT", self._url(tmp), f"writing {path}", data=data, expect100=True,
-            headers={**self._auth(), "Content-Type": "application/octet-stream"},
+            auth=True, headers={"Content-Type": "application/octet-stream"},
         )
         if status not in (201, 204):
             raise self._fail(status, f"writing {path}")
@@ -383,17 +400,17 @@ class WebWorkflow:
             with contextlib.suppress(TargetError):
                 await self.delete(tmp)
             raise TargetError(f"{self.location(path)}: the file read back differs from what was sent")
-        move = {**self._auth(), "X-Destination": f"/fs/{quote(path)}"}
-        status, _, _ = await self._request("MOVE", self._url(tmp), f"renaming {path}", headers=move)
+        move = {"X-Destination": f"/fs/{quote(path)}"}
+        status, _, _ = await self._request("MOVE", self._url(tmp), f"renaming {path}", auth=True, headers=move)
         if status == 412:  # the destination exists: MOVE never overwrites
             await self.delete(path)
-            status, _, _ = await self._request("MOVE", self._url(tmp), f"renaming {path}", headers=move)
+            status, _, _ = await self._request("MOVE", self._url(tmp), f"renaming {path}", auth=True, headers=move)
         if status not in (201, 204):
             raise self._fail(status, f"renaming {path}")
 
     async def delete(self, path: str) -> None:
         url = self._url(safe_path(path))
-        status, _, _ = await self._request("DELETE", url, f"removing {path}", headers=self._auth())
+        status, _, _ = await self._request("DELETE", url, f"removing {path}", auth=True)
         if status not in (204, 200, 404):
             raise self._fail(status, f"removing {path}")
 
@@ -418,8 +435,8 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def open_target(target: str, password: str | None, timeout: float) -> Target:
+def open_target(target: str, password: str | None, timeout: float, next_password: str | None = None) -> Target:
     """The target for a fleet entry: an http(s):// address is a web workflow, anything else a drive."""
     if urlsplit(target).scheme in ("http", "https"):
-        return WebWorkflow(target, password, timeout)
+        return WebWorkflow(target, password, timeout, next_password)
     return UsbDrive(target)
