@@ -52,8 +52,9 @@ class _Client:
 class Fanout:
     """All stream viewers of this node; ``publish`` a frame, call ``pump`` often."""
 
-    def __init__(self, max_clients, write_timeout, clock, log=None):
+    def __init__(self, max_clients, write_timeout, clock, log=None, prepare=None):
         self.max_clients = max_clients
+        self.prepare = prepare  # the platform's per-socket setup (e.g. its send buffer size)
         self.write_timeout = write_timeout
         self.clock = clock
         self.log = log
@@ -81,6 +82,8 @@ class Fanout:
         """Take over ``sock`` (response head already sent); it gets the latest frame at once."""
         now = self.clock()
         sock.setblocking(False)
+        if self.prepare is not None:
+            self.prepare(sock)
         sub = Subscriber("v%d" % self._next_id, peer, user_agent, now, max_fps)
         self._next_id += 1
         self.connections += 1

@@ -13,6 +13,7 @@ import sys
 import time
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SEND_BUFFER = 32768  # bytes asked for; Linux doubles it
 
 
 class HostPlatform:
@@ -45,6 +46,15 @@ class HostPlatform:
     def bind_host(self):
         """Loopback only unless the node is advertised on another address."""
         return "127.0.0.1" if self.address() in _LOOPBACK else "0.0.0.0"
+
+    def prepare_viewer(self, sock):
+        # Linux grows a socket's send buffer to megabytes, where frames would queue for seconds
+        # behind a slow viewer; the board's lwIP buffer holds a few KB. Keep the PC close to that
+        # so the fan-out, not the kernel, decides what a slow viewer gets.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
 
     def network_ready(self):
         return True

@@ -21,7 +21,8 @@ MAX_HEAD = 4096  # bytes of request line + headers; browsers send well under 2 K
 RETRY_AFTER_S = 5
 _TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 _STREAM_HEAD = mjpeg.response_head(b"Access-Control-Allow-Origin: *\r\n")
-_REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Content Too Large",
+_REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+            413: "Content Too Large",
             431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -40,10 +41,11 @@ def _is_timeout(error):
 class NodeServer(Server):
     """``adafruit_httpserver.Server`` with a bounded request reader."""
 
-    def __init__(self, socket_source, timeout_s, clock):
+    def __init__(self, socket_source, timeout_s, clock, on_reject):
         super().__init__(socket_source)
         self.socket_timeout = timeout_s
         self._clock = clock
+        self._on_reject = on_reject
         # The whole head must arrive within a few socket timeouts: a client trickling bytes
         # would otherwise hold poll() (and so the whole node) for as long as it likes.
         self._deadline_s = max(4 * timeout_s, 0.5)
@@ -88,6 +90,10 @@ class NodeServer(Server):
             return None
         if data.find(b"\r\n\r\n") > MAX_HEAD:
             self._reject(sock, 431, "head_too_large")
+        end = data.find(b"\r\n\r\n")
+        if data.find(b"\r\n") == end:
+            # A request line without headers (valid HTTP/1.0): the library cannot parse that.
+            data = data[:end] + b"\r\nX-No-Headers: 1" + data[end:]
         try:
             request = Request(self, sock, client_address, data)
         except Exception:
@@ -96,6 +102,18 @@ class NodeServer(Server):
         if (length and length.strip() != "0") or request.headers.get("Transfer-Encoding"):
             self._reject(sock, 413, "body_not_accepted")
         return request
+
+    def _find_handler(self, method, path):
+        handler = super()._find_handler(method, path)
+        if handler is not None:
+            return handler
+        known = any(route.matches(GET, path)[0] for route in self._routes)
+        status, reason = (405, "method_not_allowed") if known else (404, "not_found")
+
+        def refuse(request):
+            self._on_reject(reason)
+            return _error(request, status, reason, {"Allow": "GET"} if known else None)
+        return refuse
 
 
 class _StreamStart(Response):
@@ -126,7 +144,7 @@ class HttpFront:
 
     def __init__(self, node, socket_source, timeout_s):
         self.node = node
-        self.server = NodeServer(socket_source, timeout_s, node.clock)
+        self.server = NodeServer(socket_source, timeout_s, node.clock, self.count)
         self.rejected = {}  # reason -> count
         self.requests = 0
         self.errors = 0

@@ -32,7 +32,7 @@ class Node:
         self._stop = asyncio.Event()
         self.camera = None
         self.pool = FramePool(cfg.max_clients + 2, jpeg_capacity(cfg.width, cfg.height))
-        self.fanout = Fanout(cfg.max_clients, cfg.write_timeout_s, self.clock, self.log)
+        self.fanout = Fanout(cfg.max_clients, cfg.write_timeout_s, self.clock, self.log, platform.prepare_viewer)
         self.http = HttpFront(self, platform.pool, cfg.http_timeout_s)
         self.presence = Presence(self)
         self.frames = 0

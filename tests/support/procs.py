@@ -50,13 +50,13 @@ def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None
 
 
 class Mosquitto:
-    """Debian's mosquitto, on a free loopback port, anonymous access."""
+    """Debian's mosquitto, on a free loopback port (or ``port``, e.g. to restart it), anonymous access."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self._dir = tempfile.TemporaryDirectory(prefix="camhub-mosquitto-")
         conf = Path(self._dir.name) / "mosquitto.conf"

@@ -1,0 +1,220 @@
+"""The board platform: Wi-Fi, socketpool, espcamera, the watchdog and an mDNS hostname.
+
+CircuitPython only (ESP32-S3 with PSRAM; pins default to the Adafruit MEMENTO's ``board.CAMERA_*``
+names, as adafruit_pycamera uses them). The camera is the built-in ``espcamera`` module:
+``adafruit_ov5640`` needs ``imagecapture``, which CircuitPython never enabled on ESP32-S3 (and
+dropped for Espressif in 9.0), so that driver is for ports that have ``imagecapture`` only.
+"""
+
+import gc
+import os
+import time
+
+import board
+import espcamera
+import microcontroller
+import socketpool
+import wifi
+
+WIFI_BACKOFF_MAX_S = 60
+
+
+def _mac_suffix():
+    return "".join("%02x" % b for b in wifi.radio.mac_address[-3:])
+
+
+class BoardCamera:
+    """``espcamera.Camera`` in JPEG mode, with the little the node needs on top."""
+
+    def __init__(self, cfg):
+        from digitalio import DigitalInOut
+
+        # MEMENTO: pulse power-down and reset before the driver probes the sensor (as
+        # adafruit_pycamera does); boards without these pins skip it.
+        if hasattr(board, "CAMERA_RESET") and hasattr(board, "CAMERA_PWDN"):
+            reset = DigitalInOut(board.CAMERA_RESET)
+            pwdn = DigitalInOut(board.CAMERA_PWDN)
+            reset.switch_to_output(False)
+            pwdn.switch_to_output(True)
+            time.sleep(0.01)
+            pwdn.value = False
+            time.sleep(0.01)
+            reset.value = True
+            time.sleep(0.01)
+            self._pins = (reset, pwdn)  # keep them driven
+        if not hasattr(board, "CAMERA_DATA"):
+            raise RuntimeError("this board has no board.CAMERA_* pins: set them in camhub_node/board.py")
+        self.cam = espcamera.Camera(
+            data_pins=board.CAMERA_DATA,
+            external_clock_pin=board.CAMERA_XCLK,
+            pixel_clock_pin=board.CAMERA_PCLK,
+            vsync_pin=board.CAMERA_VSYNC,
+            href_pin=board.CAMERA_HREF,
+            i2c=board.I2C(),
+            external_clock_frequency=20000000,
+            pixel_format=espcamera.PixelFormat.JPEG,
+            frame_size=getattr(espcamera.FrameSize, cfg.frame_size),
+            jpeg_quality=cfg.jpeg_quality,
+            framebuffer_count=2,
+            # LATEST: take() returns the newest frame instead of one that waited in a buffer.
+            grab_mode=espcamera.GrabMode.LATEST,
+        )
+        self.sensor_name = self.cam.sensor_name
+        self.frame_size = cfg.frame_size
+        self.quality = cfg.jpeg_quality
+
+    def take(self, timeout=1.0):
+        """A read-only memoryview into the driver's buffer, valid until the next take()."""
+        return self.cam.take(timeout)
+
+    def reconfigure(self, frame_size=None, quality=None):
+        if frame_size and frame_size != self.frame_size:
+            self.cam.reconfigure(frame_size=getattr(espcamera.FrameSize, frame_size))
+            self.frame_size = frame_size
+        if quality is not None and quality != self.quality:
+            self.cam.quality = quality
+            self.quality = quality
+
+
+class BoardPlatform:
+    """What the node needs from its platform, on an ESP32-S3 board."""
+
+    def __init__(self):
+        self.board_name = board.board_id
+        self.pool = None
+        self.cfg = None
+        self._mdns = None
+        self._watchdog = None
+        self._wifi_backoff = 1
+        self._wifi_retry_at = 0
+
+    def defaults(self):
+        return {"CAMHUB_NODE_ID": "cam-" + _mac_suffix()}
+
+    # ---- network ---------------------------------------------------------------------------
+
+    def _connect_wifi(self):
+        ssid = os.getenv("CIRCUITPY_WIFI_SSID")
+        if not ssid:
+            raise RuntimeError("CIRCUITPY_WIFI_SSID is not set in settings.toml")
+        wifi.radio.connect(ssid, os.getenv("CIRCUITPY_WIFI_PASSWORD") or "")
+
+    def start(self, cfg):
+        """Join Wi-Fi (retrying with backoff), then the socket pool, mDNS and the watchdog."""
+        self.cfg = cfg
+        hostname = os.getenv("CIRCUITPY_WIFI_HOSTNAME") or ("camhub-" + cfg.node_id)
+        try:
+            wifi.radio.hostname = hostname
+        except (ValueError, RuntimeError):
+            pass
+        delay = 1
+        while not wifi.radio.connected:  # the web workflow may have connected already
+            try:
+                self._connect_wifi()
+            except (ConnectionError, OSError) as error:
+                print("camhub: Wi-Fi connect failed (%s); retrying in %d s" % (error, delay))
+                time.sleep(delay)
+                delay = min(delay * 2, WIFI_BACKOFF_MAX_S)
+        self.pool = socketpool.SocketPool(wifi.radio)
+        try:
+            import mdns
+
+            self._mdns = mdns.Server(wifi.radio)
+            self._mdns.hostname = hostname
+            self._mdns.advertise_service(service_type="_http", protocol="_tcp", port=cfg.http_port)
+        except Exception as error:  # e.g. the web workflow already runs the one mDNS server
+            print("camhub: mDNS not available: %s" % error)
+        if cfg.watchdog_s:
+            from watchdog import WatchDogMode
+
+            self._watchdog = microcontroller.watchdog
+            self._watchdog.timeout = cfg.watchdog_s
+            self._watchdog.mode = WatchDogMode.RESET
+            self._watchdog.feed()
+
+    def network_ready(self):
+        return wifi.radio.connected
+
+    def address(self):
+        ip = wifi.radio.ipv4_address
+        return str(ip) if ip else "0.0.0.0"
+
+    def bind_host(self):
+        return "0.0.0.0"
+
+    def prepare_viewer(self, sock):
+        pass  # lwIP's send buffer is already small
+
+    def camera(self, cfg):
+        return BoardCamera(cfg)
+
+    def tick(self, node):
+        """Once a second from the main loop: feed the watchdog, rejoin Wi-Fi with backoff."""
+        if self._watchdog is not None:
+            self._watchdog.feed()
+        if wifi.radio.connected:
+            self._wifi_backoff = 1
+            return
+        now = time.monotonic()
+        if now < self._wifi_retry_at:
+            return
+        try:
+            self._connect_wifi()
+            node.log("Wi-Fi back, address %s" % self.address())
+            self._wifi_backoff = 1
+        except (ConnectionError, OSError, RuntimeError) as error:
+            node.log("Wi-Fi reconnect failed (%s); next try in %d s" % (error, self._wifi_backoff))
+            self._wifi_retry_at = now + self._wifi_backoff
+            self._wifi_backoff = min(self._wifi_backoff * 2, WIFI_BACKOFF_MAX_S)
+
+    # ---- clocks and figures ----------------------------------------------------------------
+
+    def now(self):
+        # A float: its resolution coarsens over days of uptime (CircuitPython floats are 30-bit),
+        # still far finer than the frame intervals and timeouts it measures for the first weeks.
+        return time.monotonic()
+
+    def wall_time(self):
+        # Without NTP the board's clock starts at 2000-01-01; the hub then uses arrival time.
+        return time.time(), 0
+
+    def free_heap(self):
+        return gc.mem_free()
+
+    def rssi(self):
+        try:
+            return wifi.radio.ap_info.rssi
+        except AttributeError:  # not connected: ap_info is None
+            return None
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def install_stop(self, callback):
+        pass  # a board runs until reset; Ctrl-C ends it with KeyboardInterrupt
+
+    def log(self, node_id, message):
+        print("%d camhub[%s] %s" % (time.monotonic(), node_id, message))
+
+    def log_exception(self, node_id, message, error):
+        import traceback
+
+        print("%d camhub[%s] %s:" % (time.monotonic(), node_id, message))
+        traceback.print_exception(error)
+
+    def bad_settings(self, error):
+        # Nothing to run until settings.toml is fixed (saving it reloads code.py); stay reachable
+        # through the web workflow meanwhile.
+        while True:
+            print("camhub: bad settings: %s -- fix settings.toml" % error)
+            time.sleep(30)
+
+    def fatal(self, error):
+        import traceback
+
+        traceback.print_exception(error)
+        print("camhub: fatal error; resetting in 10 s")
+        time.sleep(10)
+        microcontroller.reset()
+
+    def finished(self):
+        return 0

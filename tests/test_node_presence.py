@@ -1,0 +1,88 @@
+"""The node's MQTT availability: online, the last will after a crash, offline on a clean stop,
+and streaming that carries on while the broker is away."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.support.mjpeg_client import StreamReader
+from tests.support.mqtt import Observer
+from tests.support.procs import Mosquitto, SimNode
+from tests.test_node_stream import get_json, wait_until
+
+FAST_MQTT = {"CAMHUB_MQTT_KEEPALIVE_S": "2", "CAMHUB_STATS_INTERVAL_S": "1"}
+
+
+def _availability(observer: Observer, node_id: str, text: str, after: float = 0.0, timeout: float = 10.0) -> float:
+    return observer.wait_for(f"camhub/nodes/{node_id}/availability", lambda m: m.text == text,
+                             timeout=timeout, after=after).at
+
+
+def test_killed_node_goes_offline_by_its_last_will(mosquitto: Mosquitto, observer: Observer) -> None:
+    node = SimNode("crash", mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT)
+    try:
+        node.wait_ready()
+        online_at = _availability(observer, "crash", "online")
+        killed_at = time.time()
+        node.kill()
+        _availability(observer, "crash", "offline", after=max(online_at, killed_at - 0.5))
+        retained = Observer(mosquitto.port, ["camhub/nodes/crash/availability"])
+        try:  # a newcomer sees the retained state
+            assert retained.wait_for("camhub/nodes/crash/availability").text == "offline"
+        finally:
+            retained.close()
+    finally:
+        node.stop()
+
+
+def test_clean_stop_says_offline_and_exits_zero(mosquitto: Mosquitto, observer: Observer) -> None:
+    node = SimNode("tidy", mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT)
+    node.wait_ready()
+    _availability(observer, "tidy", "online")
+    with StreamReader(node.url + "/stream") as reader:
+        reader.read_part()
+        stopped_at = time.time()
+        assert node.stop(signal.SIGTERM) == 0
+        _availability(observer, "tidy", "offline", after=stopped_at - 0.5)
+    assert "Traceback" not in node.output()
+
+
+def test_sigint_stops_cleanly_too(mosquitto: Mosquitto, observer: Observer) -> None:
+    node = SimNode("ctrlc", mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT)
+    node.wait_ready()
+    _availability(observer, "ctrlc", "online")
+    stopped_at = time.time()
+    assert node.stop(signal.SIGINT) == 0
+    _availability(observer, "ctrlc", "offline", after=stopped_at - 0.5)
+
+
+def test_stream_keeps_serving_while_the_broker_is_down_and_presence_returns(mosquitto: Mosquitto) -> None:
+    node = SimNode("steady", mosquitto.port, fps=10, frame_size="QQVGA", env=FAST_MQTT)
+    second = None
+    try:
+        node.wait_ready()
+        wait_until(lambda: get_json(node.url + "/status")["mqtt"]["connected"], what="MQTT connected")
+        with StreamReader(node.url + "/stream") as reader:
+            reader.read_part()
+            mosquitto.stop()
+            wait_until(lambda: not get_json(node.url + "/status")["mqtt"]["connected"], what="MQTT loss noticed")
+            first = reader.read_part()
+            parts = reader.parts(15)  # 1.5 s of stream with no broker
+            assert parts[-1].seq - first.seq <= 20
+        # The broker comes back on the same port: the node reconnects and says online again.
+        second = Mosquitto(port=mosquitto.port)
+        observer = Observer(second.port, ["camhub/#"])
+        try:
+            assert observer.wait_for("camhub/nodes/steady/availability", lambda m: m.text == "online",
+                                     timeout=20).text == "online"
+            assert observer.wait_for("camhub/nodes/steady/announce", timeout=5).json()["id"] == "steady"
+        finally:
+            observer.close()
+        status = get_json(node.url + "/status")
+        assert status["mqtt"]["connects"] >= 2 and status["task_restarts"] == {}
+    finally:
+        node.stop()
+        if second is not None:
+            second.stop()
+
