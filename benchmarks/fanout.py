@@ -1,0 +1,686 @@
+"""Fan-out benchmark: the hub against two baseline relays, all pulling the same simulated node.
+
+One invocation, one machine, everything on 127.0.0.1:
+
+1. mosquitto on a free port and one simulated node (``camhub node --sim``; a stand-in MJPEG source
+   from ``standin_node.py`` when the node command is not available);
+2. each server under test as its own process, pulling that node once: the aiohttp baseline, the plain
+   asyncio baseline (``baselines/``) and the hub (``camhub hub``, discovered over MQTT, auth off);
+3. for each N: N fast viewers + 1 throttled viewer (+1 viewer reading the node directly, the
+   latency reference) in a separate load process (``load.py``); warm up, then measure a fixed window;
+   the servers take turns at each N (rotating order) and the sweep repeats ``--rounds`` times, so
+   background load on a shared machine spreads over all of them; each number is the rounds' median;
+4. a table per server and N, the hub's targets from issue #3 with pass/fail, ``--json`` raw results.
+
+Every child process is stopped at the end, also on Ctrl-C. ``--quick`` takes about a minute.
+See ``benchmarks/README.md`` for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the same mosquitto and process runners as the tests
+
+import load  # noqa: E402  (benchmarks/ is this script's directory)
+
+from tests.support.procs import Mosquitto, Process, camhub_cmd, free_port, wait_for_http  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PY = sys.executable
+
+
+# -- process bookkeeping -----------------------------------------------------------------------
+
+
+class Children:
+    """Every process this run started, stopped in reverse order at the end (also on Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.procs: list[Process] = []
+        self.loads: list[subprocess.Popen] = []
+        self.broker: Mosquitto | None = None
+        self.keep_logs = False
+
+    def add(self, proc: Process) -> Process:
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Process) -> None:
+        proc.stop(timeout=5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+        if not self.keep_logs:
+            with contextlib.suppress(OSError):
+                os.unlink(proc.log.name)
+
+    def stop_all(self) -> None:
+        for popen in self.loads:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait(5)
+        self.loads.clear()
+        for proc in reversed(list(self.procs)):
+            self.stop(proc)
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+
+# -- /proc sampling ----------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()  # the fields after "(comm)"
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of ``pid`` and its descendants.
+
+    From each thread's ``schedstat`` (nanoseconds); ``stat``'s utime + stime tick only every 10 ms,
+    too coarse for a few seconds of a lightly loaded server.
+    """
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
+                    continue
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = _stat_fields(int(tid))
+                    total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def host_busy() -> tuple[float, float]:
+    """Busy and total jiffies of the whole machine, all cores."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return total - idle, total
+
+
+# -- servers under test ------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What every server needs to find the node."""
+
+    mqtt_port: int
+    node_id: str
+    node_stream: str
+    node_kind: str  # "node" (camhub node --sim) or "standin"
+    workdir: Path
+    hub_discovery: str  # "mqtt" or "sources"
+
+
+@dataclass
+class Server:
+    """A server under test: how to tell it is there and how to start it."""
+
+    name: str
+    label: str
+    start: Callable[[Context], tuple[Process, str]]  # the process and its stream URL
+    missing: Callable[[], str | None] = lambda: None  # why it cannot run, or None
+    ready_timeout: float = 20.0
+
+
+def _baseline(name: str, script: str) -> Callable[[Context], tuple[Process, str]]:
+    def start(ctx: Context) -> tuple[Process, str]:
+        port = free_port()
+        proc = Process([PY, str(HERE / "baselines" / script), "--upstream", ctx.node_stream,
+                        "--port", str(port)], name=name)
+        return proc, f"http://127.0.0.1:{port}/stream"
+    return start
+
+
+def _command_missing(*args: str) -> Callable[[], str | None]:
+    def missing() -> str | None:
+        try:
+            done = subprocess.run(camhub_cmd(*args, "--help"), cwd=ROOT, capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return f"`camhub {' '.join(args)} --help` did not answer in 30 s"
+        if done.returncode:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+            return f"`camhub {' '.join(args)}` is not available ({last[:120]})"
+        return None
+    return missing
+
+
+def start_hub(ctx: Context) -> tuple[Process, str]:
+    """``camhub hub`` with auth off, finding the node over MQTT (or CAMHUB_SOURCES for the stand-in)."""
+    port = free_port()
+    env = {"CAMHUB_AUTH": "off"}
+    if ctx.hub_discovery == "sources" or ctx.node_kind != "node":
+        env["CAMHUB_SOURCES"] = f"{ctx.node_id}={ctx.node_stream}"
+    state = ctx.workdir / "hub-state"
+    state.mkdir(exist_ok=True)
+    proc = Process(camhub_cmd("hub", "--host", "127.0.0.1", "--port", str(port), "--mqtt-host", "127.0.0.1",
+                              "--mqtt-port", str(ctx.mqtt_port), "--state-dir", str(state)),
+                   env=env, name="hub")
+    return proc, f"http://127.0.0.1:{port}/cameras/{ctx.node_id}/stream"
+
+
+SERVERS: dict[str, Server] = {
+    "aiohttp": Server("aiohttp", "aiohttp relay (baseline)", _baseline("aiohttp-relay", "aiohttp_relay.py")),
+    "asyncio": Server("asyncio", "plain asyncio relay (baseline)", _baseline("asyncio-relay", "asyncio_relay.py")),
+    "hub": Server("hub", "camhub hub", start_hub, _command_missing("hub"), ready_timeout=40.0),
+}
+
+
+def wait_stream(url: str, proc: Process, timeout: float) -> None:
+    """Until ``url`` delivers a whole frame (the server runs and has pulled the node)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited ({proc.proc.returncode}):\n{proc.output()[-2000:]}")
+        try:
+            load.probe(url, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+            return
+        except (OSError, load.StreamError, ValueError) as exc:
+            last = str(exc)
+            time.sleep(0.3)
+    raise TimeoutError(f"{url}: no frame within {timeout:.0f}s (last: {last})\n{proc.output()[-2000:]}")
+
+
+# -- one measurement ---------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    fps: float
+    frame_bytes: float  # mean JPEG size of the node
+    throttle_frames: float  # the throttled viewer reads this many frames' worth of bytes per second
+    throttle_rcvbuf: int
+    warmup: float
+    window: float
+    grace: float
+    load_procs: int
+    direct: bool
+    clock: str
+
+    @property
+    def throttle_rate(self) -> float:
+        return self.throttle_frames * self.frame_bytes
+
+    @property
+    def transfer_time(self) -> float:
+        """Seconds the throttled viewer needs for one frame at its rate."""
+        return self.frame_bytes / self.throttle_rate
+
+
+@dataclass
+class Sample:
+    at: float
+    server_cpu: float
+    node_cpu: float
+    load_cpu: float
+    host: tuple[float, float]
+
+
+def _sample(server_pid: int, node_pid: int, load_pids: list[int]) -> Sample:
+    return Sample(time.time(), cpu_seconds(server_pid), cpu_seconds(node_pid),
+                  sum(cpu_seconds(p) for p in load_pids), host_busy())
+
+
+def _read_event(popen: subprocess.Popen, timeout: float) -> dict:
+    assert popen.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(popen.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise TimeoutError(f"load process silent for {timeout:.0f}s")
+    line = popen.stdout.readline()
+    if not line:
+        raise RuntimeError(f"load process exited ({popen.wait(5)})")
+    event = json.loads(line)
+    if event.get("event") == "error":
+        raise RuntimeError(f"load: {event['error']}")
+    return event
+
+
+def measure(url: str, n: int, server_pid: int, node: tuple[int, str], st: Settings, children: Children,
+            workdir: Path) -> dict:
+    """N fast viewers + the throttled (+ direct) viewer on ``url``; the metrics of one window."""
+    node_pid, node_stream = node
+    shares = [n // st.load_procs + (1 if i < n % st.load_procs else 0) for i in range(st.load_procs)]
+    shares = shares[:1] + [s for s in shares[1:] if s]  # the first also carries the throttled viewer
+    loads: list[tuple[subprocess.Popen, Path]] = []
+    for i, share in enumerate(shares):
+        out = workdir / f"load-{os.getpid()}-{n}-{i}.json"
+        args = [PY, str(HERE / "load.py"), "--url", url, "--fast", str(share), "--out", str(out),
+                "--clock", st.clock]
+        if i == 0:
+            args += ["--throttled-rate", str(st.throttle_rate), "--throttled-rcvbuf", str(st.throttle_rcvbuf)]
+            if st.direct:
+                args += ["--direct", node_stream]
+        with open(workdir / f"load-{i}.log", "ab") as log:
+            popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                     start_new_session=True)
+        children.loads.append(popen)
+        loads.append((popen, out))
+    try:
+        for popen, _ in loads:
+            _read_event(popen, 40)
+        t0 = time.time() + st.warmup
+        plan = {"t0": t0, "t1": t0 + st.window, "stop": t0 + st.window + st.grace}
+        for popen, _ in loads:
+            assert popen.stdin is not None
+            popen.stdin.write((json.dumps(plan) + "\n").encode())
+            popen.stdin.flush()
+        load_pids = [p.pid for p, _ in loads]
+        time.sleep(max(0.0, plan["t0"] - time.time()))
+        before = _sample(server_pid, node_pid, load_pids)
+        time.sleep(max(0.0, plan["t1"] - time.time()))
+        after = _sample(server_pid, node_pid, load_pids)
+        rss = rss_mb(server_pid)
+        viewers: list[dict] = []
+        for popen, out in loads:
+            _read_event(popen, st.grace + 30)
+            viewers += json.loads(out.read_text())["viewers"]
+            out.unlink()
+            popen.wait(10)
+    finally:
+        for popen, _ in loads:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait(5)
+            if popen in children.loads:
+                children.loads.remove(popen)
+    result = analyse(viewers, before, after, st)
+    result.update(n=n, rss_mb=round(rss, 1))
+    return result
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def analyse(viewers: list[dict], before: Sample, after: Sample, st: Settings) -> dict:
+    """Metrics of one window from the viewers' recorded frames and the CPU samples around it."""
+    t0, t1 = before.at, after.at
+    span = t1 - t0
+    lo, hi = int(t0 * 1e6), int(t1 * 1e6)
+    # The node's frames of the window: every capture time any viewer saw in it.
+    source: set[int] = set()
+    for v in viewers:
+        source.update(ts for ts in v["capture_us"] if lo <= ts < hi)
+    direct = next((v for v in viewers if v["kind"] == "direct"), None)
+    direct_at: dict[int, float] = {}
+    if direct:
+        for ts, r in zip(direct["capture_us"], direct["recv"], strict=True):
+            direct_at.setdefault(ts, r)
+    fast_fps, kept, latency, added = [], [], [], []
+    delivered = 0  # frames completed at any viewer of the server under test inside the window
+    for v in viewers:
+        if v["kind"] == "direct":
+            continue
+        delivered += sum(1 for r in v["recv"] if t0 <= r < t1)
+        if v["kind"] != "fast":
+            continue
+        seen: set[int] = set()  # a keep-alive re-send of a frame is not a new frame
+        for ts, r in zip(v["capture_us"], v["recv"], strict=True):
+            if lo <= ts < hi and ts not in seen:
+                seen.add(ts)
+                latency.append(r - ts / 1e6)
+                if ts in direct_at:
+                    added.append(r - direct_at[ts])
+        fast_fps.append(len(seen) / span)
+        kept.append(len(seen) / len(source) if source else 0.0)
+    slow = next((v for v in viewers if v["kind"] == "throttled"), None)
+    stale = [r - ts / 1e6 for ts, r in zip(slow["capture_us"], slow["recv"], strict=True)
+             if t0 <= r < t1] if slow else []
+    direct_lat = [r - ts / 1e6 for ts, r in direct_at.items() if lo <= ts < hi]
+    server_cpu = after.server_cpu - before.server_cpu
+    busy = (after.host[0] - before.host[0]) / max(1.0, after.host[1] - before.host[1])
+    ms = 1000.0
+    return {
+        "window_s": round(span, 3),
+        "source_fps": round(len(source) / span, 2),
+        "fast_viewers": len(fast_fps),
+        "fps_median": round(_pct(fast_fps, 0.5), 2),
+        "fps_min": round(min(fast_fps), 2) if fast_fps else 0.0,
+        "kept_min": round(min(kept), 4) if kept else 0.0,
+        "missed_frames": sum(round((1 - k) * len(source)) for k in kept),
+        "errors": sorted({f"{v['kind']}: {v['error']}" for v in viewers if v["error"]}),
+        "delivered_frames": delivered,
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_pct": round(100 * server_cpu / span, 1),
+        "cpu_s_per_1000": round(1000 * server_cpu / delivered, 4) if delivered else float("nan"),
+        "latency_p50_ms": round(_pct(latency, 0.5) * ms, 2),
+        "latency_p99_ms": round(_pct(latency, 0.99) * ms, 2),
+        "added_p50_ms": round(_pct(added, 0.5) * ms, 2),
+        "added_p99_ms": round(_pct(added, 0.99) * ms, 2),
+        "node_latency_p50_ms": round(_pct(direct_lat, 0.5) * ms, 2),
+        "node_latency_p99_ms": round(_pct(direct_lat, 0.99) * ms, 2),
+        "throttled_frames": len(stale),
+        "stale_median_s": round(_pct(stale, 0.5), 3),
+        "stale_p95_s": round(_pct(stale, 0.95), 3),
+        "stale_max_s": round(max(stale), 3) if stale else float("nan"),
+        "stale_median_T": round(_pct(stale, 0.5) / st.transfer_time, 2),
+        "stale_p95_T": round(_pct(stale, 0.95) / st.transfer_time, 2),
+        "node_cpu_pct": round(100 * (after.node_cpu - before.node_cpu) / span, 1),
+        "load_cpu_pct": round(100 * (after.load_cpu - before.load_cpu) / span, 1),
+        "host_busy_pct": round(100 * busy, 1),
+        # Everything else on this shared machine, in cores: host busy minus the server, node and load.
+        "background_cores": round(busy * (os.cpu_count() or 1) - (server_cpu + after.node_cpu - before.node_cpu
+                                  + after.load_cpu - before.load_cpu) / span, 2),
+    }
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def _f(x: float, digits: int = 1) -> str:
+    return "–" if x != x else f"{x:.{digits}f}"  # NaN → dash
+
+
+def _each(r: dict) -> str:
+    each = r.get("cpu_s_per_1000_each", [])
+    return f" ({', '.join(_f(x, 4) for x in each)})" if len(each) > 1 else ""
+
+
+def table(results: dict[str, dict], st: Settings) -> str:
+    head = ("| server | N | fps/fast viewer median (min) | frames kept, worst viewer | CPU s per 1000 frames "
+            "| server CPU % | latency p50 / p99 ms | relay-added p50 / p99 ms | throttled staleness "
+            "median / p95 s (×T) | RSS MB | load CPU % | background cores |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, res in results.items():
+        for r in res.get("runs", []):
+            lines.append(
+                f"| {name} | {r['n']} | {_f(r['fps_median'])} ({_f(r['fps_min'])}) of {_f(r['source_fps'])} "
+                f"| {100 * r['kept_min']:.1f}% | {_f(r['cpu_s_per_1000'], 4)}{_each(r)} | {_f(r['server_cpu_pct'], 0)} "
+                f"| {_f(r['latency_p50_ms'])} / {_f(r['latency_p99_ms'])} "
+                f"| {_f(r['added_p50_ms'])} / {_f(r['added_p99_ms'])} "
+                f"| {_f(r['stale_median_s'], 2)} / {_f(r['stale_p95_s'], 2)} "
+                f"({_f(r['stale_median_T'])} / {_f(r['stale_p95_T'])}) "
+                f"| {_f(r['rss_mb'], 0)} | {_f(r['load_cpu_pct'], 0)} | {_f(r['background_cores'], 2)} |")
+    lines.append(f"\nT = one frame's transfer time at the throttled viewer's rate = {st.transfer_time:.2f} s "
+                 f"({st.frame_bytes / 1000:.1f} KB at {st.throttle_rate / 1000:.1f} KB/s).")
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, dict], st: Settings) -> list[tuple[bool | None, str]]:
+    """The hub's targets from issue #3, each (passed, explanation); None when it cannot be judged."""
+    hub = results.get("hub", {}).get("runs", [])
+    if not hub:
+        return []
+    out: list[tuple[bool | None, str]] = []
+    worst = min(hub, key=lambda r: r["kept_min"])
+    out.append((worst["kept_min"] >= 0.99 and not any(r["errors"] for r in hub),
+                f"fast viewers keep every frame (≥ 99 % of the node's) with the throttled one present: worst "
+                f"{100 * worst['kept_min']:.1f}% at N={worst['n']}; "
+                f"missed frames per N: {', '.join(str(r['missed_frames']) for r in hub)}"))
+
+    def at(name: str, n: int) -> dict | None:
+        runs = [r for r in results.get(name, {}).get("runs", []) if r["n"] == n]
+        return runs[0] if runs else None
+
+    nmax = max(r["n"] for r in hub)
+    h, a, p = at("hub", nmax), at("aiohttp", nmax), at("asyncio", nmax)
+    assert h is not None
+    if a and p:
+        c, ca, cp = h["cpu_s_per_1000"], a["cpu_s_per_1000"], p["cpu_s_per_1000"]
+        out.append((c <= cp and c <= 0.6 * ca,
+                    f"CPU per delivered frame at N={nmax} ≤ plain asyncio and ≤ 0.6× aiohttp: hub {c:.3f} s/1000 "
+                    f"vs asyncio {cp:.3f} ({c / cp:.2f}×) and aiohttp {ca:.3f} ({c / ca:.2f}×, limit "
+                    f"{0.6 * ca:.3f})"))
+    else:
+        out.append((None, f"CPU per delivered frame at N={nmax}: no baseline measured at that N"))
+    key = "added_p99_ms" if st.direct else "latency_p99_ms"
+    what = "node send → viewer receive" if st.direct else "capture → viewer receive"
+    out.append((h[key] < 10.0, f"p99 latency at N={nmax} < 10 ms ({what}): {h[key]:.1f} ms "
+                               f"(capture → receive p99 {h['latency_p99_ms']:.1f} ms)"))
+    out.append((h["stale_median_T"] <= 2.0,
+                f"throttled viewer's staleness ≤ ~2 frame transfer times (median): "
+                f"{h['stale_median_T']:.2f} T median, {h['stale_p95_T']:.2f} T p95 at N={nmax} "
+                f"(T = {st.transfer_time:.2f} s); worst median over all N "
+                f"{max(r['stale_median_T'] for r in hub):.2f} T"))
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def start_source(args: argparse.Namespace, children: Children, mqtt_port: int) -> tuple[Process, str, str]:
+    """The node (or the stand-in); returns it, its stream URL and which it is."""
+    use_node = args.source == "node" or (args.source == "auto" and _command_missing("node")() is None)
+    port = free_port()
+    if use_node:
+        proc = children.add(Process(camhub_cmd(
+            "node", "--sim", "--id", args.node_id, "--http-port", str(port), "--mqtt-host", "127.0.0.1",
+            "--mqtt-port", str(mqtt_port), "--fps", str(args.fps), "--frame-size", args.frame_size),
+            # All servers under test pull at once (they take turns being measured), plus the reference
+            # viewer and readiness probes: allow the board's maximum.
+            env={"CAMHUB_MAX_CLIENTS": "8"}, name="node"))
+        wait_for_http(f"http://127.0.0.1:{port}/status", timeout=30, proc=proc.proc)
+        return proc, f"http://127.0.0.1:{port}/stream", "node"
+    proc = children.add(Process([PY, str(HERE / "standin_node.py"), "--http-port", str(port), "--fps",
+                                 str(args.fps), "--frame-size", args.frame_size], name="standin-node"))
+    wait_for_http(f"http://127.0.0.1:{port}/status", timeout=30, proc=proc.proc)
+    return proc, f"http://127.0.0.1:{port}/stream", "standin"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short windows: about a minute in all")
+    parser.add_argument("--viewers", default="1,10,50,200", help="fast viewer counts N, comma separated")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="servers to run, in order")
+    parser.add_argument("--fps", type=int, default=30, help="the node's frame rate")
+    parser.add_argument("--frame-size", default="VGA", help="the node's frame size (VGA ≈ 48 KB JPEGs)")
+    parser.add_argument("--source", choices=("auto", "node", "standin"), default="auto",
+                        help="camhub node --sim, or the benchmark's stand-in MJPEG source")
+    parser.add_argument("--node-id", default="bench")
+    parser.add_argument("--hub-discovery", choices=("mqtt", "sources"), default="mqtt",
+                        help="how the hub finds the node: its MQTT announce, or CAMHUB_SOURCES")
+    parser.add_argument("--rounds", type=int, help="sweeps over all N and servers; median per number (2; quick 1)")
+    parser.add_argument("--warmup", type=float, help="seconds between connecting and measuring (2.5; quick 1)")
+    parser.add_argument("--window", type=float, help="seconds measured per server and N (6; quick 2.5)")
+    parser.add_argument("--throttle-frames", type=float, default=2.0,
+                        help="the throttled viewer reads this many frames' worth of bytes per second")
+    parser.add_argument("--throttle-rcvbuf", type=int, default=16384, help="its SO_RCVBUF (the kernel doubles it)")
+    parser.add_argument("--load-procs", type=int, default=1, help="load processes sharing the fast viewers")
+    parser.add_argument("--no-direct", action="store_true",
+                        help="no reference viewer on the node (then no relay-added latency)")
+    parser.add_argument("--user-clock", action="store_true",
+                        help="time receptions with time.time() in the load process, not kernel timestamps")
+    parser.add_argument("--json", type=Path, help="write the raw results here")
+    args = parser.parse_args(argv)
+    args.rounds = max(1, args.rounds if args.rounds is not None else (1 if args.quick else 2))
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.5)
+    args.window = args.window if args.window is not None else (2.5 if args.quick else 6.0)
+    args.ns = [int(x) for x in args.viewers.split(",") if x.strip()]
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [s for s in args.server_list if s not in SERVERS]
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
+    return args
+
+
+def fail_server(results: dict[str, dict], children: Children, name: str, proc: Process,
+                exc: BaseException) -> None:
+    results[name]["error"] = str(exc)
+    children.keep_logs = True
+    print(f"{name}: FAILED — {exc}\n{name} log: {proc.log.name}", flush=True)
+
+
+def progress_line(name: str, r: dict) -> str:
+    return (f"{name:8} N={r['n']:<4} round {r['round']}  fps {r['fps_median']:5.1f} (min {r['fps_min']:5.1f}) of "
+            f"{r['source_fps']:4.1f}  kept {100 * r['kept_min']:5.1f}%  "
+            f"cpu {r['cpu_s_per_1000']:.4f} s/1000 ({r['server_cpu_pct']:.0f}%)  "
+            f"lat p50/p99 {r['latency_p50_ms']:.1f}/{r['latency_p99_ms']:.1f} ms  "
+            f"added {r['added_p50_ms']:.1f}/{r['added_p99_ms']:.1f} ms  "
+            f"stale {r['stale_median_s']:.2f}/{r['stale_p95_s']:.2f} s  rss {r['rss_mb']:.0f} MB  "
+            f"load {r['load_cpu_pct']:.0f}%  background {r['background_cores']:.2f} cores"
+            + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+
+
+def combine(rounds: list[dict]) -> dict:
+    """One row from the rounds of a (server, N): worst case for delivery, median for the rest."""
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    out: dict = {}
+    for key, value in rounds[0].items():
+        values = [r[key] for r in rounds]
+        if key in ("n", "round"):
+            out[key] = value
+        elif key in ("kept_min", "fps_min"):
+            out[key] = min(values)
+        elif key in ("missed_frames", "delivered_frames"):
+            out[key] = sum(values)
+        elif key == "errors":
+            out[key] = sorted({e for v in values for e in v})
+        elif key == "rss_mb":
+            out[key] = max(values)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = round(statistics.median(values), 4)
+        else:
+            out[key] = value
+    out["rounds"] = len(rounds)
+    out["cpu_s_per_1000_each"] = [r["cpu_s_per_1000"] for r in rounds]
+    return out
+
+
+def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
+    started = time.monotonic()
+    broker = children.broker = Mosquitto()
+    node, node_stream, node_kind = start_source(args, children, broker.port)
+    sizes = load.probe(node_stream, timeout=20, parts=args.fps)
+    st = Settings(fps=args.fps, frame_bytes=sum(sizes) / len(sizes), throttle_frames=args.throttle_frames,
+                  throttle_rcvbuf=args.throttle_rcvbuf, warmup=args.warmup, window=args.window, grace=1.0,
+                  load_procs=max(1, args.load_procs), direct=not args.no_direct,
+                  clock="user" if args.user_clock else "kernel")
+    ctx = Context(broker.port, args.node_id, node_stream, node_kind, workdir, args.hub_discovery)
+    print(f"source: {'camhub node --sim' if node_kind == 'node' else 'stand-in MJPEG source (node missing)'} "
+          f"{args.frame_size} @ {args.fps} fps, mean JPEG {st.frame_bytes / 1000:.1f} KB; "
+          f"N = {args.ns}; {args.rounds} round(s) of warm-up {st.warmup}s + window {st.window}s; "
+          f"throttled viewer {st.throttle_rate / 1000:.1f} KB/s, SO_RCVBUF {st.throttle_rcvbuf}", flush=True)
+    results: dict[str, dict] = {}
+    up: list[tuple[str, Process, str]] = []  # servers running: name, process, stream URL
+    for name in args.server_list:
+        server = SERVERS[name]
+        why = server.missing()
+        if why:
+            print(f"{name}: MISSING — {why}", flush=True)
+            results[name] = {"label": server.label, "missing": why, "runs": []}
+            continue
+        proc, url = server.start(ctx)
+        children.add(proc)
+        results[name] = {"label": server.label, "url": url, "runs": [], "rounds": []}
+        try:
+            wait_stream(url, proc, server.ready_timeout)
+            up.append((name, proc, url))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            fail_server(results, children, name, proc, exc)
+    # Interleaved: every server at one N, then the next N; the order rotates and the whole sweep repeats
+    # for each round, so a burst of background load on this shared machine does not land on one server.
+    for rnd in range(args.rounds):
+        for i, n in enumerate(args.ns):
+            k = (rnd + i) % len(up) if up else 0
+            for name, proc, url in up[k:] + up[:k]:
+                if "error" in results[name]:
+                    continue
+                try:
+                    r = measure(url, n, proc.pid, (node.pid, node_stream), st, children, workdir)
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    fail_server(results, children, name, proc, exc)
+                    continue
+                r["round"] = rnd + 1
+                results[name]["rounds"].append(r)
+                print(progress_line(name, r), flush=True)
+                time.sleep(0.5)  # let the server notice the old viewers are gone
+    for name, proc, _ in up:
+        children.stop(proc)
+        res = results[name]
+        res["runs"] = [combine([r for r in res["rounds"] if r["n"] == n]) for n in args.ns
+                       if any(r["n"] == n for r in res["rounds"])]
+    print()
+    print(table(results, st))
+    verdicts = targets(results, st)
+    if verdicts:
+        print("\nhub targets (issue #3):")
+        for ok, text in verdicts:
+            print(f"  [{'PASS' if ok else 'n/a' if ok is None else 'FAIL'}] {text}")
+    elif "hub" in args.server_list:
+        why = results.get("hub", {}).get("missing") or results.get("hub", {}).get("error", "no runs")
+        print(f"\nhub: not measured — {why}")
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}; "
+          f"load average before the run {os.getloadavg()[0]:.2f}; took {time.monotonic() - started:.0f} s")
+    if args.json:
+        meta = {"fps": st.fps, "frame_bytes": st.frame_bytes, "frame_size": args.frame_size, "source": node_kind,
+                "throttle_rate": st.throttle_rate, "throttle_rcvbuf": st.throttle_rcvbuf,
+                "transfer_time_s": st.transfer_time, "warmup_s": st.warmup, "window_s": st.window,
+                "rounds": args.rounds, "clock": st.clock, "load_average": os.getloadavg(),
+                "cpus": os.cpu_count(), "python": platform.python_version(), "at": time.time()}
+        args.json.write_text(json.dumps({"meta": meta, "servers": results,
+                                         "targets": [{"pass": ok, "text": t} for ok, t in verdicts]}, indent=1))
+        print(f"raw results: {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    children = Children()
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    with tempfile.TemporaryDirectory(prefix="camhub-bench-") as tmp:
+        try:
+            return run(args, children, Path(tmp))
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping everything", file=sys.stderr)
+            return 130
+        finally:
+            children.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
