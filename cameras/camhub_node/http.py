@@ -19,6 +19,7 @@ from camhub_node import mjpeg
 
 MAX_HEAD = 4096  # bytes of request line + headers; browsers send well under 2 KB to a camera
 RETRY_AFTER_S = 5
+DRAIN_MAX = 65536  # bytes read and discarded after a rejection
 _TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 _STREAM_HEAD = mjpeg.response_head(b"Access-Control-Allow-Origin: *\r\n")
 _REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -50,15 +51,32 @@ class NodeServer(Server):
         # would otherwise hold poll() (and so the whole node) for as long as it likes.
         self._deadline_s = max(4 * timeout_s, 0.5)
 
-    def _reject(self, sock, status, reason):
+    def _reject(self, sock, status, reason, drain=False):
         body = ('{"error": "%s"}' % reason).encode()
         head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
             status, _REASONS.get(status, "Error"), len(body))
         try:
             sock.send(head.encode() + body)
+            if drain:
+                self._drain(sock)
         except OSError:
             pass
         raise Rejected(reason)
+
+    def _drain(self, sock):
+        """Read what the client already sent (bounded), so closing sends FIN, not RST: with unread
+        input the kernel resets the connection and the client may never see the answer."""
+        buf = self._buffer
+        got = 0
+        started = self._clock()
+        while got < DRAIN_MAX and self._clock() - started < self._deadline_s:
+            try:
+                n = sock.recv_into(buf, len(buf))
+            except OSError:
+                return
+            if n == 0:
+                return
+            got += n
 
     def _read_head(self, sock):
         buf = self._buffer
@@ -80,7 +98,7 @@ class NodeServer(Server):
             if end >= 0:
                 return data
             if len(data) > MAX_HEAD:
-                self._reject(sock, 431, "head_too_large")
+                self._reject(sock, 431, "head_too_large", True)
             if self._clock() - started > self._deadline_s:
                 self._reject(sock, 408, "request_timeout")
 
@@ -89,7 +107,7 @@ class NodeServer(Server):
         if data is None:
             return None
         if data.find(b"\r\n\r\n") > MAX_HEAD:
-            self._reject(sock, 431, "head_too_large")
+            self._reject(sock, 431, "head_too_large", True)
         end = data.find(b"\r\n\r\n")
         if data.find(b"\r\n") == end:
             # A request line without headers (valid HTTP/1.0): the library cannot parse that.
@@ -100,7 +118,7 @@ class NodeServer(Server):
             self._reject(sock, 400, "bad_request")
         length = request.headers.get("Content-Length")
         if (length and length.strip() != "0") or request.headers.get("Transfer-Encoding"):
-            self._reject(sock, 413, "body_not_accepted")
+            self._reject(sock, 413, "body_not_accepted", True)
         return request
 
     def _find_handler(self, method, path):
