@@ -1,0 +1,128 @@
+"""``camhub demo``: the embedded broker, a few simulated nodes (the real firmware) and the hub.
+
+Everything listens on 127.0.0.1 only. Ctrl-C stops the nodes first (each says ``offline``), then
+the hub (which closes its viewers and says ``offline`` too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from camhub.hub.config import config_from
+from camhub.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+DEMO_CAMERAS = [("front-door", "Front door"), ("garden", "Garden"), ("garage", "Garage"),
+                ("driveway", "Driveway"), ("porch", "Porch"), ("workshop", "Workshop"),
+                ("hallway", "Hallway"), ("backyard", "Backyard")]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8000, help="the hub's HTTP port (default 8000)")
+    parser.add_argument("--mqtt-port", type=int, default=1883, help="the embedded broker's port (default 1883)")
+    parser.add_argument("--nodes", type=int, default=3, help=f"simulated nodes, 1..{len(DEMO_CAMERAS)} (default 3)")
+    parser.add_argument("--fps", type=int, default=10, help="frames per second per node (default 10)")
+    parser.add_argument("--frame-size", default="VGA", help="simulated frame size (default VGA)")
+    parser.add_argument("--state-dir", type=Path, help="the hub's state dir (default: a temporary one)")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_nodes(args: argparse.Namespace, mqtt_port: int) -> list[subprocess.Popen[bytes]]:
+    nodes = []
+    for node_id, name in DEMO_CAMERAS[: args.nodes]:
+        env = {**os.environ, "CAMHUB_NODE_NAME": name}
+        cmd = [sys.executable, "-m", "camhub", "node", "--sim", "--id", node_id,
+               "--http-port", str(_free_port()), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port),
+               "--fps", str(args.fps), "--frame-size", args.frame_size]
+        nodes.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+    return nodes
+
+
+def _stop_nodes(nodes: list[subprocess.Popen[bytes]]) -> None:
+    for node in nodes:
+        if node.poll() is None:
+            node.terminate()
+    for node in nodes:
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
+    from camhub.hub.service import serve  # the hub's imports are heavy; only now
+
+    settings = {k: v for k, v in os.environ.items() if k.startswith("CAMHUB_")}
+    config = config_from(settings, host="127.0.0.1", port=args.port, mqtt_port=args.mqtt_port,
+                         state_dir=state_dir, broker="embedded", auth="off", mqtt_listen="127.0.0.1")
+    ready, stop, interrupted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    hub = asyncio.create_task(serve(config, ready, stop))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({hub, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if hub.done():
+        waiter.cancel()
+        hub.result()  # raises what stopped it
+        return 1
+    nodes = _start_nodes(args, args.mqtt_port)
+    print(f"\ncamhub demo: {len(nodes)} simulated cameras, MQTT on 127.0.0.1:{args.mqtt_port}\n"
+          f"  dashboard:  http://127.0.0.1:{args.port}/\n"
+          f"  a stream:   http://127.0.0.1:{args.port}/cameras/{DEMO_CAMERAS[0][0]}/stream\n"
+          f"  the API:    http://127.0.0.1:{args.port}/api/cameras\n"
+          "Press Ctrl-C to stop.\n", flush=True)
+    try:
+        await asyncio.wait({hub, asyncio.create_task(interrupted.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        print("camhub demo: stopping the nodes, then the hub", flush=True)
+        await loop.run_in_executor(None, _stop_nodes, nodes)  # nodes say offline while the broker runs
+        stop.set()
+        await hub
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.nodes <= len(DEMO_CAMERAS):
+        print(f"camhub demo: --nodes must be 1..{len(DEMO_CAMERAS)}")
+        return 2
+    for what, port in (("HTTP", args.port), ("MQTT", args.mqtt_port)):
+        if not _port_free(port):
+            flag = "--port" if what == "HTTP" else "--mqtt-port"
+            print(f"camhub demo: port {port} ({what}) is in use; pick another with {flag}")
+            return 2
+    with contextlib.ExitStack() as stack:
+        state_dir = args.state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="camhub-demo-")))
+        try:
+            return asyncio.run(_demo(args, state_dir))
+        except SettingsError as exc:
+            print(f"camhub demo: {exc}")
+            return 2
+        except OSError as exc:
+            print(f"camhub demo: {exc}")
+            return 1

@@ -1,0 +1,235 @@
+"""The hub service: wires discovery, pulls, the frame broker, HTTP and MQTT status together.
+
+``camhub hub`` runs it until SIGINT/SIGTERM, then closes every viewer (reason ``server_shutdown``),
+marks its cameras offline, says ``offline`` on MQTT and stops the embedded broker if it started one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from camhub import __version__
+from camhub.hub import webapp
+from camhub.hub.announce import AllowedSources, AnnounceRejected, parse_announce, parse_static_sources
+from camhub.hub.auth import Auth, load_key
+from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
+from camhub.hub.cameras import OFFLINE, Camera, Cameras
+from camhub.hub.config import HubConfig, add_arguments, config_from_args
+from camhub.hub.embedded_broker import EmbeddedBroker
+from camhub.hub.metrics import HubCollector, render
+from camhub.hub.mqtt import MqttLink
+from camhub.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """One running hub."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.stopping = asyncio.Event()
+        self.rejections: Counter[str] = Counter()  # announces, by reason
+        self.refusals: Counter[str] = Counter()  # viewers turned away, by limit
+        self.allowed = AllowedSources.parse(config.allowed_sources)
+        self.broker = Broker(FanoutSettings(write_timeout_s=config.write_timeout_s,
+                                            keepalive_s=config.keepalive_s), on_viewer=self._viewer_event)
+        self.cameras = Cameras(config, self.broker, on_change=self._camera_changed)
+        self.auth = Auth(config.auth_required, config.user, config.password, load_key(config.state_dir))
+        self.embedded: EmbeddedBroker | None = None
+        if config.embedded_broker:  # talk to our own broker where it listens (any address: loopback)
+            listen = config.mqtt_listen or config.host
+            mqtt_host = "127.0.0.1" if listen in ("0.0.0.0", "::", "") else listen
+        else:
+            mqtt_host = str(config.mqtt_host)
+        self.mqtt = MqttLink(config, mqtt_host, config.mqtt_port, self._node_message, self._mqtt_connected)
+        self._collector = HubCollector(self.cameras, self.rejections, self.refusals, lambda: self.mqtt.connected)
+        self._listeners: set[asyncio.Event] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        config = self.config
+        self.cameras.load()
+        for camera_id, url in parse_static_sources(config.sources, self.allowed).items():
+            self.cameras.add_static(camera_id, url)
+        if config.embedded_broker:
+            self.embedded = EmbeddedBroker(config.mqtt_listen or config.host, config.mqtt_port)
+            await self.embedded.start()
+        self._tasks = [asyncio.create_task(coro) for coro in (
+            self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states())]
+        self._runner = await webapp.start_site(webapp.build_app(self), config.host, config.port)
+        log.info("hub listening on http://%s:%d/ (auth %s)", config.host, config.port,
+                 "on" if self.auth.required else "off")
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        self._notify()
+        self.broker.close_all()
+        for camera in self.cameras.cameras.values():
+            camera.state = OFFLINE
+            self.mqtt.publish_state(camera.id, camera.state_payload(time.monotonic()))
+        await self.mqtt.close()
+        await asyncio.sleep(0.1)  # let the queued publishes go out
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.cameras.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    # ---- views for HTTP --------------------------------------------------------------------
+    def sorted_cameras(self) -> list[Camera]:
+        return sorted(self.cameras.cameras.values(), key=lambda c: (c.name.lower(), c.id))
+
+    def health(self) -> dict[str, Any]:
+        cameras = self.cameras.cameras.values()
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "mqtt": {"connected": self.mqtt.connected, "broker": self.mqtt.describe()},
+            "cameras_total": len(self.cameras.cameras),
+            "cameras_online": sum(1 for c in cameras if c.state != OFFLINE),
+            "viewers": self.broker.viewer_count,
+            "auth": self.auth.required,
+            "announces_rejected": sum(self.rejections.values()),
+        }
+
+    def metrics(self) -> bytes:
+        return render(self._collector)
+
+    def viewer_refusal(self, camera: Camera) -> str | None:
+        if self.broker.viewer_count >= self.config.max_viewers:
+            return "hub_limit"
+        if len(camera.feed.viewers) >= self.config.max_viewers_per_camera:
+            return "camera_limit"
+        return None
+
+    def subscribe_changes(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._listeners.add(event)
+        return event
+
+    def unsubscribe_changes(self, event: asyncio.Event) -> None:
+        self._listeners.discard(event)
+
+    def _notify(self) -> None:
+        for event in self._listeners:
+            event.set()
+
+    # ---- events from the parts -------------------------------------------------------------
+    async def _node_message(self, node_id: str, kind: str, payload: bytes) -> None:
+        if kind == "announce":
+            if not payload:  # a cleared retained announce: the node was decommissioned
+                await self.cameras.remove(node_id)
+                self._notify()
+                return
+            try:
+                announce = parse_announce(node_id, payload, self.allowed)
+            except AnnounceRejected as exc:
+                self.rejections[exc.reason] += 1
+                log.warning("announce on %s/nodes/%s rejected: %s", self.config.topic_prefix,
+                            node_id[:40].encode("unicode_escape").decode(), exc.reason)
+                return
+            self.cameras.announced(announce.to_dict())
+        elif kind == "availability":
+            text = payload.decode("utf-8", "replace").strip().lower()
+            if text in ("online", "offline"):
+                self.cameras.availability(node_id, text == "online")
+
+    def _mqtt_connected(self) -> None:
+        now = time.monotonic()
+        for camera in self.cameras.cameras.values():
+            self.mqtt.publish_state(camera.id, camera.state_payload(now))
+        self._notify()
+
+    def _camera_changed(self, camera: Camera) -> None:
+        self.mqtt.publish_state(camera.id, camera.state_payload(time.monotonic()))
+        self._notify()
+
+    def _viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:
+        camera = self.cameras.cameras.get(feed.camera_id)
+        info = viewer.info(time.monotonic())
+        event = {"event": kind, "client": viewer.id, "peer": viewer.peer,
+                 "frames_sent": info["frames_sent"], "frames_dropped": info["frames_dropped"],
+                 "bytes_sent": info["bytes_sent"], "user_agent": viewer.user_agent}
+        if kind == "disconnect":
+            event["reason"] = viewer.reason
+        self.mqtt.publish_event(feed.camera_id, event)
+        if camera is not None:
+            self.cameras.viewers_changed(camera)
+            self._camera_changed(camera)
+
+    async def _refresh_states(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.state_interval_s)
+            now = time.monotonic()
+            for camera in self.cameras.cameras.values():
+                self.mqtt.publish_state(camera.id, camera.state_payload(now))
+
+
+def _raise_fd_limit() -> None:
+    """Each viewer costs two descriptors; lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(config: HubConfig, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run a hub until ``stop`` is set (by default: until SIGINT/SIGTERM)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+    hub = Hub(config)
+    try:
+        await hub.start()
+    except BaseException:
+        await hub.stop()
+        raise
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("hub stopping")
+        await hub.stop()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except SettingsError as exc:
+        print(f"camhub hub: {exc}")
+        return 2
+    _raise_fd_limit()
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"camhub hub: {exc}")
+        return 1
+    return 0

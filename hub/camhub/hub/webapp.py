@@ -1,0 +1,228 @@
+"""The hub's HTTP side (aiohttp): dashboard, JSON API, server-sent events, snapshots and streams.
+
+aiohttp parses requests, routes and serves everything but the stream bodies. A stream handler
+checks credentials and limits, writes the response head, and hands the connection's socket to the
+frame broker (on a descriptor of its own), which sends the frames; the handler then just waits for
+the viewer to go and closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from camhub.hub.auth import Auth
+from camhub_node import mjpeg
+
+if TYPE_CHECKING:
+    from camhub.hub.service import Hub
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parents[3] / "web"
+_CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_STATIC_HEADERS = {"Cache-Control": "no-cache"}
+
+HUB_KEY = web.AppKey("hub", "Hub")
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=str))
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return _json({"error": message, **extra}, status=status, headers=headers)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Credentials, and JSON errors for everything that goes wrong."""
+    hub: Hub = request.app[HUB_KEY]
+    if request.path != "/healthz":
+        camera_id = request.match_info.get("camera_id") if request.match_info.get("media") else None
+        if not hub.auth.allows(request.headers.get("Authorization"), camera_id, request.query.get("token")):
+            return web.Response(status=401, text="credentials required\n",
+                                headers={"WWW-Authenticate": 'Basic realm="camhub", charset="UTF-8"'})
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _error(exc.status, exc.reason)
+        raise
+
+
+def build_app(hub: Hub) -> web.Application:
+    # client_max_size bounds request bodies; the parser bounds request lines and header fields.
+    app = web.Application(middlewares=[_guard], client_max_size=64 * 1024, handler_args={
+        "max_line_size": 8190, "max_field_size": 8190})
+    app[HUB_KEY] = hub
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/hub", api_hub)
+    app.router.add_get("/api/cameras", api_cameras)
+    app.router.add_get("/api/cameras/{camera_id}", api_camera)
+    app.router.add_get("/api/cameras/{camera_id}/urls", api_urls)
+    app.router.add_get("/api/events", api_events)
+    app.router.add_get("/cameras/{camera_id}/{media:stream}", stream)
+    app.router.add_get("/cameras/{camera_id}/{media:snapshot\\.jpg}", snapshot)
+    app.router.add_get("/metrics", metrics)
+    if WEB_DIR.is_dir():
+        app.router.add_static("/static/", WEB_DIR, append_version=False)
+    return app
+
+
+def _hub(request: web.Request) -> Hub:
+    return request.app[HUB_KEY]
+
+
+def _camera(request: web.Request) -> Any:
+    camera_id = request.match_info["camera_id"]
+    camera = _hub(request).cameras.cameras.get(camera_id) if _CAMERA_ID.match(camera_id) else None
+    if camera is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "unknown camera", "id": camera_id[:64]}),
+                               content_type="application/json")
+    return camera
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = WEB_DIR / "index.html"
+    if not page.is_file():
+        return web.Response(text="camhub hub is running; the dashboard files (web/) are missing.\n")
+    return web.FileResponse(page, headers=_STATIC_HEADERS)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def api_hub(request: web.Request) -> web.Response:
+    return _json(_hub(request).health())
+
+
+async def api_cameras(request: web.Request) -> web.Response:
+    now = time.monotonic()
+    return _json([c.summary(now) for c in _hub(request).sorted_cameras()])
+
+
+async def api_camera(request: web.Request) -> web.Response:
+    return _json(_camera(request).detail(time.monotonic()))
+
+
+async def api_urls(request: web.Request) -> web.Response:
+    camera = _camera(request)
+    auth: Auth = _hub(request).auth
+    base = f"{request.scheme}://{request.host}"
+    query = f"?token={auth.view_token(camera.id)}" if auth.required else ""
+    return _json({"stream": f"{base}/cameras/{camera.id}/stream{query}",
+                  "snapshot": f"{base}/cameras/{camera.id}/snapshot.jpg{query}"})
+
+
+async def api_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the whole picture now, on every change, and every second."""
+    hub = _hub(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    changed = hub.subscribe_changes()
+    try:
+        while not hub.stopping.is_set():
+            now = time.monotonic()
+            data = {"hub": hub.health(), "cameras": [c.summary(now) for c in hub.sorted_cameras()]}
+            await response.write(f"event: state\ndata: {json.dumps(data, default=str)}\n\n".encode())
+            changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), 1.0)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe_changes(changed)
+    return response
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    camera = _camera(request)
+    hub.cameras.warm(camera)  # on-demand pulls: a snapshot keeps the camera warm for a while
+    if camera.feed.latest is None and camera.pulling:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(camera.frame_arrived.wait(), 3.0)
+    latest = camera.feed.latest
+    if latest is None:
+        return _error(503, "no frame from this camera yet", id=camera.id)
+    return web.Response(body=latest.jpeg, content_type="image/jpeg",
+                        headers={"Cache-Control": "no-cache, no-store", "X-Frame-Seq": str(latest.seq),
+                                 "X-Timestamp": f"{latest.capture_time:.6f}"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=_hub(request).metrics(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def _max_fps(request: web.Request) -> float:
+    raw = request.query.get("fps")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "fps must be a number"}', content_type="application/json") from None
+    if not 0 < value <= 120:
+        raise web.HTTPBadRequest(text='{"error": "fps must be in (0, 120]"}', content_type="application/json")
+    return value
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    hub = _hub(request)
+    camera = _camera(request)
+    max_fps = _max_fps(request)
+    refusal = hub.viewer_refusal(camera)
+    if refusal is not None:
+        hub.refusals[refusal] += 1
+        return _error(503, f"too many viewers ({refusal})", id=camera.id)
+    transport = request.transport
+    raw = transport.get_extra_info("socket") if transport is not None else None
+    if raw is None:
+        raise web.HTTPServiceUnavailable()
+    # The broker writes on its own descriptor of this connection; aiohttp keeps its own and is told
+    # to stop reading, so the two never race. Closing both ends the connection.
+    sock = socket.socket(fileno=os.dup(raw.fileno()))
+    transport.pause_reading()
+    peername = transport.get_extra_info("peername") or ("?", 0)
+    peer = f"{peername[0]}:{peername[1]}"
+    try:
+        sock.setblocking(True)
+        sock.settimeout(5)
+        sock.sendall(mjpeg.response_head(b"X-Camera-Id: " + camera.id.encode() + b"\r\n"))
+    except OSError:
+        sock.close()
+        transport.close()
+        return web.Response()
+    viewer = camera.feed.add(sock, peer, request.headers.get("User-Agent", "")[:200], max_fps)
+    try:
+        await viewer.done
+    finally:
+        if viewer.reason is None:
+            camera.feed.remove(viewer, "server_shutdown")
+        transport.close()
+    return web.Response()  # never sent: the connection is closed
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    return runner
+

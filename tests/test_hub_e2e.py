@@ -1,0 +1,219 @@
+"""The hub end to end: real mosquitto, real simulated nodes (the firmware), the real hub process.
+
+One story, in order, on one hub: discovery → 20 viewers on one pull → a throttled viewer drops,
+nobody else does → a killed viewer is recorded → the node dies and the camera goes offline → the
+node comes back and the viewers that stayed connected get frames again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mjpeg_client import StreamReader
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto, SimNode
+
+FPS = 10
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+class Viewer(threading.Thread):
+    """A viewer in a thread: keeps reading parts until told to stop or the stream ends."""
+
+    def __init__(self, url: str, rate: float | None = None, recv_buffer: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.reader = StreamReader(url, rate=rate, recv_buffer=recv_buffer, timeout=20)
+        self.parts: list = []
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                self.parts.append(self.reader.read_part())
+        except BaseException as exc:  # recorded for the test to look at
+            self.error = exc
+
+    def count_since(self, t: float) -> int:
+        return sum(1 for p in self.parts if p.received_at >= t)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.reader.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[dict]:
+    broker = Mosquitto()
+    nodes = [SimNode(node_id, broker.port, fps=FPS, frame_size="QVGA") for node_id in ("alpha", "beta")]
+    hub = HubProcess(broker.port, tmp_path_factory.mktemp("hub-state"))
+    observer = Observer(broker.port, ["camhub/#"])
+    try:
+        for node in nodes:
+            node.wait_ready()
+        hub.wait_ready()
+        yield {"broker": broker, "nodes": nodes, "hub": hub, "observer": observer}
+    finally:
+        observer.close()
+        hub.stop()
+        for node in nodes:
+            node.stop()
+        broker.stop()
+
+
+def test_discovery_fanout_drops_disconnects_and_node_loss(world) -> None:
+    hub: HubProcess = world["hub"]
+    alpha: SimNode = world["nodes"][0]
+    observer: Observer = world["observer"]
+
+    # 1. both nodes are discovered from their announces and stream
+    cameras = wait_until(lambda: (c := get_json(hub.url + "/api/cameras")) and
+                         {x["id"] for x in c if x["state"] == "streaming"} >= {"alpha", "beta"} and c,
+                         what="both cameras streaming")
+    by_id = {c["id"]: c for c in cameras}
+    assert by_id["alpha"]["stream"] == "/cameras/alpha/stream"
+    assert by_id["alpha"]["announce"]["stream_url"].startswith("http://127.0.0.1:")
+
+    # 2. twenty viewers on one camera; the node serves exactly one client: the hub
+    stream_url = hub.url + "/cameras/alpha/stream"
+    viewers = [Viewer(stream_url) for _ in range(20)]
+    throttled = Viewer(stream_url, rate=20_000, recv_buffer=4096)
+    time.sleep(1.0)
+    t0 = time.time()
+    time.sleep(4.0)
+    t1 = time.time()
+    for v in viewers:
+        assert v.error is None, v.error
+        img = v.parts[-1].image()
+        assert img.format == "JPEG" and img.size == (320, 240)
+        fps = sum(1 for p in v.parts if t0 <= p.received_at < t1) / (t1 - t0)
+        assert fps >= 0.9 * FPS, f"a fast viewer got {fps:.1f} fps"
+    node_status = get_json(alpha.url + "/status")
+    assert node_status["clients"] == 1
+    detail = get_json(hub.url + "/api/cameras/alpha")
+    assert len(detail["clients"]) == 21
+    throttled_info = [c for c in detail["clients"] if c["frames_dropped"] > 0]
+    assert len(throttled_info) == 1, "exactly the throttled viewer drops frames"
+    assert throttled_info[0]["frames_sent"] >= 1
+
+    # 3. a viewer killed mid-stream is recorded with its reason, and an event is published
+    victim = viewers.pop()
+    victim.close()
+    disconnect = wait_until(lambda: [d for d in get_json(hub.url + "/api/cameras/alpha")["disconnects"]
+                                     if d["reason"] in ("closed", "reset")], what="disconnect recorded")[0]
+    assert disconnect["frames_sent"] > 0 and disconnect["bytes_sent"] > 0
+    event = observer.wait_for("camhub/hub/cameras/alpha/events",
+                              lambda m: m.json()["event"] == "disconnect" and m.json()["reason"] in ("closed", "reset"))
+    assert event.json()["frames_sent"] > 0
+
+    # 4. the node dies (SIGKILL): the retained state goes offline or stalled
+    kill_time = time.time()
+    alpha.kill()
+    state = observer.wait_for("camhub/hub/cameras/alpha/state",
+                              lambda m: m.json()["state"] in ("offline", "stalled"), timeout=20, after=kill_time)
+    assert state.retain or state.json()["state"] in ("offline", "stalled")
+
+    # 5. the node comes back on the same port: the viewers that stayed connected resume
+    revived = SimNode("alpha", world["broker"].port, fps=FPS, frame_size="QVGA", http_port=alpha.http_port)
+    world["nodes"].append(revived)
+    revived.wait_ready()
+    back = time.time()
+    wait_until(lambda: all(v.count_since(back) >= 3 for v in viewers), timeout=30, what="frames resume")
+    for v in viewers:
+        assert v.error is None, v.error
+    for v in [*viewers, throttled]:
+        v.close()
+
+
+def test_unknown_camera_and_bad_requests(world) -> None:
+    hub = world["hub"]
+    for path in ("/api/cameras/nope", "/cameras/nope/stream", "/cameras/nope/snapshot.jpg",
+                 "/cameras/..%2F..%2Fetc/snapshot.jpg"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(hub.url + path, timeout=5)
+        assert err.value.code == 404
+        assert "error" in json.loads(err.value.read())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(hub.url + "/cameras/beta/stream?fps=abc", timeout=5)
+    assert err.value.code == 400
+
+
+def test_snapshot_and_metrics(world) -> None:
+    hub = world["hub"]
+    with urllib.request.urlopen(hub.url + "/cameras/beta/snapshot.jpg", timeout=5) as resp:
+        assert resp.headers["Content-Type"] == "image/jpeg"
+        body = resp.read()
+    assert body[:2] == b"\xff\xd8" and body[-2:] == b"\xff\xd9"
+    with urllib.request.urlopen(hub.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert 'camhub_camera_frames_in_total{camera="beta"}' in text
+    assert "camhub_mqtt_connected 1.0" in text
+
+
+def test_rejected_announces_change_nothing(world) -> None:
+    hub = world["hub"]
+    observer: Observer = world["observer"]
+    before = {c["id"] for c in get_json(hub.url + "/api/cameras")}
+    bad = {
+        "evil": b"{not json",
+        "mismatch": json.dumps({"id": "other", "stream_url": "http://127.0.0.1:1/stream"}).encode(),
+        "public": json.dumps({"id": "public", "stream_url": "http://8.8.8.8/stream"}).encode(),
+        "ftp": json.dumps({"id": "ftp", "stream_url": "ftp://127.0.0.1/stream"}).encode(),
+        "huge": json.dumps({"id": "huge", "stream_url": "http://127.0.0.1:1/s", "name": "x" * 100_000}).encode(),
+        "BAD..ID": json.dumps({"id": "BAD..ID", "stream_url": "http://127.0.0.1:1/s"}).encode(),
+    }
+    for node_id, payload in bad.items():
+        observer.publish(f"camhub/nodes/{node_id}/announce", payload)
+    health = wait_until(lambda: (h := get_json(hub.url + "/api/hub"))["announces_rejected"] >= len(bad) and h,
+                        what="announces rejected")
+    assert health["announces_rejected"] >= len(bad)
+    assert {c["id"] for c in get_json(hub.url + "/api/cameras")} == before
+    with urllib.request.urlopen(hub.url + "/metrics", timeout=5) as resp:
+        assert "camhub_announces_rejected_total" in resp.read().decode()
+
+
+def test_known_cameras_survive_a_hub_restart(world, tmp_path: Path) -> None:
+    broker = world["broker"]
+    hub = world["hub"]
+    state_dir = hub.state_dir
+    # A second hub with its own state dir learns the cameras, stops, and starts again with no nodes.
+    first = HubProcess(broker.port, tmp_path).wait_ready()
+    wait_until(lambda: {c["id"] for c in get_json(first.url + "/api/cameras")} >= {"beta"}, what="discovery")
+    first.stop()
+    assert (tmp_path / "cameras.json").exists()
+    isolated = Mosquitto()  # a broker where nothing announces
+    try:
+        second = HubProcess(isolated.port, tmp_path).wait_ready()
+        cameras = {c["id"]: c for c in get_json(second.url + "/api/cameras")}
+        assert "beta" in cameras and cameras["beta"]["state"] == "offline"
+        second.stop()
+    finally:
+        isolated.stop()
+    assert state_dir.exists()

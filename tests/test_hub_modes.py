@@ -1,0 +1,131 @@
+"""The hub's modes: credentials, viewer limits, the embedded broker, on-demand pulls."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.mjpeg_client import StreamReader
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto, Process, SimNode, camhub_cmd, free_port
+from tests.test_hub_e2e import get_json, wait_until
+
+PASSWORD = "s3cret-Hub-pass"
+MQTT_PASSWORD = "mqtt-pass-9876"
+
+
+def request(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read(16384), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def test_credentials_when_auth_is_on(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    node = SimNode("gate", mosquitto.port, fps=5, frame_size="QQVGA")
+    hub = HubProcess(mosquitto.port, tmp_path, env={"CAMHUB_AUTH": "on", "CAMHUB_HUB_PASSWORD": PASSWORD,
+                                                    "CAMHUB_MQTT_PASSWORD": MQTT_PASSWORD})
+    try:
+        node.wait_ready()
+        hub.wait_ready()
+        ok = ("admin", PASSWORD)
+        assert request(hub.url + "/healthz")[0] == 200
+        status, _, headers = request(hub.url + "/api/cameras")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        assert request(hub.url + "/api/cameras", ("admin", "wrong"))[0] == 401
+        assert request(hub.url + "/", ("admin", "wrong"))[0] == 401
+        wait_until(lambda: any(c["state"] == "streaming" for c in json.loads(request(
+            hub.url + "/api/cameras", ok)[1])), what="camera streaming")
+        urls = json.loads(request(hub.url + "/api/cameras/gate/urls", ok)[1])
+        assert "token=" in urls["stream"] and PASSWORD not in json.dumps(urls)
+        # a player with the view token needs no password, for this camera only
+        assert request(urls["snapshot"])[0] == 200
+        with StreamReader(urls["stream"]) as reader:
+            assert reader.status == 200 and reader.read_part().image().format == "JPEG"
+        token = urls["stream"].split("token=")[1]
+        assert request(hub.url + f"/api/cameras?token={token}")[0] == 401
+        assert request(hub.url + f"/cameras/gate/snapshot.jpg?token={token[:-1]}x")[0] == 401
+    finally:
+        hub.stop()
+        node.stop()
+    log = hub.output()
+    assert PASSWORD not in log and MQTT_PASSWORD not in log
+
+
+def test_listening_beyond_loopback_requires_a_password(tmp_path: Path) -> None:
+    proc = Process(camhub_cmd("hub", "--host", "0.0.0.0", "--port", str(free_port()), "--state-dir",
+                              str(tmp_path)), env={"CAMHUB_AUTH": "auto"}, name="hub-open")
+    assert proc.proc.wait(20) == 2
+    assert "CAMHUB_HUB_PASSWORD" in proc.output()
+
+
+def test_viewer_limit_answers_503_with_retry_after(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    node = SimNode("lim", mosquitto.port, fps=5, frame_size="QQVGA")
+    hub = HubProcess(mosquitto.port, tmp_path, env={"CAMHUB_MAX_VIEWERS_PER_CAMERA": "2"})
+    readers: list[StreamReader] = []
+    try:
+        node.wait_ready()
+        hub.wait_ready()
+        wait_until(lambda: get_json(hub.url + "/api/cameras"), what="camera listed")
+        readers = [StreamReader(hub.url + "/cameras/lim/stream") for _ in range(2)]
+        assert all(r.status == 200 for r in readers)
+        status, body, headers = request(hub.url + "/cameras/lim/stream")
+        assert status == 503 and headers["Retry-After"] and "error" in json.loads(body)
+    finally:
+        for r in readers:
+            r.close()
+        hub.stop()
+        node.stop()
+
+
+def test_embedded_broker_and_on_demand_pull(tmp_path: Path) -> None:
+    mqtt_port = free_port()
+    hub = HubProcess(None, tmp_path, env={"CAMHUB_MQTT_PORT": str(mqtt_port), "CAMHUB_PULL": "on_demand",
+                                          "CAMHUB_KEEP_WARM_S": "1"})
+    hub.wait_ready()
+    node = SimNode("lazy", mqtt_port, fps=10, frame_size="QQVGA")
+    observer = None
+    try:
+        node.wait_ready()
+        observer = Observer(mqtt_port, ["camhub/#"])
+        assert observer.wait_for("camhub/hub/availability").text == "online"
+        wait_until(lambda: [c for c in get_json(hub.url + "/api/cameras") if c["id"] == "lazy"],
+                   what="discovered through the embedded broker")
+        time.sleep(1.0)
+        assert get_json(node.url + "/status")["clients"] == 0  # nobody watches: no pull
+        with StreamReader(hub.url + "/cameras/lazy/stream") as reader:
+            assert len(reader.parts(5)) == 5
+            assert get_json(node.url + "/status")["clients"] == 1
+        wait_until(lambda: get_json(node.url + "/status")["clients"] == 0, timeout=10,
+                   what="pull paused after the keep-warm time")
+    finally:
+        if observer:
+            observer.close()
+        node.stop()
+        hub.stop()
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x01garbage\r\n\r\n", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
+                                     b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 20000 + b"\r\n\r\n"])
+def test_garbage_requests_get_4xx_and_the_hub_keeps_serving(tmp_path: Path, garbage: bytes) -> None:
+    import socket
+
+    hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_HUB_BROKER": "external"}).wait_ready()
+    try:
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
+            sock.sendall(garbage)
+            answer = sock.recv(200)
+        assert answer.startswith(b"HTTP/1.") and answer.split()[1][:1] == b"4"
+        assert request(hub.url + "/healthz")[0] == 200
+    finally:
+        hub.stop()
