@@ -1,0 +1,309 @@
+"""One camera's upstream: a single MJPEG pull, parsed into frames, reconnected until told to stop.
+
+States (reported through ``on_state`` on every change): ``connecting`` until frames flow,
+``streaming`` while they do, ``stalled`` once a stream that flowed is lost (no frame for
+``stall_s``, closed, reset) and while it is being re-established, ``offline`` when the owner says
+the camera is gone (``set_offline``). Failures are retried with capped exponential backoff and
+jitter; the backoff resets once frames flow again.
+
+Everything that comes from the camera is untrusted: connect and header timeouts, a cap on bytes
+without a frame, the tolerant parser's size limits, and the source network is checked against
+``CAMHUB_ALLOWED_SOURCES`` both for literal addresses and for every address a host name resolves
+to, before any request is sent. Each kind of error is counted; it is logged once per failure
+episode (connection errors) or once per connection (bad data), never once per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from camhub import __version__
+from camhub.hub.announce import AllowedSources, AnnounceRejected, check_url
+from camhub.hub.mjpeg_parser import MjpegParser, boundary_from_content_type
+
+log = logging.getLogger(__name__)
+
+CONNECTING, STREAMING, STALLED, OFFLINE = "connecting", "streaming", "stalled", "offline"
+
+FrameCallback = Callable[[bytes, int | None, float | None], None]
+StateCallback = Callable[[str], None]
+
+_FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the moving average
+_PARSER_ERRORS = (("dropped_oversize", "oversize"), ("dropped_not_jpeg", "not_jpeg"), ("resyncs", "resync"))
+
+
+class SourceNotAllowed(OSError):
+    """A host name resolved only to addresses outside CAMHUB_ALLOWED_SOURCES."""
+
+
+class _AllowedResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only allowed addresses, so a name cannot point the hub elsewhere.
+
+    aiohttp connects to exactly the addresses the resolver returns (literal IPs skip it and are
+    checked before the request instead), so a rebinding DNS answer is caught at connect time.
+    """
+
+    def __init__(self, allowed: AllowedSources) -> None:
+        self._allowed = allowed
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept = [r for r in results if self._allowed.allows(r["host"])]
+        if not kept:
+            seen = ", ".join(sorted({r["host"] for r in results}))
+            raise SourceNotAllowed(f"{host} resolves to {seen}, outside CAMHUB_ALLOWED_SOURCES")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Upstream:
+    """Pulls one camera's ``stream_url`` and calls ``on_frame(jpeg, seq, timestamp)`` per frame."""
+
+    def __init__(self, camera_id: str, stream_url: str, *, on_frame: FrameCallback,
+                 on_state: StateCallback | None = None, max_frame_bytes: int = 2 * 1024 * 1024,
+                 stall_s: float = 5.0, allowed: AllowedSources | str | None = None,
+                 connect_timeout_s: float = 5.0, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0,
+                 max_bytes_without_frame: int | None = None) -> None:
+        self.camera_id = camera_id
+        self.url = stream_url
+        self.max_frame_bytes = max_frame_bytes
+        self.stall_s = stall_s
+        self.connect_timeout_s = connect_timeout_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        # Enough for a few refused oversize parts in a row, not for a source that never frames.
+        self.max_bytes_without_frame = max_bytes_without_frame or 4 * max_frame_bytes + 65536
+        self.allowed = allowed if isinstance(allowed, AllowedSources) else AllowedSources.parse(allowed)
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._task: asyncio.Task[None] | None = None
+        self._lost = False  # frames flowed before and stopped: retrying shows as "stalled"
+        self._logged: set[str] = set()  # error kinds logged in this failure episode
+        self._interval: float | None = None  # smoothed seconds between frames
+        self._prev_at: float | None = None  # the previous frame on this connection (for the rate)
+        self.state = OFFLINE
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.reconnects = 0
+        self.errors: Counter[str] = Counter()
+        self.last_frame_at: float | None = None  # time.monotonic() of the latest frame
+        self.connected = False  # a response is being read right now
+
+    # ---- control ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin pulling (from inside the event loop); reconnects until stop() or set_offline()."""
+        if self._task is None or self._task.done():
+            self._lost = False
+            self._set_state(CONNECTING)
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"upstream-{self.camera_id}")
+
+    async def stop(self) -> None:
+        """Stop pulling and close the connection; returns when it is closed."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def set_offline(self) -> None:
+        """The owner knows the camera is gone (availability said so): stop pulling, state offline."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        self.connected = False
+        self._set_state(OFFLINE)
+
+    def restart(self, new_url: str | None = None) -> None:
+        """Pull again now (from ``new_url`` if the camera moved), with a fresh backoff."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        if new_url is not None:
+            self.url = new_url
+        self.connected = False
+        self.start()
+
+    # ---- what others read ------------------------------------------------------------------
+    @property
+    def fps_in(self) -> float:
+        """Smoothed incoming frame rate; decays towards 0 while no frames arrive."""
+        if self._interval is None or self.last_frame_at is None:
+            return 0.0
+        quiet = time.monotonic() - self.last_frame_at
+        return 1.0 / max(self._interval, quiet, 1e-6)
+
+    def stats(self) -> dict[str, Any]:
+        age = None if self.last_frame_at is None else int((time.monotonic() - self.last_frame_at) * 1000)
+        return {"url": self.url, "state": self.state, "connected": self.connected,
+                "frames_in": self.frames_in, "bytes_in": self.bytes_in, "fps_in": round(self.fps_in, 2),
+                "reconnects": self.reconnects, "errors": dict(self.errors), "last_frame_age_ms": age}
+
+    # ---- the pull --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = self.backoff_min_s
+        connector = aiohttp.TCPConnector(limit=1, force_close=True, resolver=_AllowedResolver(self.allowed))
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s,
+                                        sock_connect=self.connect_timeout_s)
+        headers = {"User-Agent": f"camhub-hub/{__version__}", "Accept": "multipart/x-mixed-replace, */*"}
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
+                                         auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                         read_bufsize=256 * 1024) as session:
+            first = True
+            while True:
+                if not first:
+                    self.reconnects += 1
+                first = False
+                if await self._pull(session):
+                    backoff = self.backoff_min_s  # it worked for a while: come back quickly
+                # Full jitter on the upper half: cameras that fail together do not retry together.
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(self.backoff_max_s, backoff * 2)
+
+    async def _pull(self, session: aiohttp.ClientSession) -> bool:
+        """One connection, read until it fails; True if frames flowed on it."""
+        self._set_state(STALLED if self._lost else CONNECTING)
+        url = self.url
+        try:
+            check_url(url, self.allowed)
+        except AnnounceRejected as exc:
+            self._error("not_allowed" if exc.reason == "url_not_allowed" else "bad_url", exc.detail)
+            return False
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                response = await session.get(url, allow_redirects=False)
+        except TimeoutError:
+            self._error("timeout", f"no response within {self.connect_timeout_s:g} s")
+            return False
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, SourceNotAllowed):
+                self._error("not_allowed", str(exc.os_error))
+            else:
+                self._error("connect", str(exc.os_error) or type(exc.os_error).__name__)
+            return False
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            self._error("http", f"{type(exc).__name__}: {exc}")
+            return False
+        async with response:
+            content_type = response.headers.get("Content-Type")
+            if response.status != 200:
+                self._error("http_status", f"HTTP {response.status}")
+                return False
+            if content_type and not content_type.strip().lower().startswith("multipart/"):
+                self._error("content_type", f"not multipart: {content_type[:80]!r}")
+                return False
+            current = asyncio.current_task() is self._task
+            self.connected = current
+            try:
+                return await self._read(response, boundary_from_content_type(content_type))
+            finally:
+                if current:
+                    self.connected = False
+
+    async def _read(self, response: aiohttp.ClientResponse, boundary: str | None) -> bool:
+        parser = MjpegParser(boundary, self.max_frame_bytes)
+        seen = dict.fromkeys((attr for attr, _ in _PARSER_ERRORS), 0)
+        logged: set[str] = set()  # bad-data kinds logged on this connection
+        streamed = False
+        without_frame = 0
+        content = response.content
+        try:
+            async with asyncio.timeout(self.stall_s) as deadline:
+                while True:
+                    chunk = await content.readany()
+                    if not chunk:
+                        self._error("closed", "the camera closed the stream")
+                        break
+                    self.bytes_in += len(chunk)
+                    frames = parser.feed(chunk)
+                    for attr, kind in _PARSER_ERRORS:
+                        count = getattr(parser, attr)
+                        if count != seen[attr]:
+                            self.errors[kind] += count - seen[attr]
+                            seen[attr] = count
+                            if kind not in logged:
+                                logged.add(kind)
+                                log.warning("camera %s: stream data skipped (%s); further ones counted only",
+                                            self.camera_id, kind)
+                    if not frames:
+                        without_frame += len(chunk)
+                        if without_frame > self.max_bytes_without_frame:
+                            self._error("no_frames", f"{without_frame} bytes without a frame")
+                            break
+                        continue
+                    without_frame = 0
+                    now = time.monotonic()
+                    deadline.reschedule(asyncio.get_running_loop().time() + self.stall_s)
+                    if not streamed:
+                        streamed = True
+                        self._streaming()
+                    for frame in frames:
+                        self._frame(frame.jpeg, frame.seq, frame.timestamp, now)
+        except TimeoutError:
+            self._error("stall", f"no frame for {self.stall_s:g} s")
+        except (aiohttp.ClientError, OSError) as exc:
+            self._error("read", f"{type(exc).__name__}: {exc}")
+        if streamed:
+            self._lost = True
+            self._set_state(STALLED)
+        return streamed
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+    def _frame(self, jpeg: bytes, seq: int | None, timestamp: float | None, now: float) -> None:
+        if self._prev_at is not None and now > self._prev_at:
+            gap = now - self._prev_at
+            self._interval = gap if self._interval is None else self._interval + _FPS_SMOOTHING * (
+                gap - self._interval)
+        self._prev_at = self.last_frame_at = now
+        self.frames_in += 1
+        try:
+            self._on_frame(jpeg, seq, timestamp)
+        except Exception:  # the owner's bug must not end the pull
+            self.errors["callback"] += 1
+            if "callback" not in self._logged:
+                self._logged.add("callback")
+                log.exception("camera %s: frame callback failed", self.camera_id)
+
+    def _streaming(self) -> None:
+        if self._logged:
+            log.info("camera %s: streaming again (after %s)", self.camera_id, ", ".join(sorted(self._logged)))
+        self._logged.clear()
+        self._lost = False
+        self._prev_at = None  # the gap while reconnecting is not a frame interval
+        self._set_state(STREAMING)
+
+    def _error(self, kind: str, detail: str) -> None:
+        self.errors[kind] += 1
+        if len(detail) > 200:  # library messages can quote whole chunks of what the camera sent
+            detail = detail[:200] + "..."
+        if kind in self._logged:
+            log.debug("camera %s: %s: %s", self.camera_id, kind, detail)
+        else:
+            self._logged.add(kind)
+            log.warning("camera %s: %s: %s (retrying with backoff; logged once until it streams)",
+                        self.camera_id, kind, detail)
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if self._on_state is not None:
+            try:
+                self._on_state(state)
+            except Exception:
+                log.exception("camera %s: state callback failed", self.camera_id)
