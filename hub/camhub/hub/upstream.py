@@ -171,7 +171,7 @@ class Upstream:
                 first = False
                 if await self._pull(session):
                     backoff = self.backoff_min_s  # it worked for a while: come back quickly
-                # Full jitter on the upper half: cameras that fail together do not retry together.
+                # Jitter (0.5-1x): cameras that failed together do not all retry together.
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(self.backoff_max_s, backoff * 2)
 
