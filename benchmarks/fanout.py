@@ -23,7 +23,9 @@ import contextlib
 import json
 import os
 import platform
+import re
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -282,7 +284,7 @@ def _read_event(popen: subprocess.Popen, timeout: float) -> dict:
 
 
 def measure(url: str, n: int, server_pid: int, node: tuple[int, str], st: Settings, children: Children,
-            workdir: Path) -> dict:
+            workdir: Path, at_window: Callable[[float], object] | None = None) -> dict:
     """N fast viewers + the throttled (+ direct) viewer on ``url``; the metrics of one window."""
     node_pid, node_stream = node
     shares = [n // st.load_procs + (1 if i < n % st.load_procs else 0) for i in range(st.load_procs)]
@@ -313,6 +315,8 @@ def measure(url: str, n: int, server_pid: int, node: tuple[int, str], st: Settin
         load_pids = [p.pid for p, _ in loads]
         time.sleep(max(0.0, plan["t0"] - time.time()))
         before = _sample(server_pid, node_pid, load_pids)
+        if at_window is not None:
+            at_window(plan["t1"] - time.time())
         time.sleep(max(0.0, plan["t1"] - time.time()))
         after = _sample(server_pid, node_pid, load_pids)
         rss = rss_mb(server_pid)
@@ -559,6 +563,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="no reference viewer on the node (then no relay-added latency)")
     parser.add_argument("--user-clock", action="store_true",
                         help="time receptions with time.time() in the load process, not kernel timestamps")
+    parser.add_argument("--profile", default="", metavar="SERVERS",
+                        help="after the rounds, profile these servers (comma separated) at the largest N with "
+                             "py-spy for one extra window; folded stacks go to ./profile-SERVER-N.txt")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="the py-spy binary")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args(argv)
     args.rounds = max(1, args.rounds if args.rounds is not None else (1 if args.quick else 2))
@@ -566,10 +574,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.window = args.window if args.window is not None else (2.5 if args.quick else 6.0)
     args.ns = [int(x) for x in args.viewers.split(",") if x.strip()]
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = [s for s in args.server_list if s not in SERVERS]
+    args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
+    unknown = [s for s in args.server_list + args.profile if s not in SERVERS]
     if unknown:
         parser.error(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
     return args
+
+
+def profile(py_spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    """Sample ``pid`` with py-spy for ``seconds`` without stopping it; folded stacks go to ``out``."""
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                             "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def summarise_profile(path: Path, top: int = 20) -> str:
+    """The functions with the most samples, on-CPU only: self (leaf) and inclusive, as % of samples."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";") if f.strip()]  # per function
+        if not frames:
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples; self time:"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    lines.append("inclusive time:")
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in sorted(incl.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(lines)
 
 
 def fail_server(results: dict[str, dict], children: Children, name: str, proc: Process,
@@ -614,6 +656,39 @@ def combine(rounds: list[dict]) -> dict:
     out["rounds"] = len(rounds)
     out["cpu_s_per_1000_each"] = [r["cpu_s_per_1000"] for r in rounds]
     return out
+
+
+def run_profile(args: argparse.Namespace, results: dict[str, dict], up: list[tuple[str, Process, str]],
+                st: Settings, children: Children, workdir: Path, node: tuple[int, str]) -> None:
+    """One extra window per profiled server at the largest N, under py-spy (not in the table)."""
+    n = max(args.ns)
+    for name, proc, url in up:
+        if name not in args.profile or "error" in results[name]:
+            continue
+        out = Path(f"profile-{name}-{n}.txt").resolve()
+        spies: list[subprocess.Popen] = []
+        try:
+            r = measure(url, n, proc.pid, node, st, children, workdir,
+                        at_window=lambda seconds, pid=proc.pid, out=out, spies=spies:
+                        spies.append(profile(args.py_spy, pid, seconds, out)))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"{name}: profile run failed — {exc}", flush=True)
+            continue
+        finally:
+            for spy in spies:
+                try:
+                    spy.wait(30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+        r["round"] = "profile"
+        results[name]["profile"] = {"run": r, "folded": str(out)}
+        print(progress_line(name, r), flush=True)
+        if out.exists():
+            summary = summarise_profile(out)
+            results[name]["profile"]["summary"] = summary
+            print(f"\npy-spy profile of {name} at N={n} (folded stacks: {out}):\n{summary}\n", flush=True)
+        else:
+            print(f"{name}: py-spy wrote no profile (is {args.py_spy} runnable?)", flush=True)
 
 
 def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
@@ -664,6 +739,8 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 results[name]["rounds"].append(r)
                 print(progress_line(name, r), flush=True)
                 time.sleep(0.5)  # let the server notice the old viewers are gone
+    if args.profile:
+        run_profile(args, results, up, st, children, workdir, (node.pid, node_stream))
     for name, proc, _ in up:
         children.stop(proc)
         res = results[name]
