@@ -105,3 +105,14 @@ def test_silent_connections_do_not_stop_the_stream(node: NodeWithoutMqtt) -> Non
 def test_a_header_less_http10_request_is_served(node: NodeWithoutMqtt) -> None:
     answer = exchange(node.port, b"GET /status HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"id": "web"' in answer
+
+
+def test_connect_and_close_does_not_hang_the_node(node: NodeWithoutMqtt) -> None:
+    # adafruit_httpserver's own reader loops forever on a connection closed before its first byte
+    # (recv_into returns 0 and it waits for a blank line); the node's reader must not.
+    with StreamReader(node.url + "/stream") as viewer:
+        viewer.read_part()
+        for _ in range(5):
+            socket.create_connection(("127.0.0.1", node.port), timeout=5).close()
+        assert len(viewer.parts(5)) == 5
+    assert get_json(node.url + "/status")["id"] == "web"

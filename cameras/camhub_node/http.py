@@ -6,12 +6,14 @@ node: a small socket timeout (a client that connects and says nothing costs that
 the request head (431) and a deadline for the whole head (408), no request bodies (413), garbage
 gets 400, unknown paths 404 (the library's own answer) -- each counted by reason. ``/stream`` sends
 only the response head and hands the socket to the fan-out, so the server never loops in a handler
-(the library's ``SSEResponse`` keeps a connection open the same way). Runs on CircuitPython and
-CPython alike.
+(the library's ``SSEResponse`` keeps a connection open the same way). While a request is slow to
+arrive, the node's capture and fan-out keep running (``NodeServer.idle``), so a silent or trickling
+client does not freeze the stream. Runs on CircuitPython and CPython alike.
 """
 
 import errno
 import json
+import select
 
 from adafruit_httpserver import GET, JSONResponse, Request, Response, Server
 
@@ -20,6 +22,7 @@ from camhub_node import mjpeg
 MAX_HEAD = 4096  # bytes of request line + headers; browsers send well under 2 KB to a camera
 RETRY_AFTER_S = 5
 DRAIN_MAX = 65536  # bytes read and discarded after a rejection
+IDLE_SLICE_MS = 5
 _TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 _STREAM_HEAD = mjpeg.response_head(b"Access-Control-Allow-Origin: *\r\n")
 _REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -42,11 +45,12 @@ def _is_timeout(error):
 class NodeServer(Server):
     """``adafruit_httpserver.Server`` with a bounded request reader."""
 
-    def __init__(self, socket_source, timeout_s, clock, on_reject):
+    def __init__(self, socket_source, timeout_s, clock, on_reject, idle=None):
         super().__init__(socket_source)
         self.socket_timeout = timeout_s
         self._clock = clock
         self._on_reject = on_reject
+        self.idle = idle  # called every few ms while a request is slow to arrive
         # The whole head must arrive within a few socket timeouts: a client trickling bytes
         # would otherwise hold poll() (and so the whole node) for as long as it likes.
         self._deadline_s = max(4 * timeout_s, 0.5)
@@ -78,12 +82,34 @@ class NodeServer(Server):
                 return
             got += n
 
+    def _wait_readable(self, sock):
+        """Wait up to the socket timeout for request bytes, keeping the node's I/O going meanwhile.
+
+        poll() handles a request synchronously, so without this a client that connects and says
+        nothing (or trickles) would freeze capture and fan-out for that long.
+        """
+        if self.idle is None:
+            return True  # the blocking recv with the socket timeout does the waiting
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        end = self._clock() + self.socket_timeout
+        while not poller.poll(IDLE_SLICE_MS):
+            try:
+                self.idle()
+            except Exception:
+                pass  # the node's own tasks report their errors; a request must not fail here
+            if self._clock() >= end:
+                return False
+        return True
+
     def _read_head(self, sock):
         buf = self._buffer
         data = b""
         started = self._clock()
         while True:
             try:
+                if not self._wait_readable(sock):
+                    raise OSError(errno.ETIMEDOUT, "timed out")
                 n = sock.recv_into(buf, len(buf))
             except OSError as error:
                 if not _is_timeout(error):
@@ -162,7 +188,7 @@ class HttpFront:
 
     def __init__(self, node, socket_source, timeout_s):
         self.node = node
-        self.server = NodeServer(socket_source, timeout_s, node.clock, self.count)
+        self.server = NodeServer(socket_source, timeout_s, node.clock, self.count, node.service_io)
         self.rejected = {}  # reason -> count
         self.requests = 0
         self.errors = 0

@@ -40,6 +40,7 @@ class Node:
         self.fps = 0.0
         self._fps_frames = 0
         self._fps_since = self.started
+        self._next_capture = self.started
         self.restarts = {}
 
     # ---- logging ---------------------------------------------------------------------------
@@ -113,17 +114,26 @@ class Node:
     # ---- tasks -----------------------------------------------------------------------------
 
     async def _camera_task(self):
-        next_due = self.clock()
         while not self.stopping:
-            now = self.clock()
-            if now < next_due:
-                await asyncio.sleep(next_due - now)
-                continue
-            interval = 1 / self.cfg.fps
-            next_due += interval
-            if next_due < now:
-                next_due = now + interval  # fell behind: skip, never burst
-            self.capture_once()
+            await asyncio.sleep(self.capture_if_due())
+
+    def capture_if_due(self):
+        """Capture a frame if one is due; return the seconds until the next one."""
+        now = self.clock()
+        if now < self._next_capture:
+            return self._next_capture - now
+        interval = 1 / self.cfg.fps
+        self._next_capture += interval
+        if self._next_capture < now:
+            self._next_capture = now + interval  # fell behind: skip, never burst
+        self.capture_once()
+        left = self._next_capture - self.clock()
+        return left if left > 0 else 0
+
+    def service_io(self):
+        """Capture and fan-out work, for code that must block a while (a slow HTTP request)."""
+        self.capture_if_due()
+        self.fanout.pump()
 
     def capture_once(self):
         """Take one frame, copy it into the pool (the one copy) and publish it."""
