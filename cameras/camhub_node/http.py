@@ -258,6 +258,11 @@ class HttpFront:
         except Rejected as rejected:
             self.count(rejected.reason)
             return True
+        except OSError as error:
+            # The client went away or stopped reading mid-answer (poll() already closed it).
+            self.count("client_io_error")
+            self.node.log("HTTP client I/O error: %s" % error)
+            return True
         except Exception as error:
             self.errors += 1
             self.node.log_error("HTTP request failed", error)
