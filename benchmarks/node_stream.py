@@ -404,9 +404,10 @@ def main() -> int:
             alloc_example(args.frame_size, args.frames)
         rows.append((kind, throttled, silent, alloc))
     print()
-    print(f"{'':<26}{'camhub node':>16}{'example pattern':>18}")
+    print(f"{'beside a throttled viewer':<26}{'camhub node':>16}{'example pattern':>18}")
     (_, t1, s1, a1), (_, t2, s2, a2) = rows
     table = [
+        ("server alive after it", "yes" if not t1["note"] else "no", "yes" if not t2["note"] else "no"),
         ("fast viewer fps", f"{t1['fast']:.1f}", f"{t2['fast']:.1f}"),
         ("throttled viewer fps", f"{t1['slow']:.1f}", f"{t2['slow']:.1f}"),
         ("fps with silent clients", f"{s1['fps']:.1f}", f"{s2['fps']:.1f}"),
