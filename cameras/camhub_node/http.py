@@ -196,6 +196,7 @@ class HttpFront:
 
     def count(self, reason):
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.node.log("HTTP request rejected: %s" % reason)
 
     def _guard(self, handler):
         def guarded(request):
@@ -258,15 +259,16 @@ class HttpFront:
         except Rejected as rejected:
             self.count(rejected.reason)
             return True
-        except OSError as error:
+        except OSError:
             # The client went away or stopped reading mid-answer (poll() already closed it).
             self.count("client_io_error")
-            self.node.log("HTTP client I/O error: %s" % error)
             return True
         except Exception as error:
             self.errors += 1
             self.node.log_error("HTTP request failed", error)
             return True
+        if result == "connection_timed_out":
+            self.count("silent_client")  # connected, then closed or said nothing in time
         return result != "no_request"
 
     def stop(self):

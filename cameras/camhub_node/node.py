@@ -137,7 +137,7 @@ class Node:
 
     def capture_once(self):
         """Take one frame, copy it into the pool (the one copy) and publish it."""
-        view = self.camera.take(1.0)
+        view = self.camera.take(0.25)  # blocks the loop at most this long if the sensor stalls
         if view is None or len(view) == 0:
             self.capture_errors += 1
             return None
