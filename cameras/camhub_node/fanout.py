@@ -57,6 +57,7 @@ class Fanout:
         self.prepare = prepare  # the platform's per-socket setup (e.g. its send buffer size)
         self.write_timeout = write_timeout
         self.clock = clock
+        self.started = clock()
         self.log = log
         self.latest = None
         self.disconnects = []  # newest last, at most HISTORY
@@ -227,6 +228,7 @@ class Fanout:
         self.departed_dropped += sub.frames_dropped
         self.departed_sent += sub.frames_sent
         record = sub.as_dict(now)
+        record["closed_at_uptime_s"] = round(now - self.started, 1)
         if client.errno is not None:
             record["errno"] = client.errno
         self.disconnects.append(record)
