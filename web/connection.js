@@ -6,7 +6,7 @@
 
 const STALE_MS = 6000; // the hub sends a state event every second; this much silence means a dead link
 const POLL_MS = 2000;
-const SSE_RETRY_WHILE_POLLING_MS = 20000;
+const SSE_RETRY_WHILE_POLLING_MS = [1000, 2000, 5000, 10000, 20000];
 const BACKOFF_MS = [500, 1000, 2000, 4000, 6000];
 const PROBE_TIMEOUT_MS = 4000;
 
@@ -38,6 +38,7 @@ export class HubConnection {
     this.es = null;
     this.lastMessage = 0;
     this.failures = 0;
+    this.sseRetries = 0; // event-stream attempts since we fell back to polling
     this.timers = new Set();
     this.watchdog = null;
     this.pollTimer = null;
@@ -106,6 +107,7 @@ export class HubConnection {
       }
       this.lastMessage = performance.now();
       this.failures = 0;
+      this.sseRetries = 0;
       clearTimeout(this.pollTimer);
       this.pollTimer = null;
       this.#setStatus({ mode: 'live' });
@@ -132,9 +134,12 @@ export class HubConnection {
     const reachable = await this.#poll(gen);
     if (gen !== this.generation) return; // a newer attempt took over meanwhile
     if (reachable) {
-      // The hub answers plain requests: poll, and try the event stream again now and then.
+      // The hub answers plain requests: poll, and try the event stream again, soon at first (the hub
+      // may just have come back), then less and less often (a proxy that never passes it through).
       this.#setStatus({ mode: 'polling' });
-      this.#later(() => this.#openSse(), SSE_RETRY_WHILE_POLLING_MS);
+      const wait = SSE_RETRY_WHILE_POLLING_MS[Math.min(this.sseRetries, SSE_RETRY_WHILE_POLLING_MS.length - 1)];
+      this.sseRetries += 1;
+      this.#later(() => this.#openSse(), wait);
       return;
     }
     const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)] * (0.8 + Math.random() * 0.4);

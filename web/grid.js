@@ -189,9 +189,13 @@ class Tile {
   }
 
   #syncAlt() {
-    const name = this.camera.name || this.id;
-    this.front.alt = this.hasFrame ? `Latest picture from ${name}` : '';
-    this.back.alt = '';
+    // Only the picture on show is described; the hidden buffer is not there for a screen reader.
+    const label = `Latest picture from ${this.camera.name || this.id}`;
+    for (const img of [this.front, this.back]) {
+      const shown = img.classList.contains('live');
+      img.alt = shown ? label : '';
+      img.setAttribute('aria-hidden', String(!shown));
+    }
   }
 
   observeVisibility(visible) {
@@ -244,6 +248,16 @@ class Tile {
   }
 
   async #fetchOne() {
+    if (this.fetching) return 'skip'; // one request in flight per tile, whatever woke the loop
+    this.fetching = true;
+    try {
+      return await this.#fetchFrame();
+    } finally {
+      this.fetching = false;
+    }
+  }
+
+  async #fetchFrame() {
     await this.grid.slots.acquire();
     const ctrl = new AbortController();
     this.abort = ctrl;
