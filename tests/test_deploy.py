@@ -2,7 +2,8 @@
 and the web workflow (tests/support/webworkflow.py, following CircuitPython's docs/workflows.md).
 
 The command runs in-process through the real CLI entry point; the deployed drive of the last test is
-started as a node (`camhub node --sim --from DIR`) and must announce itself and stream.
+started as a node (`camhub node --sim --from DIR`) and must announce itself and stream — but only once
+no deploy marker (`camhub-deploying`, left by a deploy that stopped part-way) is on the drive.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ BOOT_OUT = (
     "Board ID:adafruit_camera_esp32s3\n"
 )
 MANIFEST = "camhub-manifest.json"
+MARKER = "camhub-deploying"
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -159,6 +162,7 @@ def test_every_board_gets_the_firmware_and_its_own_settings(
                     "adafruit_connection_manager.py", "adafruit_ticks.py"):
             assert (drive / "lib" / lib).is_file(), f"{board_id}: lib/{lib}"
         assert not list(drive.rglob("*.camhub-tmp"))
+        assert not (drive / MARKER).exists()  # a complete deploy lets the node boot
         assert set(assert_manifest_true(drive)["files"]) >= set(expected)
     assert tomllib.loads((kitchen / "settings.toml").read_text())["CAMHUB_NODE_NAME"] == 'Kitchen "north"'
     assert tomllib.loads((porch / "settings.toml").read_text())["CAMHUB_FPS"] == 3
@@ -192,7 +196,11 @@ def test_redeploy_writes_nothing_and_a_change_rewrites_only_that_file(
     assert rc == 0, out
     after = snapshot(kitchen)
     assert changed(before, after) == {"lib/camhub_node/mjpeg.py", MANIFEST}
-    assert web_writes(web_board) == {"lib/camhub_node/mjpeg.py", MANIFEST}
+    assert web_writes(web_board) == {MARKER, "lib/camhub_node/mjpeg.py", MANIFEST}
+    # The marker goes first and is removed last: the board never boots a half-written lib/.
+    writes = web_board.modifications()
+    assert writes[0][:2] == ("PUT", f"/fs/{MARKER}.camhub-tmp") and writes[-1][:2] == ("DELETE", f"/fs/{MARKER}")
+    assert not (web_board.root / MARKER).exists()
     assert (web_board.root / "lib/camhub_node/mjpeg.py").read_bytes() == mjpeg.read_bytes()
     assert_manifest_true(kitchen)
     assert_manifest_true(web_board.root)
@@ -339,6 +347,8 @@ def test_interrupted_deploy_leaves_the_old_code_py(
         assert "code.py" not in manifest["files"] or manifest["files"]["code.py"]["sha256"] == \
             hashlib.sha256(old_code).hexdigest()
     assert (kitchen / "settings.toml").read_bytes() == old_settings
+    for drive in (kitchen, web_board.root):  # the node waits instead of running the half-new package
+        assert (drive / MARKER).read_text().startswith("camhub deploy started ")
 
     # Once the trouble is gone, the next deploy finishes the job without resending what was verified.
     (kitchen / "settings.toml.camhub-tmp").rmdir()
@@ -347,13 +357,31 @@ def test_interrupted_deploy_leaves_the_old_code_py(
     before = snapshot(kitchen)
     rc, out = deploy(capsys, fleet, firmware)
     assert rc == 0, out
-    assert changed(before, snapshot(kitchen)) == {"settings.toml", "code.py", MANIFEST}
+    assert changed(before, snapshot(kitchen)) == {"settings.toml", "code.py", MANIFEST, MARKER}
     # The web board lost power before it could record what it had verified: those files go again.
-    assert web_writes(web_board) == {"lib/camhub_node/mjpeg.py", "settings.toml", "code.py", MANIFEST}
+    assert web_writes(web_board) == {MARKER, "lib/camhub_node/mjpeg.py", "settings.toml", "code.py", MANIFEST}
     for drive in (kitchen, web_board.root):
+        assert not (drive / MARKER).exists()
         assert (drive / "code.py").read_bytes() == (firmware / "code.py").read_bytes()
         assert tomllib.loads((drive / "settings.toml").read_text())["CAMHUB_FPS"] == 9
         assert_manifest_true(drive)
+
+
+def test_a_deploy_cut_off_after_its_last_file_only_needs_its_marker_removed(
+    tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = write_fleet(tmp_path / "fleet.toml", [{"id": "garage", "target": web_board.url, "password": "garage-pw"}])
+    web_board.fail_when = lambda method, path: method == "DELETE" and path == f"/fs/{MARKER}"
+    rc, out = deploy(capsys, fleet, firmware)
+    assert rc == 1 and "garage failed: lost the connection" in out
+    assert (web_board.root / MARKER).is_file() and (web_board.root / "code.py").is_file()
+
+    web_board.fail_when = None
+    web_board.clear_log()
+    rc, out = deploy(capsys, fleet, firmware)
+    assert rc == 0 and "up to date" in out, out
+    assert web_board.modifications() == [("DELETE", f"/fs/{MARKER}", 204)]
+    assert not (web_board.root / MARKER).exists()
 
 
 def test_a_file_that_does_not_read_back_as_sent_is_never_used(
@@ -386,7 +414,7 @@ def test_dry_run_prints_what_would_be_written_where_and_writes_nothing(
     assert rc == 0, out
     assert os.listdir(kitchen) == ["boot_out.txt"]
     assert web_board.modifications() == [] and not any(web_board.root.iterdir())
-    for path in firmware_files(firmware):
+    for path in [MARKER, *firmware_files(firmware)]:
         assert f"write  {path} " in out
         assert str(kitchen / path) in out and f"{web_board.url}/fs/{path}" in out
     assert str(kitchen / "lib/asyncio/core.py") in out and str(kitchen / "settings.toml") in out
@@ -397,8 +425,8 @@ def test_dry_run_prints_what_would_be_written_where_and_writes_nothing(
     before = snapshot(kitchen)
     rc, out = deploy(capsys, fleet, firmware, "--dry-run", "--only", "kitchen")
     assert rc == 0 and "garage" not in out
-    assert [line.split()[1] for line in out.splitlines() if line.startswith("  write  ")] == [
-        "code.py", "camhub-manifest.json"]
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith(("  write  ", "  remove "))] == [
+        ["write", MARKER], ["write", "code.py"], ["write", MANIFEST], ["remove", MARKER]]
     assert changed(before, snapshot(kitchen)) == set()
 
 
@@ -465,9 +493,21 @@ def test_a_deployed_drive_runs_as_a_node_with_its_own_id(
     ], defaults={"CAMHUB_MQTT_HOST": "127.0.0.1", "CAMHUB_MQTT_PORT": mosquitto.port, "CAMHUB_FRAME_SIZE": "QVGA",
                  "CAMHUB_FPS": 10})
     assert deploy(capsys, fleet, firmware)[0] == 0
+    # As a deploy that stopped part-way leaves it: lib/ may be half new, so the node must not start.
+    (porch / MARKER).write_text("camhub deploy started 2026-01-01T00:00:00+00:00, firmware sha256 ab\n")
 
     node = Process(camhub_cmd("node", "--sim", "--from", str(porch)), name="node-from-drive")
     with running(node):
+        deadline = time.monotonic() + 20
+        while "a deploy is in progress or was interrupted; waiting" not in node.output():
+            assert node.alive() and time.monotonic() < deadline, node.output()
+            time.sleep(0.1)
+        time.sleep(2)  # time enough to connect and announce, were it not waiting
+        assert node.alive() and observer.on("camhub/nodes/porch/#") == [], node.output()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
+
+        (porch / MARKER).unlink()  # the next deploy finished
         announce = observer.wait_for("camhub/nodes/porch/announce", timeout=20).json()
         assert announce["id"] == "porch" and announce["name"] == "Porch", node.output()
         assert announce["firmware"].startswith("deployed-")

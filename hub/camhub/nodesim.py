@@ -4,7 +4,8 @@ Settings come from ``--settings FILE`` (or a deployed directory's ``settings.tom
 ``camhub.settings.load_settings``, the environment overrides the file, flags override both; the
 result is exported to ``os.environ`` so the firmware's ``os.getenv`` reads it exactly as a board
 reads ``settings.toml``. ``--from DIR`` runs a deployed board directory as it is: ``DIR/code.py``
-with ``DIR/lib`` on ``sys.path``.
+with ``DIR/lib`` on ``sys.path``; ``DIR`` stands for the drive's root (``code.py`` looks for the
+deploy marker next to its own ``__file__``).
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.from_dir is not None:
             _library_path(args.from_dir / "lib")
-            runpy.run_path(str(args.from_dir / "code.py"), run_name="__main__")
+            # A "/"-separated __file__, as on a board: code.py finds the drive's root from it.
+            runpy.run_path((args.from_dir / "code.py").as_posix(), run_name="__main__")
             return 0
         from camhub_node import node
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from camhub.deploy.bundle import BundleError, FirmwareBuilder, find_firmware_root
 from camhub.deploy.engine import BoardResult, deploy_board, human_bytes
 from camhub.deploy.fleet import Board, Fleet, FleetError, load_fleet
-from camhub.deploy.manifest import Plan
+from camhub.deploy.manifest import MARKER_PATH, Plan
 from camhub.deploy.render import RenderError, Template, load_template, merged_settings
 from camhub.deploy.targets import open_target
 
@@ -207,6 +207,11 @@ def _print_plan(console: Console, result: BoardResult) -> None:
     plan = result.plan
     assert plan is not None
     target = open_target(result.where, None, 1.0)
+    if plan.write or plan.stale:
+        console.print(
+            f"  write  {MARKER_PATH:<48} first: the node waits while it exists → {target.location(MARKER_PATH)}",
+            soft_wrap=True,
+        )
     for file in plan.write:
         console.print(
             f"  write  {file.path:<48} {human_bytes(file.size):>9}  sha256 {file.sha256[:12]}  → "
@@ -217,6 +222,9 @@ def _print_plan(console: Console, result: BoardResult) -> None:
         console.print(f"  remove {path:<48} (deployed earlier, no longer part of the firmware)", soft_wrap=True)
     if plan.write or plan.stale:
         console.print("  write  camhub-manifest.json (content hashes of the files above)", soft_wrap=True)
+        console.print(f"  remove {MARKER_PATH:<48} last: the node boots the new firmware", soft_wrap=True)
+    elif plan.marker_left:
+        console.print(f"  remove {MARKER_PATH:<48} (left by a deploy that stopped part-way)", soft_wrap=True)
     console.print(
         f"  {len(plan.write)} to write ({human_bytes(plan.bytes_to_write)}), {len(plan.unchanged)} unchanged",
         soft_wrap=True,

@@ -1,9 +1,11 @@
 """Deploy one board: probe it, plan by content hash, check the space, write in a safe order.
 
-The order is libraries, the node package, ``settings.toml``, and ``code.py`` last, so a board that
-reboots (every web-workflow write triggers an autoreload) or loses power part-way keeps running its
-old ``code.py`` until everything it imports is in place. Files camhub put there earlier that are no
-longer part of the firmware are removed after ``code.py``; the manifest is written last.
+The order is the marker ``/camhub-deploying`` first, then libraries, the node package,
+``settings.toml`` and ``code.py``; files camhub put there earlier that are no longer part of the
+firmware are removed after ``code.py``, then the manifest is written and the marker removed. The old
+``code.py`` imports the node package from ``lib/``, so on a board that reboots part-way (every
+web-workflow write triggers an autoreload) or loses power, ``code.py`` sees the marker and waits
+instead of running a half-new package; it boots once the marker is gone.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from camhub.deploy.bundle import BoardFile, BundleError, FirmwareBuilder
 from camhub.deploy.fleet import Board, Fleet
-from camhub.deploy.manifest import MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest, Plan, make_plan
+from camhub.deploy.manifest import (
+    MANIFEST_PATH,
+    MARKER_PATH,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    Plan,
+    make_plan,
+    marker_bytes,
+)
 from camhub.deploy.render import RenderError, Template, render_settings
 from camhub.deploy.targets import BoardInfo, Target, TargetError
 
@@ -66,7 +77,7 @@ def space_needed(plan: Plan, present: dict[str, int], block: int) -> int:
 
     growth = sum(max(0, blocks(f.size) - blocks(present.get(f.path, 0))) for f in plan.write)
     largest_tmp = max((blocks(f.size) for f in plan.write), default=0)
-    manifest_room = 2 * blocks(16 * 1024)  # its temporary copy and itself, generously
+    manifest_room = 2 * blocks(16 * 1024)  # it and its temporary copy, generously (the marker fits too)
     return growth + largest_tmp + manifest_room
 
 
@@ -129,7 +140,7 @@ async def _deploy(
     manifest, warning = Manifest.parse(await target.read(MANIFEST_PATH, MAX_MANIFEST_BYTES))
     if warning:
         reporter.note(board.id, warning)
-    present = await target.sizes(sorted({f.path for f in desired} | set(manifest.files)))
+    present = await target.sizes(sorted({f.path for f in desired} | set(manifest.files) | {MARKER_PATH}))
     plan = make_plan(desired, manifest, present)
     result.plan = plan
 
@@ -145,8 +156,17 @@ async def _deploy(
         result.outcome = "dry run"
         return
     if not plan.changes and final.files == manifest.files and manifest.board == board.id:
+        if plan.marker_left:  # an earlier deploy stopped after its last file: let the node boot
+            await target.delete(MARKER_PATH)
+            result.removed.append(MARKER_PATH)
+            reporter.note(board.id, "removed the marker an interrupted deploy left")
         result.outcome = "up to date"
         return
+
+    # Before any other write: while the marker exists the node's code.py waits instead of importing a
+    # half-new lib/ (and a deploy that stops part-way leaves it there).
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    await target.write(MARKER_PATH, marker_bytes(desired, started))
 
     # Forget the files about to change first: if the deploy stops half-way, the manifest on the
     # board claims only files whose content it really describes.
@@ -176,4 +196,5 @@ async def _deploy(
         await target.delete(path)
         result.removed.append(path)
     await target.write(MANIFEST_PATH, final.to_bytes())
+    await target.delete(MARKER_PATH)
     result.outcome = "deployed"

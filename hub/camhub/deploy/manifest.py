@@ -5,10 +5,15 @@ is rewritten only when the wanted content's hash differs from the manifest's, or
 the board is missing or has another size (someone edited the drive). The manifest never claims a
 file that was not verified: before anything is written its entries for the files about to change
 are dropped, and the full manifest is written only after every file has been verified.
+
+``/camhub-deploying`` marks a deploy under way: written before anything else, removed after
+``code.py`` and the manifest. While it exists the node's ``code.py`` waits instead of importing a
+``lib/`` that may be half new; a deploy that stops part-way leaves it until the next one finishes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ from camhub.deploy.bundle import BoardFile
 from camhub.deploy.targets import TargetError, safe_path
 
 MANIFEST_PATH = "camhub-manifest.json"
+MARKER_PATH = "camhub-deploying"  # the name cameras/code.py checks for
 FORMAT = 1
 MAX_MANIFEST_BYTES = 1 << 20
 
@@ -80,11 +86,13 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a deploy does on one board: files to write (in order), files left alone, files to remove."""
+    """What a deploy does on one board: files to write (in order), files left alone, files to remove;
+    ``marker_left``: an earlier deploy stopped part-way and its marker is still there."""
 
     write: list[BoardFile]
     unchanged: list[BoardFile]
     stale: list[str]
+    marker_left: bool = False
 
     @property
     def bytes_to_write(self) -> int:
@@ -96,7 +104,7 @@ class Plan:
 
 
 def make_plan(desired: list[BoardFile], manifest: Manifest, present: Mapping[str, int]) -> Plan:
-    """Compare the wanted files with the manifest and the sizes of the files on the board."""
+    """Compare the wanted files with the manifest and the sizes of the files on the board (and the marker's)."""
     write: list[BoardFile] = []
     unchanged: list[BoardFile] = []
     for wanted in desired:
@@ -110,4 +118,13 @@ def make_plan(desired: list[BoardFile], manifest: Manifest, present: Mapping[str
         (unchanged if same else write).append(wanted)
     wanted_paths = {f.path for f in desired}
     stale = sorted(p for p in manifest.files if p not in wanted_paths and p in present)
-    return Plan(write, unchanged, stale)
+    return Plan(write, unchanged, stale, MARKER_PATH in present)
+
+
+def marker_bytes(files: Iterable[BoardFile], started: str) -> bytes:
+    """The marker's content: when the deploy started and a hash of everything it puts on the board."""
+    firmware = hashlib.sha256("".join(f"{f.path} {f.sha256}\n" for f in files).encode()).hexdigest()
+    return (
+        f"camhub deploy started {started}, firmware sha256 {firmware}\n"
+        "The node waits while this file exists; `camhub deploy` removes it when it has finished.\n"
+    ).encode()
