@@ -201,11 +201,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
     transport.pause_reading()
     peername = transport.get_extra_info("peername") or ("?", 0)
     peer = f"{peername[0]}:{peername[1]}"
+    head = mjpeg.response_head(b"X-Camera-Id: " + camera.id.encode() + b"\r\n")
     try:
-        sock.setblocking(True)
-        sock.settimeout(5)
-        sock.sendall(mjpeg.response_head(b"X-Camera-Id: " + camera.id.encode() + b"\r\n"))
+        sock.setblocking(False)  # a fresh connection's send buffer takes the head at once, or it is dead
+        complete = sock.send(head) == len(head)
     except OSError:
+        complete = False
+    if not complete:
         sock.close()
         transport.close()
         return web.Response()
