@@ -554,7 +554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how the hub finds the node: its MQTT announce, or CAMHUB_SOURCES")
     parser.add_argument("--rounds", type=int, help="sweeps over all N and servers; median per number (2; quick 1)")
     parser.add_argument("--warmup", type=float, help="seconds between connecting and measuring (2.5; quick 1)")
-    parser.add_argument("--window", type=float, help="seconds measured per server and N (6; quick 2.5)")
+    parser.add_argument("--window", type=float, help="seconds measured per server and N (6; quick 2)")
     parser.add_argument("--throttle-frames", type=float, default=2.0,
                         help="the throttled viewer reads this many frames' worth of bytes per second "
                              "(0: no throttled viewer)")
@@ -579,7 +579,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = max(1, args.rounds if args.rounds is not None else (1 if args.quick else 2))
     args.retries = max(0, args.retries if args.retries is not None else (0 if args.quick else 2))
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.5)
-    args.window = args.window if args.window is not None else (2.5 if args.quick else 6.0)
+    args.window = args.window if args.window is not None else (2.0 if args.quick else 6.0)
     args.ns = [int(x) for x in args.viewers.split(",") if x.strip()]
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
