@@ -89,6 +89,11 @@ function renderHeader() {
   $('#h-cams').dataset.level = total === 0 ? 'none' : online === total ? 'ok' : online === 0 ? 'bad' : 'warn';
   setPill('#h-viewers', `<b>${fmt.int(viewers)}</b> ${viewers === 1 ? 'viewer' : 'viewers'}`);
 
+  // Not part of the documented API: shown only when the hub reports it.
+  const rejected = hub?.announces_rejected ?? 0;
+  $('#h-rejected').hidden = !(rejected > 0);
+  if (rejected > 0) setPill('#h-rejected', `<b>${fmt.int(rejected)}</b> rejected`);
+
   const mqtt = $('#h-mqtt');
   const connected = hub?.mqtt?.connected;
   mqtt.dataset.ok = connected == null ? 'unknown' : String(Boolean(connected));

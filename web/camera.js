@@ -355,7 +355,10 @@ export class CameraView {
 
     const w = c.width ?? ann.width;
     const h = c.height ?? ann.height;
-    if (w && h) this.streamBox.style.setProperty('--ar', `${w} / ${h}`);
+    if (w && h) {
+      this.streamBox.style.setProperty('--ar', `${w} / ${h}`);
+      this.streamBox.style.setProperty('--ar-num', String(w / h));
+    }
     const rows = [
       ['Board', c.board || ann.board],
       ['Sensor', ann.sensor],
@@ -395,7 +398,9 @@ export class CameraView {
       return;
     }
     const max = Math.max(1, ...values) * 1.15;
-    const step = W / (FPS_HISTORY - 1);
+    // The window starts at 20 s and grows to FPS_HISTORY, so a fresh view is not a speck in a corner.
+    const span = Math.min(FPS_HISTORY, Math.max(20, values.length));
+    const step = W / (span - 1);
     const x0 = W - (values.length - 1) * step;
     const pts = values.map((v, i) => `${(x0 + i * step).toFixed(1)},${(H - (v / max) * H).toFixed(1)}`);
     this.spark.innerHTML = `<polygon class="spark-fill" points="${x0.toFixed(1)},${H} ${pts.join(' ')} ${W},${H}"/>`
