@@ -102,6 +102,7 @@ class Hub:
         cameras = self.cameras.cameras.values()
         return {
             "version": __version__,
+            "time": round(time.time(), 3),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "mqtt": {"connected": self.mqtt.connected, "broker": self.mqtt.describe()},
             "cameras_total": len(self.cameras.cameras),
