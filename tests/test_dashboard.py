@@ -9,9 +9,6 @@ turns its tile offline → the hub going away is shown, and its return is picked
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 
 from tests.support.browser import chromium, page, require_chromium
 from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.waiting import get_json, wait_until
 
 FPS = 4  # small frames at a low rate: eight nodes, a hub and a browser share two cores
 FRAME_SIZE = "QQVGA"  # 160 x 120
@@ -44,23 +42,8 @@ PICTURES_JS = """() => [...document.querySelectorAll('#grid .tile')].map((tile) 
 })"""
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
 
 
 @dataclass

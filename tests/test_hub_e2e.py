@@ -20,27 +20,13 @@ import pytest
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.waiting import get_json, wait_until
 
 FPS = 10
 
 
-def get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
 
 
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
 
 
 class Viewer(threading.Thread):

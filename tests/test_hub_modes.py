@@ -14,7 +14,7 @@ import pytest
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, Process, SimNode, camhub_cmd, free_port
-from tests.test_hub_e2e import get_json, wait_until
+from tests.support.waiting import get_json, wait_until
 
 PASSWORD = "s3cret-Hub-pass"
 MQTT_PASSWORD = "mqtt-pass-9876"

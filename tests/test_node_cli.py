@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ROOT, Process, camhub_cmd, free_port, wait_for_http
-from tests.test_node_stream import get_json
+from tests.support.waiting import get_json
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.mjpeg_client import StreamReader
 from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
-from tests.test_node_stream import get_json
+from tests.support.waiting import get_json
 
 BAD_REQUESTS = [
     (b"\x00\x01garbage\r\n\r\n", 400, "bad_request"),

@@ -9,7 +9,7 @@ import time
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import Mosquitto, SimNode
-from tests.test_node_stream import get_json, wait_until
+from tests.support.waiting import get_json, wait_until
 
 FAST_MQTT = {"CAMHUB_MQTT_KEEPALIVE_S": "2", "CAMHUB_STATS_INTERVAL_S": "1"}
 

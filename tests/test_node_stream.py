@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ import pytest
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import Mosquitto, SimNode
+from tests.support.waiting import get_json, wait_until
 
 NODE = "alpha"
 FPS = 10
@@ -31,19 +32,8 @@ NODE_ENV = {"CAMHUB_STATS_INTERVAL_S": "1", "CAMHUB_MQTT_KEEPALIVE_S": "4", "CAM
             "CAMHUB_NODE_NAME": "Alpha camera"}
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +68,14 @@ def idle(node: SimNode) -> SimNode:
     return node
 
 
-def test_announce_carries_every_contract_field(watch: Observer, idle: SimNode) -> None:
-    msg = watch.wait_for(f"camhub/nodes/{NODE}/announce")
-    announce = msg.json()
-    assert msg.retain
+def test_announce_carries_every_contract_field(broker: Mosquitto, watch: Observer, idle: SimNode) -> None:
+    announce = watch.wait_for(f"camhub/nodes/{NODE}/announce").json()
+    # retained: a client subscribing now (after the node announced) still gets it, flagged retained
+    late = Observer(broker.port, [f"camhub/nodes/{NODE}/announce"])
+    try:
+        assert late.wait_for(f"camhub/nodes/{NODE}/announce").retain
+    finally:
+        late.close()
     assert set(announce) == ANNOUNCE_FIELDS
     assert announce["id"] == NODE and announce["name"] == "Alpha camera"
     assert announce["stream_url"] == f"http://127.0.0.1:{idle.http_port}/stream"
