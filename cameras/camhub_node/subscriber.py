@@ -63,8 +63,10 @@ class Subscriber:
                 self.frames_dropped += 1
         self.pending = seq
         busy = busy or self.frame is not None
-        self._pending_limited = not busy and self.rate_limited(now)
-        return not busy and not self._pending_limited
+        # (rate_limited inlined: this runs for every viewer on every frame)
+        self._pending_limited = limited = (not busy and self.min_interval > 0
+                                           and now - self.started_at < self.min_interval)
+        return not busy and not limited
 
     def ready(self, now):
         """True if idle with an untaken frame that the fps limit lets through."""
@@ -85,6 +87,16 @@ class Subscriber:
         self.last_seq = seq
         self.started_at = now
         self.last_progress = now
+
+    def swap_unsent(self, frame, seq, length, now):
+        """Replace a frame in flight of which no byte went out yet with a newer one (the old one
+        counts as dropped): a viewer that waited for buffer space gets the newest frame, not the
+        one it was handed before it waited."""
+        if self.offset != 0 or self.frame is None:
+            return False
+        self.frames_dropped += 1
+        self.begin(frame, seq, length, now)
+        return True
 
     def advance(self, sent, now):
         """Record ``sent`` more bytes written; return True when the frame in flight completed."""

@@ -7,20 +7,20 @@ closed when the last in-flight send lets go of it.
 
 A viewer has at most one frame in flight (``camhub_node.subscriber.Subscriber``). When its write
 completes it takes the newest frame; frames published meanwhile are dropped for it. "Completed" also
-means the kernel has passed the bytes on: a viewer whose send queue still holds data (``SIOCOUTQ``)
-waits, so a slow viewer's kernel buffers never fill with seconds of old video.
+means the kernel has nearly passed the bytes on: each viewer socket has ``TCP_NOTSENT_LOWAT`` set,
+so the kernel takes more only while less than that is still unsent and reports the socket writable
+only once the backlog has drained. A slow viewer's kernel buffers therefore never fill with seconds
+of old video, and a viewer that keeps up costs exactly one ``sendfile`` per frame — no queue
+probing, no timers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import itertools
 import logging
 import os
 import socket
-import struct
-import termios
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,8 +31,7 @@ from camhub_node.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
-_OUTQ = struct.Struct("i")
-_OUTQ_BUF = bytes(_OUTQ.size)
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's value where Python lacks the name
 
 
 @dataclass(frozen=True)
@@ -41,16 +40,15 @@ class FanoutSettings:
 
     write_timeout_s: float = 10.0  # no byte accepted for this long: drop the viewer
     keepalive_s: float = 2.0  # re-send the last frame when the camera is this quiet
-    send_buffer: int = 256 * 1024  # SO_SNDBUF per viewer; the kernel doubles it
-    backlog_fraction: float = 0.5  # a viewer with more than this share of a frame still queued waits
-    drain_poll_s: float = 0.005  # how often a waiting viewer's send queue is looked at
+    send_buffer: int = 256 * 1024  # SO_SNDBUF per viewer (the kernel doubles it): bounds memory
+    unsent_limit: int = 16 * 1024  # TCP_NOTSENT_LOWAT: the backlog a slow viewer may have queued
     history: int = 50  # recent disconnects kept per camera
 
 
 class Frame:
     """One published frame: the JPEG (for snapshots) and its encoded part in a memfd."""
 
-    __slots__ = ("seq", "capture_time", "arrived", "jpeg", "size", "_fd", "_part")
+    __slots__ = ("seq", "capture_time", "arrived", "jpeg", "size", "fd", "_part")
 
     def __init__(self, jpeg: bytes, seq: int, capture_time: float, arrived: float) -> None:
         self.seq = seq
@@ -60,25 +58,25 @@ class Frame:
         seconds = int(capture_time)
         part = mjpeg.encode_part(jpeg, seq, seconds, int((capture_time - seconds) * 1_000_000))
         self.size = len(part)
-        self._fd = -1
+        self.fd = -1  # the memfd holding the part; -1 where there is no memfd_create
         self._part = part
         if hasattr(os, "memfd_create"):
-            self._fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
+            self.fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
             written = 0
             while written < self.size:
-                written += os.write(self._fd, part[written:])
+                written += os.write(self.fd, part[written:])
             self._part = None
 
     def send(self, out_fd: int, offset: int) -> int:
         """Send from ``offset`` to the end to a non-blocking socket; returns bytes the kernel took."""
-        if self._fd >= 0:
-            return os.sendfile(out_fd, self._fd, offset, self.size - offset)
+        if self.fd >= 0:
+            return os.sendfile(out_fd, self.fd, offset, self.size - offset)
         return os.write(out_fd, self._part[offset:])
 
     def __del__(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Viewer(Subscriber):
@@ -126,8 +124,6 @@ class Feed:
         self.bytes_out_closed = 0
         self.dropped_closed = 0
         self.skipped_closed = 0
-        self._draining: set[Viewer] = set()
-        self._drain_timer: asyncio.TimerHandle | None = None
 
     # ---- counters --------------------------------------------------------------------------
     @property
@@ -145,29 +141,22 @@ class Feed:
         self.seq += 1
         frame = Frame(jpeg, self.seq, capture_time, now)
         self.latest = frame
+        seq, size = frame.seq, frame.size
         for viewer in list(self.viewers.values()):
-            backlogged = (viewer.frame is None and not viewer.rate_limited(now)
-                          and self._backlogged(viewer, frame.size))
-            if viewer.publish(frame.seq, now, busy=backlogged):
-                viewer.begin(frame, frame.seq, frame.size, now)
+            if viewer.publish(seq, now):
+                viewer.begin(frame, seq, size, now)
                 self._pump(viewer, now)
-            elif backlogged:
-                self._wait_for_drain(viewer)
         return frame
-
-    def _backlogged(self, viewer: Viewer, frame_size: int) -> bool:
-        try:
-            queued = _OUTQ.unpack(fcntl.ioctl(viewer.fd, termios.TIOCOUTQ, _OUTQ_BUF))[0]
-        except OSError:
-            return False  # the next send reports what is wrong with the socket
-        return queued > frame_size * self.settings.backlog_fraction
 
     def _pump(self, viewer: Viewer, now: float) -> None:
         """Send the viewer's frame in flight; on completion move it on to the newest frame."""
         while viewer.frame is not None:
             frame: Frame = viewer.frame
             try:
-                sent = frame.send(viewer.fd, viewer.offset)
+                if frame.fd >= 0:
+                    sent = os.sendfile(viewer.fd, frame.fd, viewer.offset, frame.size - viewer.offset)
+                else:
+                    sent = frame.send(viewer.fd, viewer.offset)
             except BlockingIOError:
                 self._want_writable(viewer)
                 return
@@ -179,15 +168,14 @@ class Feed:
                 self.remove(viewer, subscriber.RESET)
                 return
             if not viewer.advance(sent, now):
-                self._want_writable(viewer)  # a short write: the socket buffer is full
+                self._want_writable(viewer)  # a short write: the unsent backlog is at its limit
                 return
             self.frames_out += 1
-            self._stop_writable(viewer)
+            if viewer.writing:
+                self._loop.remove_writer(viewer.fd)
+                viewer.writing = False
             latest = self.latest
-            if latest is None or not viewer.ready(now):
-                return
-            if self._backlogged(viewer, latest.size):
-                self._wait_for_drain(viewer)
+            if viewer.pending < 0 or latest is None or not viewer.ready(now):
                 return
             viewer.begin(latest, latest.seq, latest.size, now)
 
@@ -196,32 +184,12 @@ class Feed:
             self._loop.add_writer(viewer.fd, self._on_writable, viewer)
             viewer.writing = True
 
-    def _stop_writable(self, viewer: Viewer) -> None:
-        if viewer.writing:
-            self._loop.remove_writer(viewer.fd)
-            viewer.writing = False
-
     def _on_writable(self, viewer: Viewer) -> None:
-        self._pump(viewer, time.monotonic())
-
-    def _wait_for_drain(self, viewer: Viewer) -> None:
-        self._draining.add(viewer)
-        if self._drain_timer is None:
-            self._drain_timer = self._loop.call_later(self.settings.drain_poll_s, self._check_drained)
-
-    def _check_drained(self) -> None:
-        self._drain_timer = None
         now = time.monotonic()
         latest = self.latest
-        for viewer in list(self._draining):
-            if viewer.reason is not None or latest is None or not viewer.ready(now):
-                self._draining.discard(viewer)
-            elif not self._backlogged(viewer, latest.size):
-                self._draining.discard(viewer)
-                viewer.begin(latest, latest.seq, latest.size, now)
-                self._pump(viewer, now)
-        if self._draining:
-            self._drain_timer = self._loop.call_later(self.settings.drain_poll_s, self._check_drained)
+        if latest is not None and viewer.pending == latest.seq:
+            viewer.swap_unsent(latest, latest.seq, latest.size, now)  # it waited: give it the newest
+        self._pump(viewer, now)
 
     # ---- viewers ---------------------------------------------------------------------------
     def add(self, sock: socket.socket, peer: str, user_agent: str, max_fps: float = 0) -> Viewer:
@@ -230,6 +198,7 @@ class Feed:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, self.settings.unsent_limit)
         except OSError:
             pass  # not a TCP socket (tests may use socketpairs)
         now = time.monotonic()
@@ -263,8 +232,9 @@ class Feed:
         now = time.monotonic()
         viewer.close(reason, now)
         viewer.closed_at_unix = time.time()
-        self._draining.discard(viewer)
-        self._stop_writable(viewer)
+        if viewer.writing:
+            self._loop.remove_writer(viewer.fd)
+            viewer.writing = False
         self._loop.remove_reader(viewer.fd)
         viewer.sock.close()
         self.bytes_out_closed += viewer.bytes_sent
@@ -288,8 +258,7 @@ class Feed:
         for viewer in list(self.viewers.values()):
             if viewer.stalled(now, self.settings.write_timeout_s):
                 self.remove(viewer, subscriber.WRITE_TIMEOUT)
-            elif (latest is not None and viewer.keepalive_due(now, self.settings.keepalive_s)
-                  and not self._backlogged(viewer, latest.size)):
+            elif latest is not None and viewer.keepalive_due(now, self.settings.keepalive_s):
                 viewer.begin(latest, latest.seq, latest.size, now)
                 self._pump(viewer, now)
 
