@@ -129,3 +129,30 @@ def test_garbage_requests_get_4xx_and_the_hub_keeps_serving(tmp_path: Path, garb
         assert request(hub.url + "/healthz")[0] == 200
     finally:
         hub.stop()
+
+
+def test_plain_mjpeg_sources_from_the_settings(tmp_path: Path) -> None:
+    """A camera that does not speak MQTT (e.g. Espressif's CameraWebServer), listed in CAMHUB_SOURCES."""
+    broker = Mosquitto()
+    node = SimNode("plain", broker.port, fps=5, frame_size="QQVGA")
+    isolated = Mosquitto()  # the hub's broker hears no announce: the settings are its only source
+    hub = None
+    try:
+        node.wait_ready()
+        settings = tmp_path / "settings.toml"
+        settings.write_text(f'CAMHUB_SOURCES = "door={node.url}/stream, bad=ftp://127.0.0.1/x"\n')
+        hub = HubProcess(isolated.port, tmp_path, extra=["--settings", str(settings)])
+        assert hub.proc.wait(20) == 2 and "bad" in hub.output()  # a bad entry is named, not guessed at
+        settings.write_text(f'CAMHUB_SOURCES = "door={node.url}/stream"\n')
+        hub = HubProcess(isolated.port, tmp_path, extra=["--settings", str(settings)]).wait_ready()
+        door = wait_until(lambda: [c for c in get_json(hub.url + "/api/cameras")
+                                   if c["id"] == "door" and c["state"] == "streaming"], what="static source")[0]
+        assert door["source"] == "static" and door["announce"] is None
+        with StreamReader(hub.url + "/cameras/door/stream") as reader:
+            assert reader.read_part().image().size == (160, 120)
+    finally:
+        if hub:
+            hub.stop()
+        node.stop()
+        isolated.stop()
+        broker.stop()

@@ -230,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
     _raise_fd_limit()
     try:
         asyncio.run(serve(config))
+    except SettingsError as exc:  # found while starting, e.g. a bad CAMHUB_SOURCES entry
+        print(f"camhub hub: {exc}")
+        return 2
     except OSError as exc:
         print(f"camhub hub: {exc}")
         return 1
