@@ -5,7 +5,8 @@ It serves what a node serves on ``GET /stream`` (DESIGN.md: ``multipart/x-mixed-
 ``camhub_node.mjpeg``) at a fixed rate, with real JPEG bytes: a set of distinct VGA pictures made
 with Pillow at start-up, tuned to about ``--frame-bytes`` each, sent in turn. ``X-Timestamp`` is the
 moment a frame is published (its "capture"). ``GET /status`` answers a small JSON document.
-Each client gets the latest frame when its previous write has drained (latest frame wins).
+Each client gets the latest frame when its previous write has drained (latest frame wins), with the
+plain-asyncio client loop the asyncio baseline uses (``baselines/common.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import json
 import signal
 import time
 
+from baselines.common import NOT_FOUND, Latest, send_parts
 from PIL import Image, ImageDraw
-
-from camhub_node import mjpeg
 
 SIZES = {"QVGA": (320, 240), "VGA": (640, 480), "SVGA": (800, 600), "XGA": (1024, 768), "HD": (1280, 720)}
 
@@ -49,34 +49,18 @@ def make_jpegs(count: int, size: tuple[int, int], target: int) -> list[bytes]:
     return jpegs
 
 
-class Source:
-    """The latest frame and a way to wait for a newer one."""
-
-    def __init__(self) -> None:
-        self.seq = -1
-        self.part = b""
-        self.changed = asyncio.Event()
-
-    def publish(self, part: bytes) -> None:
-        self.seq += 1
-        self.part = part
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-
-async def produce(source: Source, jpegs: list[bytes], fps: float) -> None:
+async def produce(source: Latest, jpegs: list[bytes], fps: float) -> None:
     start = time.monotonic()
     n = 0
     while True:
         now = time.time()
         seconds = int(now)
-        source.publish(bytes(mjpeg.encode_part(jpegs[n % len(jpegs)], n, seconds,
-                                               int((now - seconds) * 1_000_000))))
+        source.publish(jpegs[n % len(jpegs)], n, seconds, int((now - seconds) * 1_000_000))
         n += 1
         await asyncio.sleep(max(0.0, start + n / fps - time.monotonic()))
 
 
-async def handle(source: Source, size: tuple[int, int], fps: float,
+async def handle(source: Latest, size: tuple[int, int], fps: float,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -89,18 +73,10 @@ async def handle(source: Source, size: tuple[int, int], fps: float,
             await writer.drain()
             return
         if path != b"/stream":
-            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.write(NOT_FOUND)
             await writer.drain()
             return
-        writer.write(mjpeg.response_head())
-        last = -1
-        while True:
-            if source.seq == last:
-                await source.changed.wait()
-                continue
-            last = source.seq
-            writer.write(source.part)
-            await writer.drain()
+        await send_parts(source, writer)
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
         pass
     except asyncio.CancelledError:
@@ -112,7 +88,7 @@ async def handle(source: Source, size: tuple[int, int], fps: float,
 async def main_async(args: argparse.Namespace) -> None:
     size = SIZES[args.frame_size.upper()]
     jpegs = make_jpegs(args.distinct, size, args.frame_bytes)
-    source = Source()
+    source = Latest()
     producer = asyncio.create_task(produce(source, jpegs, args.fps))
     server = await asyncio.start_server(lambda r, w: handle(source, size, args.fps, r, w),
                                         "127.0.0.1", args.http_port)

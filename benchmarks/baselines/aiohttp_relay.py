@@ -14,12 +14,12 @@
   aiohttp's cost), kernel send-buffer autotuning, no access log (a stream is logged only at its end).
 
 Run: ``python benchmarks/baselines/aiohttp_relay.py --upstream http://127.0.0.1:8080/stream --port 9000``;
-it serves the relayed stream on ``/stream`` (any path ending in ``/stream``).
+it serves the relayed stream on ``/stream`` (any path ending in ``/stream``). The frame holder and the
+part-header parser are in ``common.py``, shared with the asyncio baseline.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -27,46 +27,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from common import Latest, parse_part_head, relay_args
 
 from camhub_node import mjpeg
 
 log = logging.getLogger("aiohttp_relay")
-MAX_PART = 4 * 1024 * 1024
-
-
-class Latest:
-    """The newest encoded part and an event that fires when a newer one is published."""
-
-    def __init__(self) -> None:
-        self.seq = -1
-        self.part = b""
-        self.changed = asyncio.Event()
-
-    def publish(self, part: bytes) -> None:
-        self.seq += 1
-        self.part = part
-        self.changed.set()
-        self.changed = asyncio.Event()
-
 
 LATEST = web.AppKey("latest", Latest)
 UPSTREAM = web.AppKey("upstream", str)
-
-
-def parse_part_head(block: bytes) -> tuple[int, int, int, int]:
-    """Content-Length, X-Frame-Seq and X-Timestamp (seconds, microseconds) of a part header."""
-    length, seq, ts_s, ts_us = -1, 0, 0, 0
-    for line in block.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"x-frame-seq":
-            seq = int(value)
-        elif name == b"x-timestamp":
-            seconds, _, frac = value.strip().partition(b".")
-            ts_s, ts_us = int(seconds), int((frac + b"000000")[:6])
-    return length, seq, ts_s, ts_us
 
 
 async def pull(url: str, latest: Latest) -> None:
@@ -80,10 +48,7 @@ async def pull(url: str, latest: Latest) -> None:
                     while True:
                         block = await resp.content.readuntil(b"\r\n\r\n")
                         length, seq, ts_s, ts_us = parse_part_head(block)
-                        if not 0 <= length <= MAX_PART:
-                            raise ValueError(f"bad part length {length}")
-                        jpeg = await resp.content.readexactly(length)
-                        latest.publish(bytes(mjpeg.encode_part(jpeg, seq, ts_s, ts_us)))
+                        latest.publish(await resp.content.readexactly(length), seq, ts_s, ts_us)
             except (aiohttp.ClientError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 log.warning("upstream: %r; reconnecting", exc)
             await asyncio.sleep(0.5)
@@ -107,10 +72,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     last = -1
     try:
         while True:
-            if latest.seq == last:
-                await latest.changed.wait()
-                continue
-            last = latest.seq
+            last = await latest.newer(last)
             await resp.write(latest.part)
     except (ConnectionError, aiohttp.ClientConnectionResetError):
         pass  # the client went away
@@ -128,12 +90,7 @@ def build_app(upstream: str) -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--upstream", required=True, help="the camera's MJPEG stream URL")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = relay_args(__doc__)
     web.run_app(build_app(args.upstream), host=args.host, port=args.port, access_log=None,
                 backlog=512, shutdown_timeout=1.0, print=None)
 
