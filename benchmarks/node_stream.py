@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
 import socket
@@ -33,11 +32,13 @@ import subprocess
 import sys
 import threading
 import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support: the same allocation measurement as the tests
+
+from tests.support.allocations import loopback_pairs, measure  # noqa: E402
+
 MARKER = b"Content-Type: image/jpeg"
 
 
@@ -268,12 +269,7 @@ class Drained:
     """Two loopback connections; the far ends are drained by threads into preallocated buffers."""
 
     def __init__(self) -> None:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        self.far = [socket.create_connection(listener.getsockname()) for _ in range(2)]
-        self.near = [listener.accept()[0] for _ in self.far]
-        listener.close()
+        self.far, self.near = loopback_pairs(2)
         self.received = [0, 0]
         self.threads = [threading.Thread(target=self._drain, args=(i,), daemon=True) for i in range(2)]
         for thread in self.threads:
@@ -291,26 +287,6 @@ class Drained:
     def close(self) -> None:
         for sock in self.near + self.far:
             sock.close()
-
-
-def measure(step: Callable[[], None], frames: int) -> tuple[int, int]:
-    """(worst transient peak above the level before a frame, net growth over ``frames``)."""
-    for _ in range(50):
-        step()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        worst = 0
-        for _ in range(frames):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            step()
-            worst = max(worst, tracemalloc.get_traced_memory()[1] - before)
-        gc.collect()
-        return worst, tracemalloc.get_traced_memory()[0] - base
-    finally:
-        tracemalloc.stop()
 
 
 def alloc_camhub(frame_size: str, frames: int) -> tuple[int, int, int]:

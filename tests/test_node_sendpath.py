@@ -7,17 +7,15 @@ A probe run of the per-client ``bytes(frame)`` pattern shows the measurement doe
 
 from __future__ import annotations
 
-import gc
-import socket
 import time
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.simcam import SimCamera
+from tests.support.allocations import loopback_pairs, measure
 
 FRAMES = 1000
 
@@ -29,12 +27,7 @@ class Rig:
         self.camera = SimCamera("mem", "VGA", 12)
         self.pool = FramePool(4, jpeg_capacity(640, 480))
         self.fanout = Fanout(2, 5, time.monotonic)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        self.readers = [socket.create_connection(listener.getsockname()) for _ in range(2)]
-        self.served = [listener.accept()[0] for _ in self.readers]
-        listener.close()
+        self.readers, self.served = loopback_pairs(2)
         for reader in self.readers:
             reader.setblocking(False)
         self.sink = bytearray(1 << 20)
@@ -72,26 +65,6 @@ def rig() -> Iterator[Rig]:
     rig = Rig()
     yield rig
     rig.close()
-
-
-def measure(step: Callable[[], None], frames: int) -> tuple[int, int]:
-    """(largest transient peak above the level before a frame, net growth over ``frames``)."""
-    for _ in range(50):
-        step()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        worst = 0
-        for _ in range(frames):
-            before = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            step()
-            worst = max(worst, tracemalloc.get_traced_memory()[1] - before)
-        gc.collect()
-        return worst, tracemalloc.get_traced_memory()[0] - base
-    finally:
-        tracemalloc.stop()
 
 
 def test_the_send_path_allocates_nothing_frame_sized(rig: Rig) -> None:
