@@ -64,15 +64,19 @@ class Fleet:
         return tuple(b for b in self.boards if b.id in only)
 
 
+def read_text(path: Path, what: str, error: type[ValueError]) -> str:
+    """The UTF-8 text of ``path``; ``error`` naming the file and ``what`` it is when it is missing or unreadable."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read the {what}: {exc}") from None
+
+
 def load_fleet(path: Path) -> Fleet:
     """Read and validate the fleet file at ``path``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FleetError(f"{path}: no such fleet file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FleetError(f"{path}: cannot read the fleet file: {exc}") from None
-    return parse_fleet(text, path)
+    return parse_fleet(read_text(path, "fleet file", FleetError), path)
 
 
 def parse_fleet(text: str, path: Path) -> Fleet:

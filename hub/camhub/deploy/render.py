@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from camhub.deploy.fleet import SettingValue
+from camhub.deploy.fleet import SettingValue, read_text
 
 KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 NODE_ID_KEY = "CAMHUB_NODE_ID"
@@ -38,12 +38,7 @@ class Template:
 
 def load_template(path: Path) -> Template:
     """Read a flat settings template (e.g. ``settings.toml.example``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RenderError(f"{path}: no such settings template") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RenderError(f"{path}: cannot read the settings template: {exc}") from None
+    text = read_text(path, "settings template", RenderError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
