@@ -10,8 +10,10 @@ instead of running a half-new package; it boots once the marker is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -81,6 +83,25 @@ def space_needed(plan: Plan, present: dict[str, int], block: int) -> int:
     return growth + largest_tmp + manifest_room
 
 
+@contextlib.asynccontextmanager
+async def _outcome(result: BoardResult, target: Target) -> AsyncIterator[None]:
+    """Record the block's failure in ``result`` instead of raising it, then its duration; close ``target``."""
+    started = time.monotonic()
+    try:
+        yield
+    except (TargetError, BundleError, RenderError) as exc:
+        result.error = str(exc)
+    except Exception as exc:  # one board's surprise must not stop the others
+        log.debug("board %s failed", result.board.id, exc_info=True)
+        result.error = f"unexpected {exc.__class__.__name__}: {exc}"
+    finally:
+        await target.aclose()
+        result.seconds = time.monotonic() - started
+    result.ok = result.error is None
+    if not result.ok:
+        result.outcome = "failed"
+
+
 async def deploy_board(
     board: Board,
     target: Target,
@@ -91,110 +112,85 @@ async def deploy_board(
     dry_run: bool = False,
 ) -> BoardResult:
     """Deploy (or with ``dry_run`` only plan) one board; every failure ends up in the result, never raised."""
-    started = time.monotonic()
     result = BoardResult(board=board, where=target.where)
-    try:
-        await _deploy(board, target, builder, template, fleet, reporter, dry_run, result)
-    except (TargetError, BundleError, RenderError) as exc:
-        result.error = str(exc)
-    except Exception as exc:  # one board's surprise must not stop the others
-        log.debug("board %s failed", board.id, exc_info=True)
-        result.error = f"unexpected {exc.__class__.__name__}: {exc}"
-    finally:
-        await target.aclose()
-        result.seconds = time.monotonic() - started
-    result.ok = result.error is None
-    if not result.ok:
-        result.outcome = "failed"
-    return result
-
-
-async def _deploy(
-    board: Board,
-    target: Target,
-    builder: FirmwareBuilder,
-    template: Template | None,
-    fleet: Fleet,
-    reporter: Reporter,
-    dry_run: bool,
-    result: BoardResult,
-) -> None:
-    settings = BoardFile(
-        "settings.toml", render_settings(template, fleet.defaults, board.settings, board.id, fleet.path.name)
-    )
-    try:
-        info = await target.probe()
-    except TargetError:
-        if dry_run and builder.bundles is None:
-            # Still show what a full deploy would write once the board is reachable.
-            result.plan = make_plan(builder.for_major(None).files_with(settings), Manifest(), {})
-        raise
-    result.info = info
-    free = "unknown free space" if info.free is None else f"{human_bytes(info.free)} free"
-    reporter.note(board.id, f"CircuitPython {info.version} ({info.board_name}), {free}")
-
-    firmware = builder.for_major(info.major)
-    result.libraries = firmware.source
-    desired = firmware.files_with(settings)
-
-    manifest, warning = Manifest.parse(await target.read(MANIFEST_PATH, MAX_MANIFEST_BYTES))
-    if warning:
-        reporter.note(board.id, warning)
-    present = await target.sizes(sorted({f.path for f in desired} | set(manifest.files) | {MARKER_PATH}))
-    plan = make_plan(desired, manifest, present)
-    result.plan = plan
-
-    needed = space_needed(plan, present, info.block_size)
-    if plan.write and info.free is not None and needed > info.free:
-        raise TargetError(
-            f"not enough free space on {target.where}: this deploy needs {human_bytes(needed)}, the drive has "
-            f"{human_bytes(info.free)} free (nothing was written; remove unused files from its lib/)"
+    async with _outcome(result, target):  # also on the early returns below: ok, outcome, seconds
+        settings = BoardFile(
+            "settings.toml", render_settings(template, fleet.defaults, board.settings, board.id, fleet.path.name)
         )
-    reporter.planned(board.id, plan)
-    final = Manifest({}, board.id, firmware.source).with_files(desired)
-    if dry_run:
-        result.outcome = "dry run"
-        return
-    if not plan.changes and final.files == manifest.files and manifest.board == board.id:
-        if plan.marker_left:  # an earlier deploy stopped after its last file: let the node boot
-            await target.delete(MARKER_PATH)
-            result.removed.append(MARKER_PATH)
-            reporter.note(board.id, "removed the marker an interrupted deploy left")
-        result.outcome = "up to date"
-        return
+        try:
+            info = await target.probe()
+        except TargetError:
+            if dry_run and builder.bundles is None:
+                # Still show what a full deploy would write once the board is reachable.
+                result.plan = make_plan(builder.for_major(None).files_with(settings), Manifest(), {})
+            raise
+        result.info = info
+        free = "unknown free space" if info.free is None else f"{human_bytes(info.free)} free"
+        reporter.note(board.id, f"CircuitPython {info.version} ({info.board_name}), {free}")
 
-    # Before any other write: while the marker exists the node's code.py waits instead of importing a
-    # half-new lib/ (and a deploy that stops part-way leaves it there).
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    await target.write(MARKER_PATH, marker_bytes(desired, started))
+        firmware = builder.for_major(info.major)
+        result.libraries = firmware.source
+        desired = firmware.files_with(settings)
 
-    # Forget the files about to change first: if the deploy stops half-way, the manifest on the
-    # board claims only files whose content it really describes.
-    changing = [f.path for f in plan.write] + plan.stale
-    pending = manifest.without(changing)
-    pending.board, pending.libraries = board.id, firmware.source
-    if pending.files != manifest.files:
-        await target.write(MANIFEST_PATH, pending.to_bytes())
+        manifest, warning = Manifest.parse(await target.read(MANIFEST_PATH, MAX_MANIFEST_BYTES))
+        if warning:
+            reporter.note(board.id, warning)
+        present = await target.sizes(sorted({f.path for f in desired} | set(manifest.files) | {MARKER_PATH}))
+        plan = make_plan(desired, manifest, present)
+        result.plan = plan
 
-    done: list[BoardFile] = []
-    try:
-        for file in plan.write:
-            await target.write(file.path, file.data)
-            done.append(file)
-            result.written.append(file.path)
-            result.written_bytes += file.size
-            reporter.written(board.id, file.path, file.size)
-    except TargetError:
-        if done:
-            # Keep what was verified so the next run does not send it again; best effort.
-            try:
-                await target.write(MANIFEST_PATH, pending.with_files(done).to_bytes())
-            except TargetError:
-                pass
-        raise
-    for path in plan.stale:
-        await target.delete(path)
-        result.removed.append(path)
-    await target.write(MANIFEST_PATH, final.to_bytes())
-    await target.delete(MARKER_PATH)
-    result.outcome = "deployed"
+        needed = space_needed(plan, present, info.block_size)
+        if plan.write and info.free is not None and needed > info.free:
+            raise TargetError(
+                f"not enough free space on {target.where}: this deploy needs {human_bytes(needed)}, the drive has "
+                f"{human_bytes(info.free)} free (nothing was written; remove unused files from its lib/)"
+            )
+        reporter.planned(board.id, plan)
+        final = Manifest({}, board.id, firmware.source).with_files(desired)
+        if dry_run:
+            result.outcome = "dry run"
+            return result
+        if not plan.changes and final.files == manifest.files and manifest.board == board.id:
+            if plan.marker_left:  # an earlier deploy stopped after its last file: let the node boot
+                await target.delete(MARKER_PATH)
+                result.removed.append(MARKER_PATH)
+                reporter.note(board.id, "removed the marker an interrupted deploy left")
+            result.outcome = "up to date"
+            return result
+
+        # Before any other write: while the marker exists the node's code.py waits instead of importing a
+        # half-new lib/ (and a deploy that stops part-way leaves it there).
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        await target.write(MARKER_PATH, marker_bytes(desired, started))
+
+        # Forget the files about to change first: if the deploy stops half-way, the manifest on the
+        # board claims only files whose content it really describes.
+        changing = [f.path for f in plan.write] + plan.stale
+        pending = manifest.without(changing)
+        pending.board, pending.libraries = board.id, firmware.source
+        if pending.files != manifest.files:
+            await target.write(MANIFEST_PATH, pending.to_bytes())
+
+        done: list[BoardFile] = []
+        try:
+            for file in plan.write:
+                await target.write(file.path, file.data)
+                done.append(file)
+                result.written.append(file.path)
+                result.written_bytes += file.size
+                reporter.written(board.id, file.path, file.size)
+        except TargetError:
+            if done:
+                # Keep what was verified so the next run does not send it again; best effort.
+                try:
+                    await target.write(MANIFEST_PATH, pending.with_files(done).to_bytes())
+                except TargetError:
+                    pass
+            raise
+        for path in plan.stale:
+            await target.delete(path)
+            result.removed.append(path)
+        await target.write(MANIFEST_PATH, final.to_bytes())
+        await target.delete(MARKER_PATH)
+        result.outcome = "deployed"
+    return result
