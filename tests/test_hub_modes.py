@@ -156,3 +156,19 @@ def test_plain_mjpeg_sources_from_the_settings(tmp_path: Path) -> None:
         node.stop()
         isolated.stop()
         broker.stop()
+
+
+def test_a_request_head_that_never_completes_is_cut_off(tmp_path: Path) -> None:
+    """Slowloris: a client that sends part of a request and stops must not hold a connection forever."""
+    import socket
+
+    hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_HUB_BROKER": "external"}).wait_ready()
+    try:
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=30) as slow:
+            slow.sendall(b"GET /api/cameras HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
+            assert request(hub.url + "/healthz")[0] == 200  # everyone else is served meanwhile
+            started = time.monotonic()
+            assert slow.recv(100) == b""  # closed by the hub
+            assert time.monotonic() - started < 25
+    finally:
+        hub.stop()

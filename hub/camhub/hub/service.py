@@ -70,7 +70,9 @@ class Hub:
             await self.embedded.start()
         self._tasks = [asyncio.create_task(coro) for coro in (
             self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states())]
-        self._runner = await webapp.start_site(webapp.build_app(self), config.host, config.port)
+        app = webapp.build_app(self)
+        self._runner = await webapp.start_site(app, config.host, config.port)
+        self._tasks.append(asyncio.create_task(webapp.enforce_request_deadline(app, self._runner)))
         log.info("hub listening on http://%s:%d/ (auth %s)", config.host, config.port,
                  "on" if self.auth.required else "off")
 

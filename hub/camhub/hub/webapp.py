@@ -34,6 +34,45 @@ _CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _STATIC_HEADERS = {"Cache-Control": "no-cache"}
 
 HUB_KEY = web.AppKey("hub", "Hub")
+DEADLINE_KEY = web.AppKey("request_deadline", "RequestDeadline")
+REQUEST_HEAD_TIMEOUT_S = 10.0  # a connection must send a whole request head within this
+IDLE_KEEPALIVE_S = 15.0  # an idle keep-alive connection is closed after this
+
+
+class RequestDeadline:
+    """Closes connections that never complete a request head (slowloris), which aiohttp allows.
+
+    The middleware marks each connection that got a request through; a sweep closes the ones that
+    have been open longer than the deadline without one. Only public aiohttp API is used.
+    """
+
+    def __init__(self, timeout: float = REQUEST_HEAD_TIMEOUT_S) -> None:
+        self.timeout = timeout
+        self.closed = 0
+        # keyed by id(): aiohttp's handlers take no weak references; entries die with the sweep
+        self._served: set[int] = set()
+        self._first_seen: dict[int, float] = {}
+
+    def served(self, protocol: Any) -> None:
+        if protocol is not None:
+            self._served.add(id(protocol))
+
+    async def sweep(self, server: web.Server, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            live = {id(protocol): protocol for protocol in server.connections}
+            self._served &= live.keys()
+            self._first_seen = {key: seen for key, seen in self._first_seen.items() if key in live}
+            for key, protocol in live.items():
+                if key in self._served:
+                    continue
+                if now - self._first_seen.setdefault(key, now) > self.timeout:
+                    transport = protocol.transport
+                    if transport is not None and not transport.is_closing():
+                        self.closed += 1
+                        log.info("closing a connection that sent no complete request in %.0f s", self.timeout)
+                        transport.close()
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -49,6 +88,7 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Credentials, and JSON errors for everything that goes wrong."""
     hub: Hub = request.app[HUB_KEY]
+    request.app[DEADLINE_KEY].served(request.protocol)
     if request.path != "/healthz":
         camera_id = request.match_info.get("camera_id") if request.match_info.get("media") else None
         if not hub.auth.allows(request.headers.get("Authorization"), camera_id, request.query.get("token")):
@@ -65,8 +105,9 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
 def build_app(hub: Hub) -> web.Application:
     # client_max_size bounds request bodies; the parser bounds request lines and header fields.
     app = web.Application(middlewares=[_guard], client_max_size=64 * 1024, handler_args={
-        "max_line_size": 8190, "max_field_size": 8190})
+        "max_line_size": 8190, "max_field_size": 8190, "keepalive_timeout": IDLE_KEEPALIVE_S})
     app[HUB_KEY] = hub
+    app[DEADLINE_KEY] = RequestDeadline()
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hub", api_hub)
@@ -228,3 +269,8 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     await site.start()
     return runner
 
+
+async def enforce_request_deadline(app: web.Application, runner: web.AppRunner) -> None:
+    """Run until cancelled: closes connections that never send a whole request head."""
+    assert runner.server is not None
+    await app[DEADLINE_KEY].sweep(runner.server)
