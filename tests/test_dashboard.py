@@ -160,7 +160,9 @@ def test_camera_view_plays_the_stream_and_lists_this_browser(world: World) -> No
     # Esc goes back to the grid, closes the stream, and gives the focus back to the tile.
     pg.keyboard.press("Escape")
     world.wait_js("location.hash === '#/' || location.hash === ''", "back on the grid")
-    assert pg.is_visible("#grid-view") and not pg.is_visible("#camera-view")
+    # the route changes first, the views follow on the next frame: wait for them, bounded
+    pg.wait_for_selector("#grid-view", state="visible", timeout=5000)
+    pg.wait_for_selector("#camera-view", state="hidden", timeout=5000)
     assert pg.evaluate("document.activeElement.dataset.id") == "garage"
     wait_until(lambda: get_json(world.hub.url + "/api/cameras/garage")["clients"] == [], 10,
                "the hub's viewer closed after leaving the camera view")
