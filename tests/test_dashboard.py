@@ -163,7 +163,8 @@ def test_camera_view_plays_the_stream_and_lists_this_browser(world: World) -> No
     # the route changes first, the views follow on the next frame: wait for them, bounded
     pg.wait_for_selector("#grid-view", state="visible", timeout=5000)
     pg.wait_for_selector("#camera-view", state="hidden", timeout=5000)
-    assert pg.evaluate("document.activeElement.dataset.id") == "garage"
+    world.wait_js("document.activeElement && document.activeElement.dataset.id === 'garage'",
+                  "the focus back on the tile")
     wait_until(lambda: get_json(world.hub.url + "/api/cameras/garage")["clients"] == [], 10,
                "the hub's viewer closed after leaving the camera view")
 
@@ -186,8 +187,9 @@ def test_killed_node_turns_offline_without_a_reload(world: World) -> None:
     assert tile.locator(".badge").inner_text().lower() == "offline"
     # Its last picture stays (greyed), the others keep streaming.
     assert world.page.evaluate("document.querySelector('.tile[data-id=\"porch\"] img.frame.live').naturalWidth") == 160
-    world.wait_js("document.querySelector('#h-cams').textContent.includes('7/8 online')", "7/8 online")
-    assert world.page.locator('#grid .tile[data-state="streaming"]').count() == 7
+    world.wait_js("document.querySelector('#h-cams').textContent.includes('7/8 online')"
+                  " && document.querySelectorAll('#grid .tile[data-state=\"streaming\"]').length === 7",
+                  "7/8 online, seven tiles streaming")
     assert world.page.evaluate(MARK) is True
 
 
