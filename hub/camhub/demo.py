@@ -56,7 +56,8 @@ def _start_nodes(args: argparse.Namespace, mqtt_port: int) -> list[subprocess.Po
     nodes = []
     for node_id, name in DEMO_CAMERAS[: args.nodes]:
         env = {**os.environ, "CAMHUB_NODE_NAME": name}
-        cmd = [sys.executable, "-m", "camhub", "node", "--sim", "--id", node_id,
+        # nodes log warnings only: the demo's console is for the hub and the URLs
+        cmd = [sys.executable, "-m", "camhub", "--log-level", "WARNING", "node", "--sim", "--id", node_id,
                "--http-port", str(_free_port()), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port),
                "--fps", str(args.fps), "--frame-size", args.frame_size]
         nodes.append(subprocess.Popen(cmd, env=env, start_new_session=True))
