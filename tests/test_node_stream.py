@@ -112,6 +112,7 @@ def test_snapshot_and_status(idle: SimNode) -> None:
     for key in ("id", "fps", "frames", "clients", "dropped", "free_heap", "uptime_s", "viewers", "disconnects"):
         assert key in status
     assert status["id"] == NODE and status["frames"] > 0 and status["clients"] == 0
+    assert status["capture_no_buffer"] == 0  # the pool always had a free buffer for the camera
 
 
 def _drain(reader: StreamReader, stop: threading.Event, parts: list[int]) -> None:

@@ -63,7 +63,6 @@ class Fanout:
         self.disconnects = []  # newest last, at most HISTORY
         self.connections = 0
         self.departed_dropped = 0
-        self.departed_sent = 0
         self._clients = []
         self._by_key = {}  # fd (CPython's poll) and socket object (CircuitPython's poll) -> client
         self._poll = select.poll()
@@ -226,7 +225,6 @@ class Fanout:
         if client.fd is not None:
             self._by_key.pop(client.fd, None)
         self.departed_dropped += sub.frames_dropped
-        self.departed_sent += sub.frames_sent
         record = sub.as_dict(now)
         record["closed_at_uptime_s"] = round(now - self.started, 1)
         if client.errno is not None:
@@ -242,9 +240,6 @@ class Fanout:
 
     def dropped_total(self):
         return self.departed_dropped + sum(c.sub.frames_dropped for c in self._clients)
-
-    def sent_total(self):
-        return self.departed_sent + sum(c.sub.frames_sent for c in self._clients)
 
     def viewers(self):
         now = self.clock()

@@ -36,7 +36,6 @@ class Frame:
         self.seq = -1
         self.ts_s = 0
         self.ts_us = 0
-        self.captured_at = 0.0
         self.refs = 0  # viewers with this frame in flight
 
     @property
@@ -59,7 +58,6 @@ class FramePool:
         self.frames = [Frame(capacity) for _ in range(count)]
         self.latest = None
         self.seq = 0
-        self.captured = 0
         self.no_buffer = 0  # captures dropped because every buffer was in use (should stay 0)
         self.regrown = 0  # buffers reallocated (reconfigure, or a frame larger than expected)
 
@@ -104,7 +102,5 @@ class FramePool:
         frame.seq = self.seq
         frame.ts_s = ts_s
         frame.ts_us = ts_us
-        frame.captured_at = now
         self.latest = frame
-        self.captured += 1
         return frame

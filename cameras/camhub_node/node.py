@@ -239,7 +239,10 @@ class Node:
             "id": cfg.node_id, "name": cfg.name, "firmware": __version__, "board": self.platform.board_name,
             "frame_size": cfg.frame_size, "width": cfg.width, "height": cfg.height,
             "fps_target": cfg.fps, "jpeg_quality": cfg.jpeg_quality, "max_clients": cfg.max_clients,
-            "capture_errors": self.capture_errors, "viewers": self.fanout.viewers(),
+            "capture_errors": self.capture_errors,
+            # captures lost because every buffer was still in flight (should stay 0), and buffer regrowths
+            "capture_no_buffer": self.pool.no_buffer, "buffers_regrown": self.pool.regrown,
+            "viewers": self.fanout.viewers(),
             "disconnects": self.fanout.disconnects, "connections": self.fanout.connections,
             "http": {"requests": self.http.requests, "rejected": self.http.rejected, "errors": self.http.errors},
             "mqtt": {"connected": self.presence.connected, "connects": self.presence.connects,

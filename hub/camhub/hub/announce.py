@@ -122,14 +122,6 @@ def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and ID_RE.fullmatch(value) is not None
 
 
-def url_host(url: str) -> str | None:
-    """The host part of a URL (no brackets, lower case), or None."""
-    try:
-        return urlsplit(url).hostname
-    except ValueError:
-        return None
-
-
 def check_url(url: object, allowed: AllowedSources, reason: str = "bad_url") -> str:
     """``url`` if it is http(s) without credentials to an allowed address or a plain host name.
 

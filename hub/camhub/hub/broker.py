@@ -67,10 +67,8 @@ class Frame:
                 written += os.write(self.fd, part[written:])
             self._part = None
 
-    def send(self, out_fd: int, offset: int) -> int:
-        """Send from ``offset`` to the end to a non-blocking socket; returns bytes the kernel took."""
-        if self.fd >= 0:
-            return os.sendfile(out_fd, self.fd, offset, self.size - offset)
+    def write(self, out_fd: int, offset: int) -> int:
+        """Where there is no memfd: write from ``offset`` to the end; returns bytes the kernel took."""
         return os.write(out_fd, self._part[offset:])
 
     def __del__(self) -> None:
@@ -91,7 +89,6 @@ class Viewer(Subscriber):
         self.closed_at_unix: float | None = None
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.writing = False
-        self.discarded = 0  # bytes the viewer sent us after its request (read and ignored)
 
     def info(self, now: float) -> dict[str, object]:
         """The viewer as the API and the MQTT events show it."""
@@ -131,6 +128,10 @@ class Feed:
         return self.dropped_closed + sum(v.frames_dropped for v in self.viewers.values())
 
     @property
+    def skipped_total(self) -> int:
+        return self.skipped_closed + sum(v.frames_skipped for v in self.viewers.values())
+
+    @property
     def bytes_out(self) -> int:
         return self.bytes_out_closed + sum(v.bytes_sent for v in self.viewers.values())
 
@@ -156,7 +157,7 @@ class Feed:
                 if frame.fd >= 0:
                     sent = os.sendfile(viewer.fd, frame.fd, viewer.offset, frame.size - viewer.offset)
                 else:
-                    sent = frame.send(viewer.fd, viewer.offset)
+                    sent = frame.write(viewer.fd, viewer.offset)
             except BlockingIOError:
                 self._want_writable(viewer)
                 return
@@ -222,8 +223,7 @@ class Feed:
             return
         if not data:
             self.remove(viewer, subscriber.CLOSED)
-        else:
-            viewer.discarded += len(data)  # a player may send anything; it is never buffered
+        # anything else a player sends is read and ignored, never buffered
 
     def remove(self, viewer: Viewer, reason: str) -> None:
         """Disconnect a viewer, record why, and wake its HTTP handler."""

@@ -32,6 +32,8 @@ class HubCollector:
         frames_out = CounterMetricFamily("camhub_camera_frames_out", "Frames delivered to viewers", labels=labels)
         dropped = CounterMetricFamily("camhub_camera_frames_dropped", "Frames skipped for busy viewers",
                                       labels=labels)
+        skipped = CounterMetricFamily("camhub_camera_frames_skipped", "Frames left out for viewers' own fps limit",
+                                      labels=labels)
         bytes_out = CounterMetricFamily("camhub_camera_bytes_out", "Bytes sent to viewers", labels=labels)
         reconnects = CounterMetricFamily("camhub_camera_upstream_reconnects", "Upstream reconnects",
                                          labels=labels)
@@ -47,11 +49,12 @@ class HubCollector:
             viewers.add_metric(cid, len(feed.viewers))
             frames_out.add_metric(cid, feed.frames_out)
             dropped.add_metric(cid, feed.dropped_total)
+            skipped.add_metric(cid, feed.skipped_total)
             bytes_out.add_metric(cid, feed.bytes_out)
             reconnects.add_metric(cid, upstream.reconnects if upstream else 0)
             for kind, count in (upstream.errors.items() if upstream else ()):
                 errors.add_metric([camera.id, kind], count)
-        yield from (frames_in, fps_in, up, viewers, frames_out, dropped, bytes_out, reconnects, errors)
+        yield from (frames_in, fps_in, up, viewers, frames_out, dropped, skipped, bytes_out, reconnects, errors)
         rejected = CounterMetricFamily("camhub_announces_rejected", "MQTT announces rejected", labels=["reason"])
         for reason, count in self._rejections.items():
             rejected.add_metric([reason], count)
