@@ -18,25 +18,32 @@ class SettingsError(ValueError):
     """A settings file that cannot be used, with a message naming the file and the key."""
 
 
+def parse_flat_toml(text: str, where: str) -> dict[str, str | int | float | bool]:
+    """The values of a flat ``KEY = value`` file, as typed by TOML; nested tables are refused."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{where}: not valid TOML: {exc}") from None
+    for key, value in data.items():
+        if not isinstance(value, str | int | float):
+            raise SettingsError(
+                f"{where}: {key} must be a string or a number (CircuitPython reads only flat "
+                f"KEY = value lines), not {type(value).__name__}"
+            )
+    return data
+
+
 def read_settings_file(path: Path) -> dict[str, str]:
     """Parse a flat ``KEY = value`` TOML file into strings, as ``os.getenv`` would return them."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such settings file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 text: {exc}") from None
     values: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, bool):
-            values[key] = "1" if value else "0"
-        elif isinstance(value, str | int | float):
-            values[key] = str(value)
-        else:
-            raise SettingsError(
-                f"{path}: {key} must be a string or a number (CircuitPython reads only flat "
-                f"KEY = value lines), not {type(value).__name__}"
-            )
+    for key, value in parse_flat_toml(text, str(path)).items():
+        values[key] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     return values
 
 

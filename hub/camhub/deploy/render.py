@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camhub.deploy.fleet import SettingValue, read_text
+from camhub.settings import SettingsError, parse_flat_toml
 
 KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 NODE_ID_KEY = "CAMHUB_NODE_ID"
@@ -40,12 +41,12 @@ def load_template(path: Path) -> Template:
     """Read a flat settings template (e.g. ``settings.toml.example``)."""
     text = read_text(path, "settings template", RenderError)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RenderError(f"{path}: not valid TOML: {exc}") from None
+        data = parse_flat_toml(text, str(path))  # the same reader the hub and the sim node use
+    except SettingsError as exc:
+        raise RenderError(str(exc)) from None
     values: dict[str, SettingValue] = {}
     for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, str | int):
+        if isinstance(value, bool) or not isinstance(value, str | int):  # a board's os.getenv: no floats
             raise RenderError(
                 f"{path}: {key} must be a string or an integer: CircuitPython's settings.toml has "
                 f"flat KEY = value lines only (no {type(value).__name__})"
