@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
 
+from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
 from tests.support.waiting import get_json, wait_until
@@ -31,3 +35,53 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
         if observer:
             observer.close()
         demo.kill()
+
+
+def _demo(port: int, mqtt_port: int) -> Process:
+    return Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "1",
+                              "--fps", "5", "--frame-size", "QQVGA"), name="demo")
+
+
+def _time_wait_on(port: int) -> bool:
+    """A connection in TIME_WAIT (state 06 in /proc/net/tcp) whose local port is ``port``."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return any(int(r[1].rsplit(":", 1)[1], 16) == port and r[3] == "06" for r in rows)
+
+
+def test_demo_starts_again_at_once_on_the_same_ports() -> None:
+    port, mqtt_port = free_port(), free_port()
+    first = _demo(port, mqtt_port)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=first.proc)
+        wait_until(lambda: get_json(f"http://127.0.0.1:{port}/api/cameras"), timeout=30, what="the camera known")
+        # a viewer open when the demo stops: the hub closes it, so its side of it waits in TIME_WAIT
+        viewer = StreamReader(f"http://127.0.0.1:{port}/cameras/front-door/stream")
+        assert viewer.read_part().body  # frames flow through the first demo
+        first.proc.send_signal(signal.SIGINT)
+        assert first.proc.wait(30) == 0
+        viewer.close()
+    finally:
+        first.kill()
+    assert _time_wait_on(port), "the stopped demo should have left a connection in TIME_WAIT on its port"
+    second = _demo(port, mqtt_port)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=second.proc)
+        wait_until(lambda: (c := get_json(f"http://127.0.0.1:{port}/api/cameras")) and c[0]["state"] == "streaming",
+                   timeout=30, what="the restarted demo's camera streaming")
+    finally:
+        second.stop(signal.SIGINT, timeout=30)
+        second.kill()
+
+
+def test_demo_names_what_holds_a_port_that_is_really_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(free_port())),
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"port {port} (HTTP) is in use by" in result.stdout
+    assert f"(pid {os.getpid()})" in result.stdout  # this test's process holds it
+    assert "--port" in result.stdout

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from camhub import ports
 from camhub.hub.config import config_from
 from camhub.settings import SettingsError
 
@@ -35,15 +36,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, default=10, help="frames per second per node (default 10)")
     parser.add_argument("--frame-size", default="VGA", help="simulated frame size (default VGA)")
     parser.add_argument("--state-dir", type=Path, help="the hub's state dir (default: a temporary one)")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_port() -> int:
@@ -113,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"camhub demo: --nodes must be 1..{len(DEMO_CAMERAS)}")
         return 2
     for what, port in (("HTTP", args.port), ("MQTT", args.mqtt_port)):
-        if not _port_free(port):
+        if not ports.port_free("127.0.0.1", port):
             flag = "--port" if what == "HTTP" else "--mqtt-port"
-            print(f"camhub demo: port {port} ({what}) is in use; pick another with {flag}")
+            print(f"camhub demo: port {port} ({what}) is in use by {ports.holder(port)}; pick another with {flag}")
             return 2
     with contextlib.ExitStack() as stack:
         state_dir = args.state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="camhub-demo-")))
