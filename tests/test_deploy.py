@@ -215,6 +215,28 @@ def test_redeploy_writes_nothing_and_a_change_rewrites_only_that_file(
     assert web_board.modifications() == []
 
 
+def test_a_truncated_or_deleted_file_on_the_board_is_rewritten(
+    tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kitchen = usb_drive(tmp_path / "kitchen")
+    fleet = write_fleet(tmp_path / "fleet.toml", [
+        {"id": "kitchen", "target": str(kitchen)},
+        {"id": "garage", "target": web_board.url, "password": "garage-pw"},
+    ])
+    assert deploy(capsys, fleet, firmware)[0] == 0
+    wanted = firmware_files(firmware)
+    for drive in (kitchen, web_board.root):  # someone edits the drive; the manifest still claims both files
+        mjpeg = drive / "lib/camhub_node/mjpeg.py"
+        mjpeg.write_bytes(mjpeg.read_bytes()[:100])
+        (drive / "lib/camhub_node/fanout.py").unlink()
+    rc, out = deploy(capsys, fleet, firmware)
+    assert rc == 0, out
+    for drive in (kitchen, web_board.root):
+        for path in ("lib/camhub_node/mjpeg.py", "lib/camhub_node/fanout.py"):
+            assert (drive / path).read_bytes() == wanted[path], f"{path} on {drive.name} not restored"
+        assert_manifest_true(drive)
+
+
 def test_a_missing_or_wrong_board_fails_alone_with_its_reason(
     tmp_path: Path, firmware: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

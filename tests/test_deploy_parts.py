@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camhub.deploy.bundle import (
+    BoardFile,
     BundleError,
     bundles_in,
     choose_bundle,
@@ -18,7 +19,7 @@ from camhub.deploy.bundle import (
     resolve_libraries,
 )
 from camhub.deploy.fleet import FleetError, parse_fleet
-from camhub.deploy.manifest import Manifest
+from camhub.deploy.manifest import MARKER_PATH, Entry, Manifest, make_plan
 from camhub.deploy.render import Template, format_value, load_template, render_settings
 from tests.support.procs import ROOT
 
@@ -211,6 +212,25 @@ def test_manifest_from_a_board_is_distrusted() -> None:
     assert set(manifest.files) == {"lib/a.py"} and "2 unsafe path(s)" in (warning or "")
     manifest, warning = Manifest.parse(b"\x00not json")
     assert manifest.files == {} and "every file is rewritten" in (warning or "")
+
+
+def test_plan_rewrites_what_differs_or_is_missing_and_removes_only_stale_files_present() -> None:
+    same, edited, truncated, deleted, new = (BoardFile(f"lib/{n}.py", n.encode() * 10)
+                                             for n in ("same", "edited", "truncated", "deleted", "new"))
+    manifest = Manifest({f.path: Entry(f.sha256, f.size) for f in (same, truncated, deleted)})
+    manifest.files[edited.path] = Entry("0" * 64, edited.size)  # deployed with other content
+    manifest.files["lib/old.py"] = Entry("1" * 64, 5)  # no longer wanted, still on the board
+    manifest.files["lib/gone.py"] = Entry("2" * 64, 5)  # no longer wanted, already removed
+    present = {same.path: same.size, edited.path: edited.size, truncated.path: truncated.size - 1,
+               "lib/old.py": 5}
+    plan = make_plan([same, edited, truncated, deleted, new], manifest, present)
+    assert [f.path for f in plan.write] == [edited.path, truncated.path, deleted.path, new.path]
+    assert [f.path for f in plan.unchanged] == [same.path]
+    assert plan.stale == ["lib/old.py"] and plan.changes and not plan.marker_left
+    assert plan.bytes_to_write == sum(f.size for f in plan.write)
+    idle = make_plan([same], Manifest({same.path: Entry(same.sha256, same.size)}), {same.path: same.size})
+    assert not idle.changes and idle.bytes_to_write == 0
+    assert make_plan([same], manifest, {**present, MARKER_PATH: 10}).marker_left
 
 
 def test_the_shipped_fleet_example_is_a_valid_fleet() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import struct
 import time
 
 import pytest
@@ -210,3 +211,52 @@ async def test_server_shutdown_closes_every_viewer(tcp_pair) -> None:
         assert viewer.reason == "server_shutdown"
         await asyncio.wait_for(reader.task, 2)
         assert reader.closed and reader.seqs() == [1]
+
+
+def _read_exactly(sock: socket.socket, size: int) -> None:
+    sock.settimeout(5)
+    got = 0
+    while got < size:
+        chunk = sock.recv(size - got)
+        assert chunk, "the broker closed the viewer early"
+        got += len(chunk)
+
+
+@pytest.mark.parametrize("leave,reason", [
+    ("half_close", "closed"),  # shutdown(SHUT_WR) after reading: a clean FIN, seen by the read side
+    ("close_then_frames", "closed"),  # clean close, frames published before the loop reads the FIN: EPIPE
+    ("abort", "reset"),  # SO_LINGER 0: the peer sends RST
+    ("stop_reading", "write_timeout"),  # connected, reads nothing: no progress for write_timeout_s
+])
+async def test_each_way_of_leaving_gets_its_reason(tcp_pair, leave: str, reason: str) -> None:
+    broker = Broker(FanoutSettings(write_timeout_s=0.5, send_buffer=4096))
+    feed = broker.feed("cam")
+    client, server = tcp_pair(4096 if leave == "stop_reading" else None)
+    viewer = feed.add(server, "test", leave)
+    # small frames go out whole, so the frames after a close reach send() (and its EPIPE)
+    jpeg = jpeg_of((40, 50, 60), (320, 240), noise=60) if leave == "stop_reading" else jpeg_of((40, 50, 60))
+    frame = feed.publish(jpeg, time.time())
+    housekeeping = asyncio.create_task(broker.run_housekeeping(0.1))
+    try:
+        if leave == "stop_reading":
+            for _ in range(20):
+                if viewer.done.done():
+                    break
+                feed.publish(jpeg, time.time())
+                await asyncio.sleep(0.1)
+        else:
+            await asyncio.to_thread(_read_exactly, client, frame.size)
+            if leave == "half_close":
+                client.shutdown(socket.SHUT_WR)
+            elif leave == "abort":
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+            else:
+                client.close()
+                for _ in range(3):  # before the event loop gets to read the FIN
+                    feed.publish(jpeg, time.time())
+        assert await asyncio.wait_for(viewer.done, 3) == reason
+    finally:
+        housekeeping.cancel()
+    assert [d["reason"] for d in feed.disconnects] == [reason]
+    assert feed.viewers == {}

@@ -59,3 +59,16 @@ def test_view_tokens_open_one_camera_only(tmp_path: Path) -> None:
     assert auth.allows(None, "door", token)
     assert not auth.allows(None, "yard", token)
     assert not auth.allows(None, None, token)
+
+
+@pytest.mark.parametrize("host", ["hub.lan", "camhub", "::", "0.0.0.0", "192.168.1.20", "10.0.0.5", "fe80::1",
+                                  "2001:db8::7", "localhost.example.com"])
+def test_every_address_beyond_loopback_demands_a_password(host: str) -> None:
+    with pytest.raises(SettingsError, match="CAMHUB_HUB_PASSWORD"):
+        config_from({"CAMHUB_HUB_HOST": host})
+    assert config_from({"CAMHUB_HUB_HOST": host, "CAMHUB_HUB_PASSWORD": "pw"}).auth_required
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_runs_open_by_default(host: str) -> None:
+    assert not config_from({"CAMHUB_HUB_HOST": host}).auth_required

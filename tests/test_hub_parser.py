@@ -164,6 +164,19 @@ def test_parts_that_are_not_jpeg_are_dropped_and_counted() -> None:
     assert parser.dropped_not_jpeg == 3
 
 
+@pytest.mark.parametrize("name", ["standard", "no_content_length", "lf_only"])
+def test_a_part_ending_like_a_jpeg_but_not_starting_like_one_is_dropped(name: str) -> None:
+    style = STYLES[name]
+    impostor = b"<html>camera busy</html>" + EOI  # ends in FF D9, has no start marker
+    data = (style.part(fake_jpeg(1), 1) + style.part(impostor, 2) + style.part(fake_jpeg(3), 3)
+            + style.wire + b"--" + style.eol)
+    for chunking in ([], list(range(0, len(data), 7))):
+        parser = MjpegParser("foo", LIMIT)
+        frames = feed_chunks(parser, data, chunking)
+        assert [f.seq for f in frames] == [1, 3]
+        assert parser.dropped_not_jpeg == 1
+
+
 def test_padding_after_the_end_marker_is_trimmed() -> None:
     jpeg = fake_jpeg(3)
     padded = jpeg + bytes(20)  # some encoders pad the buffer they send

@@ -143,6 +143,20 @@ async def test_retries_back_off_exponentially(sink: Sink, make_upstream: Callabl
         assert upstream.state == "connecting"
 
 
+async def test_backoff_resets_once_frames_flowed_again(sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+    async with QuirkyCamera(Quirks(status=503)) as camera:
+        upstream = make_upstream(camera.url, backoff_min_s=0.05, backoff_max_s=10.0)
+        # five refusals: the backoff has doubled to 1.6 s (each wait 0.5-1x of it)
+        await until(lambda: camera.connections >= 5, "five refused attempts")
+        camera.quirks = Quirks(close_mid_part_after=3)  # the sixth attempt streams, then drops
+        await until(lambda: camera.connections >= 7, "the attempt after the drop")
+        assert upstream.errors["http_status"] == 5 and sink.frames
+        assert "streaming" in sink.states
+        # the sixth connection closed (camera.closed_at[5]); the seventh came within the minimum backoff
+        gap = camera.connected_at[6] - camera.closed_at[5]
+        assert gap < 0.4, f"{gap:.2f} s after frames flowed: the backoff was not reset"
+
+
 async def test_stall_then_reconnect(sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
     async with QuirkyCamera(Quirks(stall_after=4)) as camera:
         upstream = make_upstream(camera.url, stall_s=0.5)

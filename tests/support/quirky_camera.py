@@ -69,6 +69,7 @@ class QuirkyCamera:
     jpegs: list[bytes] = field(default_factory=make_jpegs)
     connections: int = 0
     connected_at: list[float] = field(default_factory=list)  # time.monotonic() of each connection
+    closed_at: list[float] = field(default_factory=list)  # time.monotonic() of each close (in close order)
     frames_sent: int = 0
     open_connections: int = 0
 
@@ -126,6 +127,7 @@ class QuirkyCamera:
         except asyncio.CancelledError:
             pass  # stop(): the handler ends quietly (asyncio would log a cancelled handler as an error)
         finally:
+            self.closed_at.append(time.monotonic())
             self.open_connections -= 1
             self._writers.discard(writer)
             self._handlers.discard(task)
