@@ -127,8 +127,11 @@ def test_garbage_requests_get_4xx_and_the_hub_keeps_serving(tmp_path: Path, garb
             answer = sock.recv(200)
         assert answer.startswith(b"HTTP/1.") and answer.split()[1][:1] == b"4"
         assert request(hub.url + "/healthz")[0] == 200
+        # Anyone can send these: counted, and no ERROR with a traceback in the log for each one.
+        assert 'camhub_http_requests_malformed_total{kind="malformed"} 1.0' in request(hub.url + "/metrics")[1].decode()
     finally:
         hub.stop()
+    assert "Traceback" not in hub.output() and "Error handling request" not in hub.output()
 
 
 def test_plain_mjpeg_sources_from_the_settings(tmp_path: Path) -> None:

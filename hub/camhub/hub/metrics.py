@@ -7,7 +7,7 @@ Prometheus asks, so a frame costs no metric-library call.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,11 +17,14 @@ from camhub.hub.cameras import Cameras
 
 class HubCollector:
     def __init__(self, cameras: Cameras, rejections: Counter[str], refusals: Counter[str],
-                 mqtt_connected: Callable[[], bool]) -> None:
+                 mqtt_connected: Callable[[], bool],
+                 counters: Callable[[], Mapping[str, tuple[str, str, Mapping[str, int]]]] | None = None) -> None:
         self._cameras = cameras
         self._rejections = rejections
         self._refusals = refusals
         self._mqtt_connected = mqtt_connected
+        # more labelled counters: name -> (help, label name, {label value: count})
+        self._counters = counters or dict
 
     def collect(self) -> Iterator[Metric]:
         labels = ["camera"]
@@ -66,6 +69,11 @@ class HubCollector:
         mqtt = GaugeMetricFamily("camhub_mqtt_connected", "1 while the hub's MQTT link is up")
         mqtt.add_metric([], 1.0 if self._mqtt_connected() else 0.0)
         yield mqtt
+        for name, (text, label, counts) in self._counters().items():
+            family = CounterMetricFamily(name, text, labels=[label])
+            for value, count in counts.items():
+                family.add_metric([value], count)
+            yield family
 
 
 def render(collector: HubCollector) -> bytes:

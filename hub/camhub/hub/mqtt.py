@@ -1,7 +1,12 @@
-"""The hub's MQTT link: discovery in (announce, availability), status out (availability, state, events).
+"""The hub's MQTT link: discovery in (announce, availability, stats), status out (availability, state, events).
 
-One connection, kept up with capped exponential backoff. Publishing never blocks the hub: while the
-link is down messages are skipped, and every retained camera state is re-published on reconnect.
+One connection, kept up with capped exponential backoff. Publishing never blocks the hub and never
+grows without bound: ``publish()`` puts the message in a queue that one sender task drains. For a
+retained topic only the newest payload is kept (a camera's state replaces the one not yet sent);
+other messages (events) wait in a bounded queue, and when the broker cannot keep up or the link is
+down they are dropped and counted. A broker that stops answering (frozen, half-open) is noticed
+by a probe within a few seconds and reported as not connected; every retained camera state is
+re-published on reconnect.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import logging
 import random
 import uuid
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +26,17 @@ import aiomqtt
 from camhub.hub.config import HubConfig
 
 log = logging.getLogger(__name__)
+
+MAX_RETAINED_PENDING = 4096  # distinct retained topics waiting (cameras x a few topics each)
+MAX_EVENTS_PENDING = 1000  # non-retained messages waiting; older ones are dropped beyond this
+PUBLISH_TIMEOUT_S = 3.0  # a QoS 1 publish not acknowledged by then: the broker is stuck
+PROBE_INTERVAL_S = 2.0  # how often an idle link checks that the broker still answers
+PROBE_TIMEOUT_S = 3.0
+
+
+class BrokerStuck(aiomqtt.MqttError):
+    """The broker accepted the connection but stopped acknowledging."""
+
 
 class MqttLink:
     """Subscribes to node topics and publishes the hub's own; ``run()`` until cancelled."""
@@ -37,6 +54,21 @@ class MqttLink:
         self.connected = False
         self.messages_in = 0
         self.ignored_messages = 0
+        self.published = 0
+        self.dropped: Counter[str] = Counter()  # messages not sent, by reason
+        self._retained: dict[str, tuple[str | bytes, int]] = {}  # topic -> newest (payload, qos)
+        self._events: deque[tuple[str, str | bytes, int]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._retained) + len(self._events)
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected, "broker": self.describe(), "messages_in": self.messages_in,
+                "published": self.published, "pending": self.pending, "dropped": dict(self.dropped)}
 
     @property
     def availability_topic(self) -> str:
@@ -52,9 +84,12 @@ class MqttLink:
             client = aiomqtt.Client(
                 self.host, self.port, username=self.config.mqtt_user or None,
                 password=self.config.mqtt_password or None,
-                identifier=f"camhub-hub-{uuid.uuid4().hex[:8]}", keepalive=15,
+                identifier=f"camhub-hub-{uuid.uuid4().hex[:8]}", keepalive=15, timeout=PUBLISH_TIMEOUT_S,
                 will=aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True),
             )
+            # One sender means at most a couple of calls in flight: aiomqtt's "pending publish
+            # calls" warning (meant for unbounded publishers) would only be noise.
+            client.pending_calls_threshold = 1000
             try:
                 async with client:
                     self._client = client
@@ -64,16 +99,64 @@ class MqttLink:
                     await client.publish(self.availability_topic, b"online", qos=1, retain=True)
                     await client.subscribe(f"{self.prefix}/nodes/+/announce", qos=1)
                     await client.subscribe(f"{self.prefix}/nodes/+/availability", qos=1)
+                    await client.subscribe(f"{self.prefix}/nodes/+/stats", qos=0)
                     self._on_connect()
-                    async for message in client.messages:
-                        await self._dispatch(message)
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT link to %s down: %s; retrying in %.1f s", self.describe(), exc, delay)
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._receive(client))
+                        group.create_task(self._send(client))
+                        group.create_task(self._probe(client))
+            except* aiomqtt.MqttError as errors:
+                self.connected = False
+                log.warning("MQTT link to %s down: %s; retrying in %.1f s", self.describe(),
+                            "; ".join(str(e) for e in errors.exceptions), delay)
             finally:
                 self._client = None
                 self.connected = False
+                self._drop_events("disconnected")
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, 30.0)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._dispatch(message)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        """The one sender: retained states first (newest only), then events, in order."""
+        while True:
+            if not self._retained and not self._events:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            if self._retained:
+                topic = next(iter(self._retained))
+                data, qos = self._retained.pop(topic)
+                retain = True
+            else:
+                topic, data, qos = self._events.popleft()
+                retain = False
+            try:
+                await client.publish(topic, data, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
+            except aiomqtt.MqttError as exc:
+                self.dropped["broker_error"] += 1
+                self.connected = False  # say so now, not when the teardown is over
+                raise BrokerStuck(f"publish not acknowledged within {PUBLISH_TIMEOUT_S:g} s ({exc})") from None
+            self.published += 1
+
+    async def _probe(self, client: aiomqtt.Client) -> None:
+        """A round trip every few seconds (UNSUBSCRIBE of a topic nobody uses: no side effects)."""
+        topic = f"{self.prefix}/hub/probe"
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            try:
+                await client.unsubscribe(topic, timeout=PROBE_TIMEOUT_S)
+            except aiomqtt.MqttError:
+                self.connected = False
+                raise BrokerStuck(f"the broker did not answer within {PROBE_TIMEOUT_S:g} s") from None
+
+    def _drop_events(self, reason: str) -> None:
+        if self._events:
+            self.dropped[reason] += len(self._events)
+            self._events.clear()
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         self.messages_in += 1
@@ -89,18 +172,36 @@ class MqttLink:
         except Exception:  # one bad message must never take the link down
             log.exception("error handling %s", message.topic.value)
 
-    def publish(self, topic: str, payload: dict[str, Any] | str, retain: bool = False) -> None:
-        """Queue a publish if connected; never blocks the caller."""
-        client = self._client
-        if client is None:
-            return
-        data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-        task = asyncio.get_running_loop().create_task(self._publish(client, topic, data, retain))
-        task.add_done_callback(_ignore_result)
+    def publish(self, topic: str, payload: dict[str, Any] | list[Any] | str | bytes, retain: bool = False,
+                qos: int | None = None) -> None:
+        """Queue a message (JSON for dicts and lists); never blocks. QoS defaults to 1 if retained, else 0.
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, data: str, retain: bool) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(topic, data, qos=1 if retain else 0, retain=retain)
+        A retained topic keeps only its newest payload until sent (also while the link is down);
+        other messages are dropped, and counted, while the link is down or the queue is full.
+        """
+        data = payload if isinstance(payload, str | bytes) else json.dumps(payload, separators=(",", ":"))
+        level = (1 if retain else 0) if qos is None else qos
+        if retain:
+            if topic not in self._retained and len(self._retained) >= MAX_RETAINED_PENDING:
+                self.dropped["queue_full"] += 1
+                return
+            self._retained[topic] = (data, level)
+        else:
+            if self._client is None:
+                self.dropped["disconnected"] += 1
+                return
+            if len(self._events) >= MAX_EVENTS_PENDING:
+                self._events.popleft()  # the newest events say more than the oldest
+                self.dropped["queue_full"] += 1
+            self._events.append((topic, data, level))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until everything queued has been sent, if connected."""
+        if self._client is not None and not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
 
     def publish_state(self, camera_id: str, payload: dict[str, Any]) -> None:
         self.publish(f"{self.prefix}/hub/cameras/{camera_id}/state", payload, retain=True)
@@ -116,7 +217,3 @@ class MqttLink:
                 await asyncio.wait_for(
                     client.publish(self.availability_topic, b"offline", qos=1, retain=True), 3)
 
-
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()

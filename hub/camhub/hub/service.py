@@ -28,6 +28,7 @@ from camhub.hub.config import HubConfig, add_arguments, config_from_args
 from camhub.hub.embedded_broker import EmbeddedBroker
 from camhub.hub.metrics import HubCollector, render
 from camhub.hub.mqtt import MqttLink
+from camhub.hub.ratelimit import LogLimiter
 from camhub.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Hub:
         self.stopping = asyncio.Event()
         self.rejections: Counter[str] = Counter()  # announces, by reason
         self.refusals: Counter[str] = Counter()  # viewers turned away, by limit
+        self.warnings = LogLimiter(log)  # every repeatable warning of the hub's goes through this
         self.allowed = AllowedSources.parse(config.allowed_sources)
         self.broker = Broker(FanoutSettings(write_timeout_s=config.write_timeout_s,
                                             keepalive_s=config.keepalive_s), on_viewer=self._viewer_event)
@@ -54,10 +56,12 @@ class Hub:
         else:
             mqtt_host = str(config.mqtt_host)
         self.mqtt = MqttLink(config, mqtt_host, config.mqtt_port, self._node_message, self._mqtt_connected)
-        self._collector = HubCollector(self.cameras, self.rejections, self.refusals, lambda: self.mqtt.connected)
+        self._collector = HubCollector(self.cameras, self.rejections, self.refusals, lambda: self.mqtt.connected,
+                                       self._counters)
         self._listeners: set[asyncio.Event] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._app: web.Application | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -70,7 +74,7 @@ class Hub:
             await self.embedded.start()
         self._tasks = [asyncio.create_task(coro) for coro in (
             self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states())]
-        app = webapp.build_app(self)
+        app = self._app = webapp.build_app(self)
         self._runner = await webapp.start_site(app, config.host, config.port)
         self._tasks.append(asyncio.create_task(webapp.enforce_request_deadline(app, self._runner)))
         log.info("hub listening on http://%s:%d/ (auth %s)", config.host, config.port,
@@ -83,8 +87,8 @@ class Hub:
         for camera in self.cameras.cameras.values():
             camera.state = OFFLINE
             self.mqtt.publish_state(camera.id, camera.state_payload(time.monotonic()))
+        await self.mqtt.flush(2.0)  # the offline states go out before the hub says goodbye
         await self.mqtt.close()
-        await asyncio.sleep(0.1)  # let the queued publishes go out
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -106,12 +110,22 @@ class Hub:
             "version": __version__,
             "time": round(time.time(), 3),
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "mqtt": {"connected": self.mqtt.connected, "broker": self.mqtt.describe()},
+            "mqtt": self.mqtt.stats(),
             "cameras_total": len(self.cameras.cameras),
             "cameras_online": sum(1 for c in cameras if c.state != OFFLINE),
             "viewers": self.broker.viewer_count,
             "auth": self.auth.required,
             "announces_rejected": sum(self.rejections.values()),
+        }
+
+    def _counters(self) -> dict[str, tuple[str, str, dict[str, int]]]:
+        """The labelled counters /metrics shows besides the per-camera ones."""
+        http_log = self._app[webapp.HTTP_LOG_KEY] if self._app is not None else None
+        return {
+            "camhub_mqtt_messages_dropped": ("MQTT messages the hub did not publish", "reason",
+                                             dict(self.mqtt.dropped)),
+            "camhub_http_requests_malformed": ("Requests the HTTP parser refused", "kind",
+                                               {"malformed": http_log.malformed if http_log else 0}),
         }
 
     def metrics(self) -> bytes:
@@ -146,15 +160,19 @@ class Hub:
             try:
                 announce = parse_announce(node_id, payload, self.allowed)
             except AnnounceRejected as exc:
-                self.rejections[exc.reason] += 1
-                log.warning("announce on %s/nodes/%s rejected: %s", self.config.topic_prefix,
-                            node_id[:40].encode("unicode_escape").decode(), exc.reason)
+                self._reject(node_id, exc.reason)
                 return
             self.cameras.announced(announce.to_dict())
         elif kind == "availability":
             text = payload.decode("utf-8", "replace").strip().lower()
             if text in ("online", "offline"):
                 self.cameras.availability(node_id, text == "online")
+
+    def _reject(self, node_id: str, reason: str) -> None:
+        """Count a rejected announce; log it, at most once a minute per reason."""
+        self.rejections[reason] += 1
+        self.warnings.warning(f"announce:{reason}", "announce on %s/nodes/%s rejected: %s",
+                              self.config.topic_prefix, node_id[:40].encode("unicode_escape").decode(), reason)
 
     def _mqtt_connected(self) -> None:
         now = time.monotonic()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub.hub.auth import Auth
 from camhub_node import mjpeg
@@ -35,6 +36,7 @@ _STATIC_HEADERS = {"Cache-Control": "no-cache"}
 
 HUB_KEY = web.AppKey("hub", "Hub")
 DEADLINE_KEY = web.AppKey("request_deadline", "RequestDeadline")
+HTTP_LOG_KEY = web.AppKey("http_log", "HttpLog")
 REQUEST_HEAD_TIMEOUT_S = 10.0  # a connection must send a whole request head within this
 IDLE_KEEPALIVE_S = 15.0  # an idle keep-alive connection is closed after this
 
@@ -75,6 +77,23 @@ class RequestDeadline:
                         transport.close()
 
 
+class HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log, except that malformed requests (anyone can send them) are counted and
+    logged at debug level without a traceback; a handler's own errors stay errors."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("camhub.hub.http"), {})
+        self.malformed = 0
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self.malformed += 1
+            level, msg, args = logging.DEBUG, "malformed request: %s", (str(exc).splitlines()[0][:200],)
+            kwargs["exc_info"] = None
+        super().log(level, msg, *args, **kwargs)
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=str))
 
@@ -108,6 +127,7 @@ def build_app(hub: Hub) -> web.Application:
         "max_line_size": 8190, "max_field_size": 8190, "keepalive_timeout": IDLE_KEEPALIVE_S})
     app[HUB_KEY] = hub
     app[DEADLINE_KEY] = RequestDeadline()
+    app[HTTP_LOG_KEY] = HttpLog()
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hub", api_hub)
@@ -263,7 +283,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, logger=app[HTTP_LOG_KEY])
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()

@@ -1,0 +1,75 @@
+"""The hub's MQTT link under pressure: a bounded publish queue, quiet logs, a frozen broker noticed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import pytest
+
+from camhub.hub.config import HubConfig
+from camhub.hub.mqtt import MqttLink
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto
+from tests.support.waiting import get_json, wait_until
+
+
+async def _connected_link(mosquitto: Mosquitto, tmp_path: Path) -> tuple[MqttLink, asyncio.Task[None]]:
+    async def ignore(*_: object) -> None:
+        return None
+
+    config = HubConfig(state_dir=tmp_path, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
+    link = MqttLink(config, "127.0.0.1", mosquitto.port, ignore, lambda: None)
+    task = asyncio.create_task(link.run())
+    for _ in range(100):
+        if link.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert link.connected
+    return link, task
+
+
+async def test_a_burst_of_publishes_is_bounded_and_keeps_the_newest_state(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    link, task = await _connected_link(mosquitto, tmp_path)
+    try:
+        tasks_before = len(asyncio.all_tasks())
+        for i in range(5000):
+            link.publish(f"camhub/hub/cameras/cam{i % 10}/state", {"seq": i}, retain=True)
+            link.publish("camhub/hub/cameras/cam0/events", {"event": "connect", "seq": i})
+        # One sender, not a task per message; at most one pending state per topic.
+        assert len(asyncio.all_tasks()) <= tasks_before + 1
+        assert link.pending <= 10 + 1000
+        await link.flush(20)
+        assert link.pending == 0
+        for cam in range(10):
+            last = 4990 + cam
+            observer.wait_for(f"camhub/hub/cameras/cam{cam}/state", lambda m, n=last: m.json() == {"seq": n})
+        states = observer.on("camhub/hub/cameras/+/state")
+        assert len(states) < 5000  # superseded states were never sent
+        assert link.dropped["queue_full"] >= 5000 - 1000  # events beyond the bound: dropped, counted
+        assert link.published >= 10
+        assert not [r for r in caplog.records if "pending publish calls" in r.getMessage()]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_a_frozen_broker_is_reported_as_not_connected_within_seconds(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
+    try:
+        wait_until(lambda: get_json(hub.url + "/api/hub")["mqtt"]["connected"], what="MQTT connected")
+        mosquitto.proc.send_signal(signal.SIGSTOP)  # accepts TCP, answers nothing: a frozen broker
+        try:
+            wait_until(lambda: not get_json(hub.url + "/api/hub")["mqtt"]["connected"], timeout=10,
+                       what="the frozen broker reported as not connected")
+        finally:
+            mosquitto.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: get_json(hub.url + "/api/hub")["mqtt"]["connected"], timeout=40,
+                   what="MQTT back after the broker thaws")
+    finally:
+        hub.stop()
