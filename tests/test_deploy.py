@@ -130,6 +130,16 @@ def web_board(tmp_path: Path) -> Iterator[WebWorkflowBoard]:
         yield board
 
 
+def usb_and_web_fleet(tmp_path: Path, web_board: WebWorkflowBoard) -> tuple[Path, Path]:
+    """A fleet of two boards without settings: a USB drive ("kitchen", returned) and ``web_board``."""
+    kitchen = usb_drive(tmp_path / "kitchen")
+    fleet = write_fleet(tmp_path / "fleet.toml", [
+        {"id": "kitchen", "target": str(kitchen)},
+        {"id": "garage", "target": web_board.url, "password": "garage-pw"},
+    ])
+    return kitchen, fleet
+
+
 # ---- tests ---------------------------------------------------------------------------------------
 
 
@@ -218,11 +228,7 @@ def test_redeploy_writes_nothing_and_a_change_rewrites_only_that_file(
 def test_a_truncated_or_deleted_file_on_the_board_is_rewritten(
     tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kitchen = usb_drive(tmp_path / "kitchen")
-    fleet = write_fleet(tmp_path / "fleet.toml", [
-        {"id": "kitchen", "target": str(kitchen)},
-        {"id": "garage", "target": web_board.url, "password": "garage-pw"},
-    ])
+    kitchen, fleet = usb_and_web_fleet(tmp_path, web_board)
     assert deploy(capsys, fleet, firmware)[0] == 0
     wanted = firmware_files(firmware)
     for drive in (kitchen, web_board.root):  # someone edits the drive; the manifest still claims both files
@@ -425,11 +431,7 @@ def test_a_file_that_does_not_read_back_as_sent_is_never_used(
 def test_dry_run_prints_what_would_be_written_where_and_writes_nothing(
     tmp_path: Path, firmware: Path, web_board: WebWorkflowBoard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kitchen = usb_drive(tmp_path / "kitchen")
-    fleet = write_fleet(tmp_path / "fleet.toml", [
-        {"id": "kitchen", "target": str(kitchen)},
-        {"id": "garage", "target": web_board.url, "password": "garage-pw"},
-    ])
+    kitchen, fleet = usb_and_web_fleet(tmp_path, web_board)
 
     rc, out = deploy(capsys, fleet, firmware, "--dry-run")
 

@@ -31,6 +31,15 @@ def request(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes, 
         return err.code, err.read(), dict(err.headers)
 
 
+def status_of(url: str) -> int:
+    """The response status alone (the body is not read: it may be an endless stream)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 def test_credentials_when_auth_is_on(mosquitto: Mosquitto, tmp_path: Path) -> None:
     node = SimNode("gate", mosquitto.port, fps=5, frame_size="QQVGA")
     hub = HubProcess(mosquitto.port, tmp_path, env={"CAMHUB_AUTH": "on", "CAMHUB_HUB_PASSWORD": PASSWORD,
@@ -53,7 +62,11 @@ def test_credentials_when_auth_is_on(mosquitto: Mosquitto, tmp_path: Path) -> No
         with StreamReader(urls["stream"]) as reader:
             assert reader.status == 200 and reader.read_part().image().format == "JPEG"
         token = urls["stream"].split("token=")[1]
-        assert request(hub.url + f"/api/cameras?token={token}")[0] == 401
+        # the token opens this camera's stream and snapshot, and nothing else at all
+        for path in ("/", "/api/hub", "/api/cameras", "/api/cameras/gate", "/api/cameras/gate/urls", "/api/events",
+                     "/metrics", "/static/app.js", "/cameras/yard/stream", "/cameras/yard/snapshot.jpg"):
+            assert status_of(hub.url + f"{path}?token={token}") == 401, path
+        assert status_of(hub.url + f"/cameras/gate/snapshot.jpg?token={token}") == 200
         assert request(hub.url + f"/cameras/gate/snapshot.jpg?token={token[:-1]}x")[0] == 401
     finally:
         hub.stop()
@@ -86,6 +99,43 @@ def test_viewer_limit_answers_503_with_retry_after(mosquitto: Mosquitto, tmp_pat
             r.close()
         hub.stop()
         node.stop()
+
+
+def test_the_hub_wide_viewer_limit_counts_every_camera(tmp_path: Path) -> None:
+    # Two cameras that never answer: a viewer is admitted (and counted) before any frame arrives.
+    dead = f"http://127.0.0.1:{free_port()}/stream"
+    hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_HUB_BROKER": "external", "CAMHUB_MAX_VIEWERS": "2",
+                                                 "CAMHUB_SOURCES": f"one={dead}, two={dead}"}).wait_ready()
+    readers: list[StreamReader] = []
+    try:
+        readers = [StreamReader(hub.url + "/cameras/one/stream"), StreamReader(hub.url + "/cameras/two/stream")]
+        assert [r.status for r in readers] == [200, 200]
+        wait_until(lambda: get_json(hub.url + "/api/hub")["viewers"] == 2, what="both viewers counted")
+        for path in ("/cameras/one/stream", "/cameras/two/stream"):
+            status, body, headers = request(hub.url + path)
+            assert status == 503 and int(headers["Retry-After"]) > 0 and "hub_limit" in json.loads(body)["error"]
+        assert 'camhub_viewers_refused_total{reason="hub_limit"} 2.0' in request(hub.url + "/metrics")[1].decode()
+    finally:
+        for r in readers:
+            r.close()
+        hub.stop()
+
+
+def test_a_killed_hub_is_marked_offline_by_its_last_will(mosquitto: Mosquitto, observer: Observer,
+                                                          tmp_path: Path) -> None:
+    hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
+    try:
+        online = observer.wait_for("camhub/hub/availability", lambda m: m.text == "online")
+        hub.kill()  # SIGKILL: no clean "offline"; only the broker can say it
+        observer.wait_for("camhub/hub/availability", lambda m: m.text == "offline", after=online.at)
+    finally:
+        hub.stop()
+    late = Observer(mosquitto.port, ["camhub/hub/availability"])  # retained: a newcomer sees it too
+    try:
+        retained = late.wait_for("camhub/hub/availability")
+        assert retained.retain and retained.text == "offline"
+    finally:
+        late.close()
 
 
 def test_embedded_broker_and_on_demand_pull(tmp_path: Path) -> None:

@@ -171,6 +171,22 @@ def test_a_viewer_that_leaves_is_recorded_with_its_reason(idle: SimNode) -> None
     assert record["frames_sent"] >= 2
 
 
+def test_a_viewer_that_half_closes_after_reading_is_recorded_as_closed(idle: SimNode) -> None:
+    reader = StreamReader(idle.url + "/stream", headers={"User-Agent": "half-closer"})
+    try:
+        reader.parts(2)
+        reader.sock.shutdown(socket.SHUT_WR)  # a clean FIN; still reading, so nothing is reset
+        with pytest.raises(EOFError):  # the node ends the stream in answer
+            while True:
+                reader.read_part()
+    finally:
+        reader.close()
+    status = wait_until(lambda: (s := get_json(idle.url + "/status"))["clients"] == 0 and s,
+                        what="the viewer removed")
+    record = next(d for d in reversed(status["disconnects"]) if d["user_agent"] == "half-closer")
+    assert record["reason"] == "closed"
+
+
 def test_a_viewer_that_stops_reading_times_out(idle: SimNode) -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -207,7 +223,9 @@ def test_garbage_set_changes_nothing(idle: SimNode, watch: Observer) -> None:
     before = get_json(idle.url + "/status")
     sent_at = time.time()
     garbage = [b"not json", b'{"fps": "fast"}', b'{"fps": 0}', b'{"fps": 7.5}', b'{"frame_size": "HUGE"}',
-               b'{"bogus": 1}', b"[1, 2]", b"\xff\xfe\x00", b'{"jpeg_quality": 1}', b"{}"]
+               b'{"bogus": 1}', b"[1, 2]", b"\xff\xfe\x00", b'{"jpeg_quality": 1}', b"{}",
+               # a valid change next to an invalid one: all or nothing
+               b'{"fps": 7, "frame_size": "HUGE"}', b'{"fps": 7, "bogus": 1}', b'{"fps": 7, "jpeg_quality": 500}']
     for payload in garbage:
         watch.publish(topic, payload)
     status = wait_until(lambda: (s := get_json(idle.url + "/status"))["mqtt"]["set_rejected"]
