@@ -101,6 +101,8 @@ class Viewer(Subscriber):
 
 
 ViewerListener = Callable[[str, "Feed", Viewer], None]
+FrameTap = Callable[[Frame], None]  # sees every published frame, on the event loop: must return at once
+FeedListener = Callable[["Feed"], None]
 
 
 class Feed:
@@ -121,6 +123,8 @@ class Feed:
         self.bytes_out_closed = 0
         self.dropped_closed = 0
         self.skipped_closed = 0
+        self.taps: list[FrameTap] = []  # motion, recordings: they keep a reference, never a copy
+        self.tap_errors = 0
 
     # ---- counters --------------------------------------------------------------------------
     @property
@@ -147,6 +151,13 @@ class Feed:
             if viewer.publish(seq, now):
                 viewer.begin(frame, seq, size, now)
                 self._pump(viewer, now)
+        for tap in self.taps:  # after the viewers: a tap never delays the fan-out
+            try:
+                tap(frame)
+            except Exception:
+                self.tap_errors += 1
+                if self.tap_errors in (1, 100) or self.tap_errors % 10000 == 0:
+                    log.exception("frame tap on %s failed (%d so far)", self.camera_id, self.tap_errors)
         return frame
 
     def _pump(self, viewer: Viewer, now: float) -> None:
@@ -269,16 +280,20 @@ class Feed:
 class Broker:
     """All cameras' feeds; viewer ids are unique across the hub."""
 
-    def __init__(self, settings: FanoutSettings, on_viewer: ViewerListener | None = None) -> None:
+    def __init__(self, settings: FanoutSettings, on_viewer: ViewerListener | None = None,
+                 on_feed: FeedListener | None = None) -> None:
         self.settings = settings
         self._ids = itertools.count(1)
         self._on_viewer = on_viewer
+        self._on_feed = on_feed  # a new feed: where its frame taps are attached
         self.feeds: dict[str, Feed] = {}
 
     def feed(self, camera_id: str) -> Feed:
         feed = self.feeds.get(camera_id)
         if feed is None:
             feed = self.feeds[camera_id] = Feed(camera_id, self.settings, self._ids, self._on_viewer)
+            if self._on_feed is not None:
+                self._on_feed(feed)
         return feed
 
     @property

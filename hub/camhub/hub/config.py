@@ -40,6 +40,26 @@ class HubConfig:
     write_timeout_s: float = 10.0
     keepalive_s: float = 2.0
     state_interval_s: float = 30.0
+    # motion detection (motion.py) and recordings (recordings.py)
+    motion: str = "on"  # on | off: the default for every camera (each can be switched in the API)
+    motion_fps: float = 5.0
+    motion_threshold: float = 24.0
+    motion_min_area_pct: float = 0.5
+    motion_frames: int = 2
+    motion_quiet_s: float = 5.0
+    record: str = "motion"  # off | motion | always: the default for every camera
+    record_dir: Path | None = None  # default: <state_dir>/recordings
+    record_preroll_s: float = 5.0
+    record_postroll_s: float = 10.0
+    record_segment_s: float = 300.0
+    record_keep_days: float = 7.0
+    record_max_gb: float = 10.0
+    record_min_free_gb: float = 1.0
+    timelapse_s: float = 0.0
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.record_dir or self.state_dir / "recordings"
 
     @property
     def embedded_broker(self) -> bool:
@@ -86,10 +106,25 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_HUB_WRITE_TIMEOUT_S": ("write_timeout_s", float),
     "CAMHUB_KEEPALIVE_S": ("keepalive_s", float),
     "CAMHUB_STATE_INTERVAL_S": ("state_interval_s", float),
+    "CAMHUB_MOTION": ("motion", str),
+    "CAMHUB_MOTION_FPS": ("motion_fps", float),
+    "CAMHUB_MOTION_THRESHOLD": ("motion_threshold", float),
+    "CAMHUB_MOTION_MIN_AREA_PCT": ("motion_min_area_pct", float),
+    "CAMHUB_MOTION_FRAMES": ("motion_frames", int),
+    "CAMHUB_MOTION_QUIET_S": ("motion_quiet_s", float),
+    "CAMHUB_RECORD": ("record", str),
+    "CAMHUB_RECORD_DIR": ("record_dir", Path),
+    "CAMHUB_RECORD_PREROLL_S": ("record_preroll_s", float),
+    "CAMHUB_RECORD_POSTROLL_S": ("record_postroll_s", float),
+    "CAMHUB_RECORD_SEGMENT_S": ("record_segment_s", float),
+    "CAMHUB_RECORD_KEEP_DAYS": ("record_keep_days", float),
+    "CAMHUB_RECORD_MAX_GB": ("record_max_gb", float),
+    "CAMHUB_RECORD_MIN_FREE_GB": ("record_min_free_gb", float),
+    "CAMHUB_TIMELAPSE_S": ("timelapse_s", float),
 }
 
 _CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
-            "pull": ("always", "on_demand")}
+            "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always")}
 
 
 def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
@@ -115,6 +150,15 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
             raise SettingsError(f"{name} must be 1..65535")
     if config.max_frame_bytes < 1024 or config.stall_s <= 0 or config.max_viewers < 1:
         raise SettingsError("CAMHUB_MAX_FRAME_BYTES, CAMHUB_STALL_S and CAMHUB_MAX_VIEWERS must be positive")
+    if not (0 < config.motion_fps <= 30 and 0 < config.motion_threshold < 256 and 0 < config.motion_min_area_pct <= 100
+            and config.motion_frames >= 1 and config.motion_quiet_s >= 0):
+        raise SettingsError("CAMHUB_MOTION_FPS must be in (0, 30], CAMHUB_MOTION_THRESHOLD in (0, 256), "
+                            "CAMHUB_MOTION_MIN_AREA_PCT in (0, 100], CAMHUB_MOTION_FRAMES >= 1, "
+                            "CAMHUB_MOTION_QUIET_S >= 0")
+    if min(config.record_preroll_s, config.record_postroll_s, config.record_min_free_gb, config.timelapse_s) < 0 \
+            or config.record_segment_s < 1 or config.record_keep_days <= 0 or config.record_max_gb <= 0:
+        raise SettingsError("CAMHUB_RECORD_* and CAMHUB_TIMELAPSE_S: durations and sizes must be positive "
+                            "(CAMHUB_RECORD_SEGMENT_S at least 1)")
     if config.broker == "external" and not config.mqtt_host:
         raise SettingsError("CAMHUB_HUB_BROKER = external needs CAMHUB_MQTT_HOST")
     if config.auth_required and not config.password:

@@ -209,6 +209,9 @@ class MqttLink:
     def publish_event(self, camera_id: str, payload: dict[str, Any]) -> None:
         self.publish(f"{self.prefix}/hub/cameras/{camera_id}/events", payload)
 
+    def publish_motion(self, camera_id: str, active: bool) -> None:
+        self.publish(f"{self.prefix}/hub/cameras/{camera_id}/motion", "ON" if active else "OFF", retain=True)
+
     async def close(self) -> None:
         """Say ``offline`` (retained) before a clean shutdown."""
         client = self._client

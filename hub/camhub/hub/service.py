@@ -14,6 +14,7 @@ import resource
 import signal
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +24,12 @@ from camhub.hub import webapp
 from camhub.hub.announce import AllowedSources, AnnounceRejected, parse_announce, parse_static_sources
 from camhub.hub.auth import Auth, load_key
 from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
+from camhub.hub.camera_options import CameraOptions
 from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
 from camhub.hub.embedded_broker import EmbeddedBroker
 from camhub.hub.metrics import HubCollector, render
+from camhub.hub.motion import Motion, MotionSettings
 from camhub.hub.mqtt import MqttLink
 from camhub.hub.ratelimit import LogLimiter
 from camhub.settings import SettingsError
@@ -45,8 +48,17 @@ class Hub:
         self.refusals: Counter[str] = Counter()  # viewers turned away, by limit
         self.warnings = LogLimiter(log)  # every repeatable warning of the hub's goes through this
         self.allowed = AllowedSources.parse(config.allowed_sources)
+        self.options = CameraOptions(config.state_dir / "camera-options.json",
+                                     {"motion": config.motion, "record": config.record})
+        self._motion_pool = ThreadPoolExecutor(1, thread_name_prefix="camhub-motion")
+        self.motion = Motion(MotionSettings(fps=config.motion_fps, threshold=config.motion_threshold,
+                                            min_area_pct=config.motion_min_area_pct, frames=config.motion_frames,
+                                            quiet_s=config.motion_quiet_s),
+                             config.motion == "on", self._motion_pool, self._motion_event, self.warnings,
+                             log_dir=config.state_dir / "motion")
         self.broker = Broker(FanoutSettings(write_timeout_s=config.write_timeout_s,
-                                            keepalive_s=config.keepalive_s), on_viewer=self._viewer_event)
+                                            keepalive_s=config.keepalive_s), on_viewer=self._viewer_event,
+                             on_feed=self._feed_created)
         self.cameras = Cameras(config, self.broker, on_change=self._camera_changed)
         self.auth = Auth(config.auth_required, config.user, config.password, load_key(config.state_dir))
         self.embedded: EmbeddedBroker | None = None
@@ -73,7 +85,7 @@ class Hub:
             self.embedded = EmbeddedBroker(config.mqtt_listen or config.host, config.mqtt_port)
             await self.embedded.start()
         self._tasks = [asyncio.create_task(coro) for coro in (
-            self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states())]
+            self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states(), self._tick())]
         app = self._app = webapp.build_app(self)
         self._runner = await webapp.start_site(app, config.host, config.port)
         self._tasks.append(asyncio.create_task(webapp.enforce_request_deadline(app, self._runner)))
@@ -99,8 +111,27 @@ class Hub:
             await self._runner.cleanup()
         if self.embedded is not None:
             await self.embedded.stop()
+        self._motion_pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- views for HTTP --------------------------------------------------------------------
+    def summary(self, camera: Camera, now: float) -> dict[str, Any]:
+        """A camera's summary with what the hub adds to it (motion)."""
+        return {**camera.summary(now), **self._extras(camera)}
+
+    def detail(self, camera: Camera, now: float) -> dict[str, Any]:
+        return {**camera.detail(now), **self._extras(camera),
+                "motion_events": self.motion.events(camera.id)[:50]}
+
+    def _extras(self, camera: Camera) -> dict[str, Any]:
+        return {"motion": self.motion.camera(camera.id).status()}
+
+    def set_options(self, camera: Camera, changes: Any) -> dict[str, str]:
+        """Change a camera's hub options (raises OptionError); applied at once."""
+        options = self.options.update(camera.id, changes)
+        self.motion.set_enabled(camera.id, options["motion"] == "on")
+        self._notify()
+        return options
+
     def sorted_cameras(self) -> list[Camera]:
         return sorted(self.cameras.cameras.values(), key=lambda c: (c.name.lower(), c.id))
 
@@ -178,6 +209,17 @@ class Hub:
         now = time.monotonic()
         for camera in self.cameras.cameras.values():
             self.mqtt.publish_state(camera.id, camera.state_payload(now))
+            self.mqtt.publish_motion(camera.id, self.motion.camera(camera.id).active)
+        self._notify()
+
+    def _feed_created(self, feed: Feed) -> None:
+        """Attach the frame taps (motion) to a new camera's feed."""
+        self.motion.camera(feed.camera_id).enabled = self.options.get(feed.camera_id, "motion") == "on"
+        feed.taps.append(self.motion.tap(feed.camera_id))
+
+    def _motion_event(self, camera_id: str, event: dict[str, Any]) -> None:
+        self.mqtt.publish_motion(camera_id, event["phase"] == "start")
+        self.mqtt.publish_event(camera_id, event)
         self._notify()
 
     def _camera_changed(self, camera: Camera) -> None:
@@ -196,6 +238,11 @@ class Hub:
         if camera is not None:
             self.cameras.viewers_changed(camera)
             self._camera_changed(camera)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.motion.tick()
 
     async def _refresh_states(self) -> None:
         while True:

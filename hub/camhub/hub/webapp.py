@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub.hub.auth import Auth
+from camhub.hub.camera_options import OptionError
 from camhub_node import mjpeg
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ def build_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/cameras/{camera_id}", api_camera)
     app.router.add_get("/api/cameras/{camera_id}/urls", api_urls)
     app.router.add_get("/api/events", api_events)
+    app.router.add_post("/api/cameras/{camera_id}/options", api_options)
+    app.router.add_get("/api/cameras/{camera_id}/motion", api_motion)
     app.router.add_get("/cameras/{camera_id}/{media:stream}", stream)
     app.router.add_get("/cameras/{camera_id}/{media:snapshot\\.jpg}", snapshot)
     app.router.add_get("/metrics", metrics)
@@ -173,11 +176,12 @@ async def api_hub(request: web.Request) -> web.Response:
 
 async def api_cameras(request: web.Request) -> web.Response:
     now = time.monotonic()
-    return _json([c.summary(now) for c in _hub(request).sorted_cameras()])
+    hub = _hub(request)
+    return _json([hub.summary(c, now) for c in hub.sorted_cameras()])
 
 
 async def api_camera(request: web.Request) -> web.Response:
-    return _json(_camera(request).detail(time.monotonic()))
+    return _json(_hub(request).detail(_camera(request), time.monotonic()))
 
 
 async def api_urls(request: web.Request) -> web.Response:
@@ -187,6 +191,44 @@ async def api_urls(request: web.Request) -> web.Response:
     query = f"?token={auth.view_token(camera.id)}" if auth.required else ""
     return _json({"stream": f"{base}/cameras/{camera.id}/stream{query}",
                   "snapshot": f"{base}/cameras/{camera.id}/snapshot.jpg{query}"})
+
+
+async def json_body(request: web.Request) -> Any:
+    """A request's JSON body; only ``application/json`` (a cross-site form cannot send that without CORS)."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text='{"error": "send Content-Type: application/json"}',
+                                           content_type="application/json")
+    try:
+        return await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}', content_type="application/json") from None
+
+
+def time_range(request: web.Request) -> tuple[float | None, float | None]:
+    """``?since=&until=`` as Unix seconds (either may be missing)."""
+    out: list[float | None] = []
+    for name in ("since", "until"):
+        raw = request.query.get(name)
+        try:
+            out.append(None if raw in (None, "") else float(raw))
+        except ValueError:
+            raise web.HTTPBadRequest(text=json.dumps({"error": f"{name} must be Unix seconds"}),
+                                     content_type="application/json") from None
+    return out[0], out[1]
+
+
+async def api_options(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    camera = _camera(request)
+    try:
+        return _json(hub.set_options(camera, await json_body(request)))
+    except OptionError as exc:
+        return _error(400, str(exc))
+
+
+async def api_motion(request: web.Request) -> web.Response:
+    since, until = time_range(request)
+    return _json(_hub(request).motion.events(_camera(request).id, since, until))
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
@@ -199,7 +241,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     try:
         while not hub.stopping.is_set():
             now = time.monotonic()
-            data = {"hub": hub.health(), "cameras": [c.summary(now) for c in hub.sorted_cameras()]}
+            data = {"hub": hub.health(), "cameras": [hub.summary(c, now) for c in hub.sorted_cameras()]}
             await response.write(f"event: state\ndata: {json.dumps(data, default=str)}\n\n".encode())
             changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
