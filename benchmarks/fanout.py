@@ -151,8 +151,8 @@ class Context:
     """What every server needs to find the node."""
 
     mqtt_port: int
-    node_id: str
-    node_stream: str
+    node_ids: list[str]  # one simulated node per camera, each its own process
+    node_streams: list[str]
     node_kind: str  # "node" (camhub node --sim) or "standin"
     workdir: Path
     hub_discovery: str  # "mqtt" or "sources"
@@ -164,18 +164,56 @@ class Server:
 
     name: str
     label: str
-    start: Callable[[Context], tuple[Process, str]]  # the process and its stream URL
+    start: Callable[[Context], tuple[Process, list[str]]]  # the process and its stream URL per camera
     missing: Callable[[], str | None] = lambda: None  # why it cannot run, or None
     ready_timeout: float = 20.0
 
 
-def _baseline(name: str, script: str) -> Callable[[Context], tuple[Process, str]]:
-    def start(ctx: Context) -> tuple[Process, str]:
+def _relay_urls(port: int, cameras: int) -> list[str]:
+    """Where a relay started with one ``--upstream`` per camera serves camera k (``relay_args``)."""
+    return [f"http://127.0.0.1:{port}/stream"] if cameras == 1 else [
+        f"http://127.0.0.1:{port}/cam/{k}/stream" for k in range(cameras)]
+
+
+def _upstreams(ctx: Context) -> list[str]:
+    return [arg for url in ctx.node_streams for arg in ("--upstream", url)]
+
+
+def _baseline(name: str, script: str) -> Callable[[Context], tuple[Process, list[str]]]:
+    def start(ctx: Context) -> tuple[Process, list[str]]:
         port = free_port()
-        proc = Process([PY, str(HERE / "baselines" / script), "--upstream", ctx.node_stream,
-                        "--port", str(port)], name=name)
-        return proc, f"http://127.0.0.1:{port}/stream"
+        proc = Process([PY, str(HERE / "baselines" / script), *_upstreams(ctx), "--port", str(port)], name=name)
+        return proc, _relay_urls(port, len(ctx.node_streams))
     return start
+
+
+PEERS = HERE / "peers"
+NPM_PACKAGES = ["mjpeg-proxy@0.3.0"]  # pinned: the numbers in README.md are for this version
+
+
+def _mjpeg_proxy_missing() -> str | None:
+    """Node.js and npm present; installs npm ``mjpeg-proxy`` into benchmarks/peers/ (gitignored) once."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` not found (Node.js is needed for the mjpeg-proxy peer)"
+    if not (PEERS / "node_modules" / "mjpeg-proxy" / "package.json").exists():
+        print("installing npm mjpeg-proxy into benchmarks/peers/ ...", flush=True)
+        try:
+            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix",
+                                   str(PEERS), *NPM_PACKAGES], capture_output=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            return "npm install mjpeg-proxy did not finish in 300 s"
+        if done.returncode:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+            return f"npm install mjpeg-proxy failed ({last[:120]})"
+    return None
+
+
+def start_mjpeg_proxy(ctx: Context) -> tuple[Process, list[str]]:
+    port = free_port()
+    proc = Process(["node", str(PEERS / "mjpeg_proxy.js"), *_upstreams(ctx), "--port", str(port)],
+                   name="mjpeg-proxy")
+    return proc, _relay_urls(port, len(ctx.node_streams))
 
 
 def _command_missing(*args: str) -> Callable[[], str | None]:
@@ -191,21 +229,23 @@ def _command_missing(*args: str) -> Callable[[], str | None]:
     return missing
 
 
-def start_hub(ctx: Context) -> tuple[Process, str]:
-    """``camhub hub`` with auth off, finding the node over MQTT (or CAMHUB_SOURCES for the stand-in)."""
+def start_hub(ctx: Context) -> tuple[Process, list[str]]:
+    """``camhub hub`` with auth off, finding the nodes over MQTT (or CAMHUB_SOURCES for the stand-in)."""
     port = free_port()
     env = {"CAMHUB_AUTH": "off"}
     if ctx.hub_discovery == "sources" or ctx.node_kind != "node":
-        env["CAMHUB_SOURCES"] = f"{ctx.node_id}={ctx.node_stream}"
+        env["CAMHUB_SOURCES"] = ",".join(f"{i}={u}" for i, u in zip(ctx.node_ids, ctx.node_streams, strict=True))
     state = ctx.workdir / "hub-state"
     state.mkdir(exist_ok=True)
     proc = Process(camhub_cmd("hub", "--host", "127.0.0.1", "--port", str(port), "--mqtt-host", "127.0.0.1",
                               "--mqtt-port", str(ctx.mqtt_port), "--state-dir", str(state)),
                    env=env, name="hub")
-    return proc, f"http://127.0.0.1:{port}/cameras/{ctx.node_id}/stream"
+    return proc, [f"http://127.0.0.1:{port}/cameras/{node_id}/stream" for node_id in ctx.node_ids]
 
 
 SERVERS: dict[str, Server] = {
+    "mjpeg-proxy": Server("mjpeg-proxy", "npm mjpeg-proxy 0.3.0 on Node.js (peer)", start_mjpeg_proxy,
+                          _mjpeg_proxy_missing),
     "aiohttp": Server("aiohttp", "aiohttp relay (baseline)", _baseline("aiohttp-relay", "aiohttp_relay.py")),
     "asyncio": Server("asyncio", "plain asyncio relay (baseline)", _baseline("asyncio-relay", "asyncio_relay.py")),
     "hub": Server("hub", "camhub hub", start_hub, _command_missing("hub"), ready_timeout=40.0),
@@ -263,8 +303,8 @@ class Sample:
     host: tuple[float, float]
 
 
-def _sample(server_pid: int, node_pid: int, load_pids: list[int]) -> Sample:
-    return Sample(time.time(), cpu_seconds(server_pid), cpu_seconds(node_pid),
+def _sample(server_pid: int, node_pids: list[int], load_pids: list[int]) -> Sample:
+    return Sample(time.time(), cpu_seconds(server_pid), sum(cpu_seconds(p) for p in node_pids),
                   sum(cpu_seconds(p) for p in load_pids), host_busy())
 
 
@@ -283,21 +323,29 @@ def _read_event(popen: subprocess.Popen, timeout: float) -> dict:
     return event
 
 
-def measure(url: str, n: int, server_pid: int, node: tuple[int, str], st: Settings, children: Children,
+@dataclass
+class Nodes:
+    """The simulated cameras: their processes' pids and stream URLs, camera k at index k."""
+
+    pids: list[int]
+    streams: list[str]
+
+
+def measure(urls: list[str], n: int, server_pid: int, nodes: Nodes, st: Settings, children: Children,
             workdir: Path, at_window: Callable[[float], object] | None = None) -> dict:
-    """N fast viewers + the throttled (+ direct) viewer on ``url``; the metrics of one window."""
-    node_pid, node_stream = node
+    """N fast viewers per camera (``urls[k]`` is camera k) + the throttled viewer on the first
+    camera (+ one direct viewer per node); the metrics of one window."""
     shares = [n // st.load_procs + (1 if i < n % st.load_procs else 0) for i in range(st.load_procs)]
     shares = shares[:1] + [s for s in shares[1:] if s]  # the first also carries the throttled viewer
     loads: list[tuple[subprocess.Popen, Path]] = []
     for i, share in enumerate(shares):
         out = workdir / f"load-{os.getpid()}-{n}-{i}.json"
-        args = [PY, str(HERE / "load.py"), "--url", url, "--fast", str(share), "--out", str(out),
-                "--clock", st.clock]
+        args = [PY, str(HERE / "load.py"), *(a for url in urls for a in ("--url", url)), "--fast", str(share),
+                "--out", str(out), "--clock", st.clock]
         if i == 0:
             args += ["--throttled-rate", str(st.throttle_rate), "--throttled-rcvbuf", str(st.throttle_rcvbuf)]
             if st.direct:
-                args += ["--direct", node_stream]
+                args += [a for stream in nodes.streams for a in ("--direct", stream)]
         with open(workdir / f"load-{i}.log", "ab") as log:
             popen = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                      start_new_session=True)
@@ -314,11 +362,11 @@ def measure(url: str, n: int, server_pid: int, node: tuple[int, str], st: Settin
             popen.stdin.flush()
         load_pids = [p.pid for p, _ in loads]
         time.sleep(max(0.0, plan["t0"] - time.time()))
-        before = _sample(server_pid, node_pid, load_pids)
+        before = _sample(server_pid, nodes.pids, load_pids)
         if at_window is not None:
             at_window(plan["t1"] - time.time())
         time.sleep(max(0.0, plan["t1"] - time.time()))
-        after = _sample(server_pid, node_pid, load_pids)
+        after = _sample(server_pid, nodes.pids, load_pids)
         rss = rss_mb(server_pid)
         viewers: list[dict] = []
         for popen, out in loads:
@@ -372,16 +420,17 @@ def analyse(viewers: list[dict], before: Sample, after: Sample, st: Settings) ->
     t0, t1 = before.at, after.at
     span = t1 - t0
     lo, hi = int(t0 * 1e6), int(t1 * 1e6)
-    adjusted = canonical_timestamps(viewers)
-    # The node's frames of the window: every capture time any viewer saw in it.
-    source: set[int] = set()
+    cams = sorted({v.get("cam", 0) for v in viewers})
+    adjusted = sum(canonical_timestamps([v for v in viewers if v.get("cam", 0) == cam]) for cam in cams)
+    # Each node's frames of the window: every capture time any viewer of that camera saw in it.
+    source: dict[int, set[int]] = {cam: set() for cam in cams}
     for v in viewers:
-        source.update(ts for ts in v["capture_us"] if lo <= ts < hi)
-    direct = next((v for v in viewers if v["kind"] == "direct"), None)
-    direct_at: dict[int, float] = {}
-    if direct:
-        for ts, r in zip(direct["capture_us"], direct["recv"], strict=True):
-            direct_at.setdefault(ts, r)
+        source[v.get("cam", 0)].update(ts for ts in v["capture_us"] if lo <= ts < hi)
+    direct_at: dict[int, dict[int, float]] = {cam: {} for cam in cams}
+    for v in viewers:
+        if v["kind"] == "direct":
+            for ts, r in zip(v["capture_us"], v["recv"], strict=True):
+                direct_at[v.get("cam", 0)].setdefault(ts, r)
     fast_fps, kept, latency, added = [], [], [], []
     delivered = 0  # frames completed at any viewer of the server under test inside the window
     for v in viewers:
@@ -390,30 +439,33 @@ def analyse(viewers: list[dict], before: Sample, after: Sample, st: Settings) ->
         delivered += sum(1 for r in v["recv"] if t0 <= r < t1)
         if v["kind"] != "fast":
             continue
+        cam = v.get("cam", 0)
         seen: set[int] = set()  # a keep-alive re-send of a frame is not a new frame
         for ts, r in zip(v["capture_us"], v["recv"], strict=True):
             if lo <= ts < hi and ts not in seen:
                 seen.add(ts)
                 latency.append(r - ts / 1e6)
-                if ts in direct_at:
-                    added.append(r - direct_at[ts])
+                if ts in direct_at[cam]:
+                    added.append(r - direct_at[cam][ts])
         fast_fps.append(len(seen) / span)
-        kept.append(len(seen) / len(source) if source else 0.0)
+        kept.append(len(seen) / len(source[cam]) if source[cam] else 0.0)
     slow = next((v for v in viewers if v["kind"] == "throttled"), None)
     stale = [r - ts / 1e6 for ts, r in zip(slow["capture_us"], slow["recv"], strict=True)
              if t0 <= r < t1] if slow else []
-    direct_lat = [r - ts / 1e6 for ts, r in direct_at.items() if lo <= ts < hi]
+    direct_lat = [r - ts / 1e6 for at in direct_at.values() for ts, r in at.items() if lo <= ts < hi]
+    per_cam = [len(frames) for frames in source.values()]
     server_cpu = after.server_cpu - before.server_cpu
     busy = (after.host[0] - before.host[0]) / max(1.0, after.host[1] - before.host[1])
     ms = 1000.0
     return {
         "window_s": round(span, 3),
-        "source_fps": round(len(source) / span, 2),
+        "cameras": len(cams),
+        "source_fps": round(statistics.mean(per_cam) / span, 2) if per_cam else 0.0,  # per camera
         "fast_viewers": len(fast_fps),
         "fps_median": round(_pct(fast_fps, 0.5), 2),
         "fps_min": round(min(fast_fps), 2) if fast_fps else 0.0,
         "kept_min": round(min(kept), 4) if kept else 0.0,
-        "missed_frames": sum(round((1 - k) * len(source)) for k in kept),
+        "missed_frames": sum(round((1 - k) * statistics.mean(per_cam)) for k in kept) if per_cam else 0,
         "timestamps_adjusted": adjusted,
         "errors": sorted({f"{v['kind']}: {v['error']}" for v in viewers if v["error"]}),
         "delivered_frames": delivered,
@@ -517,35 +569,89 @@ def targets(results: dict[str, dict], st: Settings) -> list[tuple[bool | None, s
     return out
 
 
+def _cpu(results: dict[str, dict], name: str, n: int) -> float | None:
+    runs = [r for r in results.get(name, {}).get("runs", []) if r["n"] == n]
+    return runs[0]["cpu_s_per_1000"] if runs else None
+
+
+def ratio_table(results: dict[str, dict]) -> str:
+    """The hub's CPU per delivered frame as a multiple of every other server's, per N."""
+    peers = [name for name in results if name != "hub" and results[name].get("runs")]
+    ns = sorted({r["n"] for r in results.get("hub", {}).get("runs", [])})
+    if not peers or not ns:
+        return ""
+    lines = ["| N | " + " | ".join(f"hub ÷ {p}" for p in peers) + " |", "|---|" + "---|" * len(peers)]
+    for n in ns:
+        hub = _cpu(results, "hub", n)
+        cells = [(f"{hub / c:.2f}×" if hub is not None and c else "–") for c in (_cpu(results, p, n) for p in peers)]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "hub CPU per delivered frame relative to each peer (lower is better):\n" + "\n".join(lines)
+
+
+def peer_targets(results: dict[str, dict], cameras: int) -> list[tuple[bool | None, str]]:
+    """Issue #14's targets that this run's scenario can judge: (passed, explanation)."""
+    rules = ([("home", None, "mjpeg-proxy", 0.8)] if cameras >= 8 else [
+        ("1×100", 100, "asyncio", 0.9), ("1×100", 100, "aiohttp", 0.6), ("1×10", 10, "asyncio", 1.2),
+        ("1×400+", 400, "mjpeg-proxy", 0.6)] if cameras == 1 else [])
+    out: list[tuple[bool | None, str]] = []
+    for label, n_wanted, peer, limit in rules:
+        ns = sorted({r["n"] for r in results.get("hub", {}).get("runs", [])})
+        if n_wanted is not None:
+            ns = [n for n in ns if n == n_wanted or (n_wanted == 400 and n >= 400)]
+        for n in ns:
+            hub, other = _cpu(results, "hub", n), _cpu(results, peer, n)
+            if hub is None or not other:
+                continue
+            out.append((hub <= limit * other, f"{label} (N={n}{f', {cameras} cameras' if cameras > 1 else ''}): "
+                        f"hub CPU per delivered frame ≤ {limit}× {peer}: {hub:.4f} vs {other:.4f} s/1000 = "
+                        f"{hub / other:.2f}×"))
+    return out
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
-def start_source(args: argparse.Namespace, children: Children, mqtt_port: int) -> tuple[Process, str, str]:
-    """The node (or the stand-in); returns it, its stream URL and which it is."""
+def node_ids(args: argparse.Namespace) -> list[str]:
+    return [args.node_id] if args.cameras == 1 else [f"{args.node_id}{k + 1}" for k in range(args.cameras)]
+
+
+def start_sources(args: argparse.Namespace, children: Children, mqtt_port: int) -> tuple[Nodes, str]:
+    """One node (or stand-in) process per camera, all started before waiting; and which kind they are."""
     use_node = args.source == "node" or (args.source == "auto" and _command_missing("node")() is None)
+    started = [start_source(args, children, mqtt_port, node_id, use_node) for node_id in node_ids(args)]
+    for proc, stream in started:
+        wait_for_http(stream.removesuffix("/stream") + "/status", timeout=30, proc=proc.proc)
+    return Nodes([p.pid for p, _ in started], [u for _, u in started]), "node" if use_node else "standin"
+
+
+def start_source(args: argparse.Namespace, children: Children, mqtt_port: int, node_id: str,
+                 use_node: bool) -> tuple[Process, str]:
+    """The node (or the stand-in); returns it and its stream URL."""
     port = free_port()
     if use_node:
         proc = children.add(Process(camhub_cmd(
-            "node", "--sim", "--id", args.node_id, "--http-port", str(port), "--mqtt-host", "127.0.0.1",
+            "node", "--sim", "--id", node_id, "--http-port", str(port), "--mqtt-host", "127.0.0.1",
             "--mqtt-port", str(mqtt_port), "--fps", str(args.fps), "--frame-size", args.frame_size),
             # All servers under test pull at once (they take turns being measured), plus the reference
             # viewer and readiness probes: allow the board's maximum.
-            env={"CAMHUB_MAX_CLIENTS": "8"}, name="node"))
-        wait_for_http(f"http://127.0.0.1:{port}/status", timeout=30, proc=proc.proc)
-        return proc, f"http://127.0.0.1:{port}/stream", "node"
+            env={"CAMHUB_MAX_CLIENTS": "8"}, name=f"node-{node_id}"))
+        return proc, f"http://127.0.0.1:{port}/stream"
     proc = children.add(Process([PY, str(HERE / "standin_node.py"), "--http-port", str(port), "--fps",
-                                 str(args.fps), "--frame-size", args.frame_size], name="standin-node"))
-    wait_for_http(f"http://127.0.0.1:{port}/status", timeout=30, proc=proc.proc)
-    return proc, f"http://127.0.0.1:{port}/stream", "standin"
+                                 str(args.fps), "--frame-size", args.frame_size], name=f"standin-{node_id}"))
+    return proc, f"http://127.0.0.1:{port}/stream"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short windows: about a minute in all")
-    parser.add_argument("--viewers", default="1,10,50,200", help="fast viewer counts N, comma separated")
+    parser.add_argument("--viewers", help="fast viewer counts N per camera, comma separated (1,10,50,200; home 2)")
+    parser.add_argument("--cameras", type=int, help="simulated nodes, each its own process, pulled by every "
+                                                    "server (1; home 8)")
+    parser.add_argument("--home", action="store_true",
+                        help="the home scenario: 8 cameras at 15 fps, 2 viewers each (unless given)")
     parser.add_argument("--servers", default=",".join(SERVERS), help="servers to run, in order")
-    parser.add_argument("--fps", type=int, default=30, help="the node's frame rate")
+    parser.add_argument("--fps", type=int, help="the nodes' frame rate (30; home 15)")
     parser.add_argument("--frame-size", default="VGA", help="the node's frame size (VGA ≈ 48 KB JPEGs)")
     parser.add_argument("--source", choices=("auto", "node", "standin"), default="auto",
                         help="camhub node --sim, or the benchmark's stand-in MJPEG source")
@@ -580,7 +686,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.retries = max(0, args.retries if args.retries is not None else (0 if args.quick else 2))
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.5)
     args.window = args.window if args.window is not None else (2.0 if args.quick else 6.0)
-    args.ns = [int(x) for x in args.viewers.split(",") if x.strip()]
+    home = args.home
+    args.cameras = max(1, args.cameras or (8 if home else 1))
+    args.fps = args.fps or (15 if home else 30)
+    args.ns = [int(x) for x in (args.viewers or ("2" if home else "1,10,50,200")).split(",") if x.strip()]
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
     unknown = [s for s in args.server_list + args.profile if s not in SERVERS]
@@ -683,8 +792,8 @@ def wait_quiet(children: Children, limit: float, deadline: float) -> float:
     return background
 
 
-def run_profile(args: argparse.Namespace, results: dict[str, dict], up: list[tuple[str, Process, str]],
-                st: Settings, children: Children, workdir: Path, node: tuple[int, str]) -> None:
+def run_profile(args: argparse.Namespace, results: dict[str, dict], up: list[tuple[str, Process, list[str]]],
+                st: Settings, children: Children, workdir: Path, nodes: Nodes) -> None:
     """One extra window per profiled server at the largest N, under py-spy (not in the table)."""
     n = max(args.ns)
     for name, proc, url in up:
@@ -693,7 +802,7 @@ def run_profile(args: argparse.Namespace, results: dict[str, dict], up: list[tup
         out = Path(f"profile-{name}-{n}.txt").resolve()
         spies: list[subprocess.Popen] = []
         try:
-            r = measure(url, n, proc.pid, node, st, children, workdir,
+            r = measure(url, n, proc.pid, nodes, st, children, workdir,
                         at_window=lambda seconds, pid=proc.pid, out=out, spies=spies:
                         spies.append(profile(args.py_spy, pid, seconds, out)))
         except (RuntimeError, TimeoutError, OSError) as exc:
@@ -719,19 +828,20 @@ def run_profile(args: argparse.Namespace, results: dict[str, dict], up: list[tup
 def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
     started = time.monotonic()
     broker = children.broker = Mosquitto()
-    node, node_stream, node_kind = start_source(args, children, broker.port)
-    sizes = load.probe(node_stream, timeout=20, parts=args.fps)
+    nodes, node_kind = start_sources(args, children, broker.port)
+    sizes = load.probe(nodes.streams[0], timeout=20, parts=args.fps)
     st = Settings(fps=args.fps, frame_bytes=sum(sizes) / len(sizes), throttle_frames=args.throttle_frames,
                   throttle_rcvbuf=args.throttle_rcvbuf, warmup=args.warmup, window=args.window, grace=1.0,
                   load_procs=max(1, args.load_procs), direct=not args.no_direct,
                   clock="user" if args.user_clock else "kernel")
-    ctx = Context(broker.port, args.node_id, node_stream, node_kind, workdir, args.hub_discovery)
+    ctx = Context(broker.port, node_ids(args), nodes.streams, node_kind, workdir, args.hub_discovery)
     print(f"source: {'camhub node --sim' if node_kind == 'node' else 'stand-in MJPEG source (node missing)'} "
           f"{args.frame_size} @ {args.fps} fps, mean JPEG {st.frame_bytes / 1000:.1f} KB; "
-          f"N = {args.ns}; {args.rounds} round(s) of warm-up {st.warmup}s + window {st.window}s; "
+          f"{args.cameras} camera(s), N = {args.ns} viewers each; "
+          f"{args.rounds} round(s) of warm-up {st.warmup}s + window {st.window}s; "
           f"throttled viewer {st.throttle_rate / 1000:.1f} KB/s, SO_RCVBUF {st.throttle_rcvbuf}", flush=True)
     results: dict[str, dict] = {}
-    up: list[tuple[str, Process, str]] = []  # servers running: name, process, stream URL
+    up: list[tuple[str, Process, list[str]]] = []  # servers running: name, process, stream URL per camera
     for name in args.server_list:
         server = SERVERS[name]
         why = server.missing()
@@ -743,7 +853,9 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
         children.add(proc)
         results[name] = {"label": server.label, "url": url, "runs": [], "rounds": []}
         try:
-            wait_stream(url, proc, server.ready_timeout)
+            deadline = time.monotonic() + server.ready_timeout
+            for one in url:
+                wait_stream(one, proc, max(5.0, deadline - time.monotonic()))
             up.append((name, proc, url))
         except (RuntimeError, TimeoutError, OSError) as exc:
             fail_server(results, children, name, proc, exc)
@@ -766,7 +878,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                             break
                         wait_quiet(children, args.max_background, retry_deadline)
                     try:
-                        again = measure(url, n, proc.pid, (node.pid, node_stream), st, children, workdir)
+                        again = measure(url, n, proc.pid, nodes, st, children, workdir)
                     except (RuntimeError, TimeoutError, OSError) as exc:
                         fail_server(results, children, name, proc, exc)
                         break
@@ -781,7 +893,7 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                 if r is not None:
                     results[name]["rounds"].append(r)
     if args.profile:
-        run_profile(args, results, up, st, children, workdir, (node.pid, node_stream))
+        run_profile(args, results, up, st, children, workdir, nodes)
     for name, proc, _ in up:
         children.stop(proc)
         res = results[name]
@@ -789,9 +901,10 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> int:
                        if any(r["n"] == n for r in res["rounds"])]
     print()
     print(table(results, st))
-    verdicts = targets(results, st)
+    print("\n" + ratio_table(results))
+    verdicts = targets(results, st) + peer_targets(results, args.cameras)
     if verdicts:
-        print("\nhub targets (issue #3):")
+        print("\nhub targets (issues #3, #14):")
         for ok, text in verdicts:
             print(f"  [{'PASS' if ok else 'n/a' if ok is None else 'FAIL'}] {text}")
     elif "hub" in args.server_list:

@@ -57,14 +57,15 @@ class StreamError(Exception):
 class Viewer:
     """One HTTP client of an MJPEG stream and the frames it completed."""
 
-    __slots__ = ("kind", "host", "port", "target", "sock", "fd", "state", "acc", "chunked",
+    __slots__ = ("kind", "cam", "host", "port", "target", "sock", "fd", "state", "acc", "chunked",
                  "cstate", "cleft", "left", "ts_us", "seq", "status", "error", "rate", "granted",
                  "started", "recv_times", "capture_us", "seqs", "lengths", "length", "bytes", "request",
                  "boundary")
 
-    def __init__(self, kind: str, url: str, rate: float = 0.0, rcvbuf: int = 0) -> None:
+    def __init__(self, kind: str, url: str, rate: float = 0.0, rcvbuf: int = 0, cam: int = 0) -> None:
         parts = urlsplit(url)
         self.kind = kind
+        self.cam = cam  # which camera (index of its --url) this viewer watches
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -243,11 +244,14 @@ def probe(url: str, timeout: float = 10.0, parts: int = 1) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    viewers = [Viewer("fast", args.url) for _ in range(args.fast)]
-    if args.throttled_rate > 0:
-        viewers.append(Viewer("throttled", args.url, rate=args.throttled_rate, rcvbuf=args.throttled_rcvbuf))
-    if args.direct:
-        viewers.append(Viewer("direct", args.direct))
+    if len(args.fast) not in (1, len(args.url)):
+        raise SystemExit("give one --fast, or one per --url")
+    fast = args.fast * len(args.url) if len(args.fast) == 1 else args.fast
+    viewers = [Viewer("fast", url, cam=cam) for cam, (url, count) in enumerate(zip(args.url, fast, strict=True))
+               for _ in range(count)]
+    if args.throttled_rate > 0:  # on the first camera only
+        viewers.append(Viewer("throttled", args.url[0], rate=args.throttled_rate, rcvbuf=args.throttled_rcvbuf))
+    viewers += [Viewer("direct", url, cam=cam) for cam, url in enumerate(args.direct)]
     if args.clock == "kernel":
         # Not the throttled viewer: its bytes wait in its small receive buffer like bytes still on a
         # slow link, so it has a frame when it has read it.
@@ -401,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "plan": plan,
         "viewers": [
-            {"kind": v.kind, "error": v.error, "bytes": v.bytes,
+            {"kind": v.kind, "cam": v.cam, "error": v.error, "bytes": v.bytes,
              "capture_us": v.capture_us, "recv": [round(t, 6) for t in v.recv_times], "seq": v.seqs}
             for v in viewers
         ],
@@ -414,18 +418,23 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--url", required=True, help="the MJPEG stream to load")
-    parser.add_argument("--fast", type=int, default=1, help="fast viewers")
+    parser.add_argument("--url", required=True, action="append",
+                        help="an MJPEG stream to load (repeat for several cameras)")
+    parser.add_argument("--fast", type=int, action="append",
+                        help="fast viewers (once for every --url, or once per --url in order; default 1)")
     parser.add_argument("--throttled-rate", type=float, default=0.0, help="bytes/s of the throttled viewer")
     parser.add_argument("--throttled-rcvbuf", type=int, default=16384, help="its SO_RCVBUF")
-    parser.add_argument("--direct", default="", help="also read this URL (the node) as the reference")
+    parser.add_argument("--direct", action="append", default=[],
+                        help="also read this URL (the node) as the reference; one per --url, in order")
     parser.add_argument("--out", required=True, help="where to write the recorded frames (JSON)")
     parser.add_argument("--clock", choices=("kernel", "user"), default="kernel",
                         help="receive time: the kernel's stamp of the last segment, or time.time() after recv")
     parser.add_argument("--connect-batch", type=int, default=32)
     parser.add_argument("--connect-timeout", type=float, default=20.0)
     parser.add_argument("--plan-timeout", type=float, default=30.0)
-    return run(parser.parse_args())
+    args = parser.parse_args()
+    args.fast = args.fast or [1]
+    return run(args)
 
 
 if __name__ == "__main__":

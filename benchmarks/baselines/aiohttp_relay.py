@@ -14,7 +14,8 @@
   aiohttp's cost), kernel send-buffer autotuning, no access log (a stream is logged only at its end).
 
 Run: ``python benchmarks/baselines/aiohttp_relay.py --upstream http://127.0.0.1:8080/stream --port 9000``;
-it serves the relayed stream on ``/stream`` (any path ending in ``/stream``). The frame holder and the
+it serves the relayed stream on ``/stream`` (any path ending in ``/stream``); with ``--upstream`` given
+once per camera, camera k (from 0) on ``/cam/k/stream``, each pulled by its own task. The frame holder and the
 part-header parser are in ``common.py``, shared with the asyncio baseline.
 """
 
@@ -27,14 +28,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from common import Latest, parse_part_head, relay_args
+from common import Latest, camera_index, parse_part_head, relay_args
 
 from camhub_node import mjpeg
 
 log = logging.getLogger("aiohttp_relay")
 
-LATEST = web.AppKey("latest", Latest)
-UPSTREAM = web.AppKey("upstream", str)
+LATEST = web.AppKey("latest", list[Latest])
+UPSTREAM = web.AppKey("upstream", list[str])
 
 
 async def pull(url: str, latest: Latest) -> None:
@@ -55,15 +56,19 @@ async def pull(url: str, latest: Latest) -> None:
 
 
 async def run_puller(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(pull(app[UPSTREAM], app[LATEST]))
+    tasks = [asyncio.create_task(pull(url, latest)) for url, latest in zip(app[UPSTREAM], app[LATEST], strict=True)]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    latest = request.app[LATEST]
+    cam = camera_index(request.path, len(request.app[LATEST]))
+    if cam is None:
+        raise web.HTTPNotFound()
+    latest = request.app[LATEST][cam]
     resp = web.StreamResponse(headers={
         "Content-Type": mjpeg.CONTENT_TYPE,
         "Cache-Control": "no-cache, no-store, must-revalidate",
@@ -79,10 +84,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def build_app(upstream: str) -> web.Application:
+def build_app(upstreams: list[str]) -> web.Application:
     app = web.Application()
-    app[LATEST] = Latest()
-    app[UPSTREAM] = upstream
+    app[LATEST] = [Latest() for _ in upstreams]
+    app[UPSTREAM] = upstreams
     app.cleanup_ctx.append(run_puller)
     app.router.add_get("/stream", stream)
     app.router.add_get("/{prefix:.*}/stream", stream)

@@ -13,7 +13,8 @@
   natural version leaves them.
 
 Run: ``python benchmarks/baselines/asyncio_relay.py --upstream http://127.0.0.1:8080/stream --port 9000``;
-it serves the relayed stream on ``/stream`` (any path ending in ``/stream``). The frame holder, the
+it serves the relayed stream on ``/stream`` (any path ending in ``/stream``); with ``--upstream`` given
+once per camera, camera k (from 0) on ``/cam/k/stream``, each pulled by its own task. The frame holder, the
 part-header parser and the client loop are in ``common.py``, shared with the stand-in node.
 """
 
@@ -26,7 +27,7 @@ import logging
 import signal
 from urllib.parse import urlsplit
 
-from common import NOT_FOUND, Latest, parse_part_head, relay_args, send_parts
+from common import NOT_FOUND, Latest, camera_index, parse_part_head, relay_args, send_parts
 
 log = logging.getLogger("asyncio_relay")
 
@@ -56,15 +57,16 @@ async def pull(url: str, latest: Latest) -> None:
         await asyncio.sleep(0.5)
 
 
-async def serve_client(latest: Latest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve_client(latests: list[Latest], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         path = head.split(b"\r\n", 1)[0].split(b" ")[1:2]
-        if not path or not path[0].split(b"?")[0].endswith(b"/stream"):
+        cam = camera_index(path[0].decode("latin-1"), len(latests)) if path else None
+        if cam is None:
             writer.write(NOT_FOUND)
             await writer.drain()
             return
-        await send_parts(latest, writer)
+        await send_parts(latests[cam], writer)
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
         pass  # the client went away
     finally:
@@ -72,9 +74,9 @@ async def serve_client(latest: Latest, reader: asyncio.StreamReader, writer: asy
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    latest = Latest()
-    puller = asyncio.create_task(pull(args.upstream, latest))
-    server = await asyncio.start_server(lambda r, w: serve_client(latest, r, w), args.host, args.port,
+    latests = [Latest() for _ in args.upstream]
+    pullers = [asyncio.create_task(pull(url, latest)) for url, latest in zip(args.upstream, latests, strict=True)]
+    server = await asyncio.start_server(lambda r, w: serve_client(latests, r, w), args.host, args.port,
                                         backlog=512)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,9 +85,10 @@ async def main_async(args: argparse.Namespace) -> None:
     log.info("relaying %s on http://%s:%d/stream", args.upstream, args.host, args.port)
     async with server:
         await stop.wait()
-    puller.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await puller
+    for puller in pullers:
+        puller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await puller
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ class Latest:
 def relay_args(doc: str) -> argparse.Namespace:
     """The command line every relay baseline takes (``benchmarks/fanout.py`` passes it); turns on logging."""
     parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
-    parser.add_argument("--upstream", required=True, help="the camera's MJPEG stream URL")
+    parser.add_argument("--upstream", required=True, action="append",
+                        help="a camera's MJPEG stream URL; repeat for several cameras: camera k (from 0) is "
+                             "served on /cam/k/stream, the first also on /stream")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
@@ -71,6 +73,17 @@ def parse_part_head(block: bytes) -> tuple[int, int, int, int]:
     if not 0 <= length <= MAX_PART:
         raise ValueError(f"bad part length {length}")
     return length, seq, ts_s, ts_us
+
+
+def camera_index(path: str, cameras: int) -> int | None:
+    """Which camera a request path asks for: ``/cam/K/stream`` is camera K, any other ``…/stream`` camera 0."""
+    path = path.split("?", 1)[0]
+    if not path.endswith("/stream"):
+        return None
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-3] == "cam":
+        return int(parts[-2]) if parts[-2].isdigit() and int(parts[-2]) < cameras else None
+    return 0
 
 
 async def send_parts(latest: Latest, writer: asyncio.StreamWriter) -> None:
