@@ -290,6 +290,8 @@ class Drained:
 
 
 def alloc_camhub(frame_size: str, frames: int) -> tuple[int, int, int]:
+    from adafruit_ticks import ticks_ms
+
     from camhub_node.config import FRAME_SIZES
     from camhub_node.fanout import Fanout
     from camhub_node.frames import FramePool, jpeg_capacity
@@ -297,14 +299,14 @@ def alloc_camhub(frame_size: str, frames: int) -> tuple[int, int, int]:
 
     camera = SimCamera("alloc", frame_size, 12)
     pool = FramePool(4, jpeg_capacity(*FRAME_SIZES[frame_size]))
-    fanout = Fanout(2, 5, time.monotonic)
+    fanout = Fanout(2, 5000, ticks_ms)
     link = Drained()
     for sock in link.near:
         fanout.add(sock, "127.0.0.1:0", "bench")
 
     def step() -> None:
         ns = time.time_ns()
-        fanout.publish(pool.store(camera.take(), ns // 10**9, (ns // 1000) % 10**6, time.monotonic()))
+        fanout.publish(pool.store(camera.take(), ns // 10**9, (ns // 1000) % 10**6, ticks_ms()))
         while fanout.pump():
             pass
 

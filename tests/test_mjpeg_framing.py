@@ -35,41 +35,61 @@ def test_header_rejects_bad_values() -> None:
         mjpeg.write_part_header(bytearray(200), 10, 10, 1, 1, 0)
 
 
-def test_subscriber_counts_every_frame_exactly_once() -> None:
-    sub = Subscriber(1, "127.0.0.1:1", "test", now=0.0)
-    assert sub.publish(1, 0.0)
-    sub.begin("f1", 1, 100, 0.0)
-    assert not sub.publish(2, 0.01)  # busy: pending
-    assert not sub.publish(3, 0.02)  # frame 2 superseded while busy: dropped
-    assert sub.advance(60, 0.03) is False
-    assert sub.advance(40, 0.04) is True
-    assert sub.ready(0.04)
-    sub.begin("f3", 3, 10, 0.04)
-    assert sub.advance(10, 0.05)
+# Subscriber times are ticks_ms integers; the second base wraps (2**29) in the middle of each test.
+TICK_BASES = pytest.mark.parametrize("base", [0, 2**29 - 2500], ids=["ticks", "ticks-wrapping"])
+
+
+def at(base: int, ms: int) -> int:
+    return (base + ms) % 2**29
+
+
+@TICK_BASES
+def test_subscriber_counts_every_frame_exactly_once(base: int) -> None:
+    sub = Subscriber(1, "127.0.0.1:1", "test", now=at(base, 0))
+    assert sub.publish(1, at(base, 0))
+    sub.begin("f1", 1, 100, at(base, 0))
+    assert not sub.publish(2, at(base, 10))  # busy: pending
+    assert not sub.publish(3, at(base, 20))  # frame 2 superseded while busy: dropped
+    assert sub.advance(60, at(base, 30)) is False
+    assert sub.advance(40, at(base, 40)) is True
+    assert sub.ready(at(base, 40))
+    sub.begin("f3", 3, 10, at(base, 40))
+    assert sub.advance(10, at(base, 50))
     assert (sub.frames_sent, sub.frames_dropped, sub.frames_skipped) == (2, 1, 0)
     assert sub.bytes_sent == 110
 
 
-def test_fps_limit_skips_instead_of_dropping() -> None:
-    sub = Subscriber(1, "p", "ua", now=0.0, max_fps=2)
-    assert sub.publish(1, 0.0)
-    sub.begin("f", 1, 1, 0.0)
-    sub.advance(1, 0.0)
-    assert not sub.publish(2, 0.1)
-    assert not sub.publish(3, 0.2)  # 2 superseded while rate-limited: skipped
-    assert sub.publish(4, 0.6)  # 3 superseded, but now the limit lets 4 through
+@TICK_BASES
+def test_fps_limit_skips_instead_of_dropping(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 2400), max_fps=2)
+    assert sub.publish(1, at(base, 2400))
+    sub.begin("f", 1, 1, at(base, 2400))
+    sub.advance(1, at(base, 2400))
+    assert not sub.publish(2, at(base, 2500))
+    assert not sub.publish(3, at(base, 2600))  # 2 superseded while rate-limited: skipped
+    assert sub.publish(4, at(base, 3000))  # 3 superseded, but now the limit lets 4 through
     assert (sub.frames_dropped, sub.frames_skipped) == (0, 2)
 
 
-def test_keepalive_and_stall_detection() -> None:
-    sub = Subscriber(1, "p", "ua", now=0.0)
-    sub.publish(1, 0.0)
-    sub.begin("f", 1, 10, 0.0)
-    assert not sub.stalled(1.0, 2.0)
-    assert sub.stalled(2.5, 2.0)
-    sub.advance(10, 2.6)
-    assert not sub.keepalive_due(3.0, 1.0)
-    assert sub.keepalive_due(3.1, 0.5)
-    sub.close("closed", 4.0)
-    sub.close("reset", 5.0)
-    assert sub.reason == "closed" and sub.closed_at == 4.0
+@TICK_BASES
+def test_keepalive_and_stall_detection(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 0))
+    sub.publish(1, at(base, 0))
+    sub.begin("f", 1, 10, at(base, 0))
+    assert not sub.stalled(at(base, 1000), 2000)
+    assert sub.stalled(at(base, 2600), 2000)
+    sub.advance(10, at(base, 2600))
+    assert not sub.keepalive_due(at(base, 3000), 1000)
+    assert sub.keepalive_due(at(base, 3100), 500)
+    assert sub.as_dict(at(base, 4000))["connected_for_s"] == 4.0
+    sub.close("closed", at(base, 4000))
+    sub.close("reset", at(base, 5000))
+    assert sub.reason == "closed" and sub.closed_at == at(base, 4000)
+
+
+def test_connected_time_is_exact_over_weeks_of_wrapping_ticks() -> None:
+    now = 2**29 - 10
+    sub = Subscriber(1, "p", "ua", now=now)
+    for hour in range(1, 21 * 24 + 1):  # three weeks, looked at hourly: the ticks wrap three times
+        now = (now + 3600 * 1000) % 2**29
+        assert sub.as_dict(now)["connected_for_s"] == hour * 3600

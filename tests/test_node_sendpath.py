@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from adafruit_ticks import ticks_ms
 
 from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
@@ -26,7 +27,7 @@ class Rig:
     def __init__(self) -> None:
         self.camera = SimCamera("mem", "VGA", 12)
         self.pool = FramePool(4, jpeg_capacity(640, 480))
-        self.fanout = Fanout(2, 5, time.monotonic)
+        self.fanout = Fanout(2, 5000, ticks_ms)
         self.readers, self.served = loopback_pairs(2)
         for reader in self.readers:
             reader.setblocking(False)
@@ -46,7 +47,7 @@ class Rig:
 
     def capture(self):
         ns = time.time_ns()
-        return self.pool.store(self.camera.take(), ns // 10**9, (ns // 1000) % 10**6, time.monotonic())
+        return self.pool.store(self.camera.take(), ns // 10**9, (ns // 1000) % 10**6, ticks_ms())
 
     def fanout_frame(self) -> None:
         self.fanout.publish(self.capture())

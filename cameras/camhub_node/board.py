@@ -14,7 +14,9 @@ import board
 import espcamera
 import microcontroller
 import socketpool
+import supervisor
 import wifi
+from adafruit_ticks import ticks_add, ticks_less
 
 WIFI_BACKOFF_MAX_S = 60
 
@@ -86,7 +88,7 @@ class BoardPlatform:
         self._mdns = None
         self._watchdog = None
         self._wifi_backoff = 1
-        self._wifi_retry_at = 0
+        self._wifi_retry_at = None  # ticks_ms of the next reconnect attempt, None: at once
 
     def defaults(self):
         return {"CAMHUB_NODE_ID": "cam-" + _mac_suffix()}
@@ -154,25 +156,27 @@ class BoardPlatform:
             self._watchdog.feed()
         if wifi.radio.connected:
             self._wifi_backoff = 1
+            self._wifi_retry_at = None
             return
-        now = time.monotonic()
-        if now < self._wifi_retry_at:
+        now = supervisor.ticks_ms()
+        if self._wifi_retry_at is not None and ticks_less(now, self._wifi_retry_at):
             return
         try:
             self._connect_wifi()
             node.log("Wi-Fi back, address %s" % self.address())
             self._wifi_backoff = 1
+            self._wifi_retry_at = None
         except (ConnectionError, OSError, RuntimeError) as error:
             node.log("Wi-Fi reconnect failed (%s); next try in %d s" % (error, self._wifi_backoff))
-            self._wifi_retry_at = now + self._wifi_backoff
+            self._wifi_retry_at = ticks_add(now, self._wifi_backoff * 1000)
             self._wifi_backoff = min(self._wifi_backoff * 2, WIFI_BACKOFF_MAX_S)
 
     # ---- clocks and figures ----------------------------------------------------------------
 
-    def now(self):
-        # A float: its resolution coarsens over days of uptime (CircuitPython floats are 30-bit),
-        # still far finer than the frame intervals and timeouts it measures for the first weeks.
-        return time.monotonic()
+    def ticks_ms(self):
+        # Integer ms wrapping at 2**29: time.monotonic() is a single-precision float here and
+        # steps by 250 ms after 30 days of uptime.
+        return supervisor.ticks_ms()
 
     def wall_time(self):
         # Without NTP the board's clock starts at 2000-01-01; the hub then uses arrival time.
@@ -193,6 +197,7 @@ class BoardPlatform:
         pass  # a board runs until reset; Ctrl-C ends it with KeyboardInterrupt
 
     def log(self, node_id, message):
+        # A stamp to read, not an interval: seconds of uptime are precise enough here.
         print("%d camhub[%s] %s" % (time.monotonic(), node_id, message))
 
     def log_exception(self, node_id, message, error):

@@ -7,9 +7,10 @@ newest frame only when its previous one is fully sent (``Subscriber`` counts the
 as dropped). So one slow viewer never holds up the others: a socket that cannot take bytes is simply
 not written to until ``poll`` says it is writable. Every ``OSError`` is handled: EAGAIN means wait,
 anything else ends the viewer with a reason (``reset``/``closed``), as do end-of-file on read and no
-progress for ``write_timeout`` seconds (``write_timeout``). While the camera is quiet the last frame
-is re-sent now and then, so a dead peer surfaces. The send path allocates nothing frame-sized: a
-part is a memoryview slice of a preallocated buffer. Runs on CircuitPython and CPython alike.
+progress for ``write_timeout`` milliseconds (``write_timeout``; times are ``ticks_ms`` integers).
+While the camera is quiet the last frame is re-sent now and then, so a dead peer surfaces. The send
+path allocates nothing frame-sized: a part is a memoryview slice of a preallocated buffer. Runs on
+CircuitPython and CPython alike.
 """
 
 import errno
@@ -18,7 +19,7 @@ import select
 from camhub_node import subscriber
 from camhub_node.subscriber import Subscriber
 
-KEEPALIVE_S = 2.0  # re-send the last frame when the camera has been quiet this long
+KEEPALIVE_MS = 2000  # re-send the last frame when the camera has been quiet this long
 HISTORY = 16  # recent disconnects kept for /status
 
 _EAGAIN = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
@@ -52,12 +53,12 @@ class _Client:
 class Fanout:
     """All stream viewers of this node; ``publish`` a frame, call ``pump`` often."""
 
-    def __init__(self, max_clients, write_timeout, clock, log=None, prepare=None):
+    def __init__(self, max_clients, write_timeout_ms, clock, log=None, prepare=None, uptime_s=None):
         self.max_clients = max_clients
         self.prepare = prepare  # the platform's per-socket setup (e.g. its send buffer size)
-        self.write_timeout = write_timeout
-        self.clock = clock
-        self.started = clock()
+        self.write_timeout = write_timeout_ms
+        self.clock = clock  # integer ms ticks (adafruit_ticks.ticks_ms)
+        self.uptime_s = uptime_s  # the node's uptime in whole seconds, for the disconnect history
         self.log = log
         self.latest = None
         self.disconnects = []  # newest last, at most HISTORY
@@ -140,7 +141,7 @@ class Fanout:
                 continue
             sub = client.sub
             if sub.frame is None:
-                if latest is not None and (sub.ready(now) or sub.keepalive_due(now, KEEPALIVE_S)):
+                if latest is not None and (sub.ready(now) or sub.keepalive_due(now, KEEPALIVE_MS)):
                     self._start(client, latest, now)
             elif sub.stalled(now, self.write_timeout):
                 self._drop(client, subscriber.WRITE_TIMEOUT, now)
@@ -226,7 +227,8 @@ class Fanout:
             self._by_key.pop(client.fd, None)
         self.departed_dropped += sub.frames_dropped
         record = sub.as_dict(now)
-        record["closed_at_uptime_s"] = round(now - self.started, 1)
+        if self.uptime_s is not None:
+            record["closed_at_uptime_s"] = self.uptime_s()
         if client.errno is not None:
             record["errno"] = client.errno
         self.disconnects.append(record)

@@ -12,6 +12,8 @@ import socket
 import sys
 import time
 
+from adafruit_ticks import ticks_ms as _ticks_ms
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEND_BUFFER = 32768  # bytes asked for; Linux doubles it
 
@@ -59,8 +61,9 @@ class HostPlatform:
     def network_ready(self):
         return True
 
-    def now(self):
-        return time.monotonic()
+    def ticks_ms(self):
+        """Integer milliseconds, wrapping at 2**29 like the board's ``supervisor.ticks_ms()``."""
+        return _ticks_ms()
 
     def wall_time(self):
         ns = time.time_ns()

@@ -16,6 +16,7 @@ import json
 import select
 
 from adafruit_httpserver import GET, JSONResponse, Request, Response, Server
+from adafruit_ticks import ticks_add, ticks_diff
 
 from camhub_node import mjpeg
 
@@ -47,13 +48,14 @@ class NodeServer(Server):
 
     def __init__(self, socket_source, timeout_s, clock, on_reject, idle=None):
         super().__init__(socket_source)
-        self.socket_timeout = timeout_s
-        self._clock = clock
+        self.socket_timeout = timeout_s  # the library's, in seconds
+        self._timeout_ms = int(timeout_s * 1000 + 0.5)
+        self._clock = clock  # integer ms ticks
         self._on_reject = on_reject
         self.idle = idle  # called every few ms while a request is slow to arrive
         # The whole head must arrive within a few socket timeouts: a client trickling bytes
         # would otherwise hold poll() (and so the whole node) for as long as it likes.
-        self._deadline_s = max(4 * timeout_s, 0.5)
+        self._deadline_ms = max(4 * self._timeout_ms, 500)
 
     def _reject(self, sock, status, reason, drain=False):
         body = ('{"error": "%s"}' % reason).encode()
@@ -73,7 +75,7 @@ class NodeServer(Server):
         buf = self._buffer
         got = 0
         started = self._clock()
-        while got < DRAIN_MAX and self._clock() - started < self._deadline_s:
+        while got < DRAIN_MAX and ticks_diff(self._clock(), started) < self._deadline_ms:
             try:
                 n = sock.recv_into(buf, len(buf))
             except OSError:
@@ -92,13 +94,13 @@ class NodeServer(Server):
             return True  # the blocking recv with the socket timeout does the waiting
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        end = self._clock() + self.socket_timeout
+        end = ticks_add(self._clock(), self._timeout_ms)
         while not poller.poll(IDLE_SLICE_MS):
             try:
                 self.idle()
             except Exception:
                 pass  # the node's own tasks report their errors; a request must not fail here
-            if self._clock() >= end:
+            if ticks_diff(self._clock(), end) >= 0:
                 return False
         return True
 
@@ -125,7 +127,7 @@ class NodeServer(Server):
                 return data
             if len(data) > MAX_HEAD:
                 self._reject(sock, 431, "head_too_large", True)
-            if self._clock() - started > self._deadline_s:
+            if ticks_diff(self._clock(), started) > self._deadline_ms:
                 self._reject(sock, 408, "request_timeout")
 
     def _receive_request(self, sock, client_address):

@@ -1,14 +1,21 @@
 """The node: camera -> frame pool -> fan-out, the HTTP front and MQTT presence, as asyncio tasks.
 
 Everything here is the same on the board and on a PC; the platform object (``board.py`` or
-``host.py``) supplies sockets, the camera, clocks and the network. Each task runs under a
+``host.py``) supplies sockets, the camera, the clock and the network. Each task runs under a
 supervisor: an unexpected exception is logged and that task restarts, so the node never dies of
 one bug. ``main()`` picks the platform, reads the settings and runs until stopped. Runs on
 CircuitPython and CPython alike (asyncio: create_task, gather, sleep, Event only).
+
+Time is the platform's ``ticks_ms()``: integer milliseconds that wrap at 2**29 (``supervisor.ticks_ms``
+on the board), compared with ``adafruit_ticks``. CircuitPython floats are single precision, so
+``time.monotonic()`` steps by ~31 ms after a day of uptime and 250 ms after 30 days: coarser than a
+frame interval. Only intervals of seconds are measured that way; uptime is folded into a counter.
 """
 
 import asyncio
 import sys
+
+from adafruit_ticks import ticks_add, ticks_diff
 
 from camhub_node import __version__, subscriber
 from camhub_node.config import FRAME_SIZES, Config, ConfigError, check_fps, check_frame_size, check_quality
@@ -26,21 +33,25 @@ class Node:
     def __init__(self, platform, cfg):
         self.platform = platform
         self.cfg = cfg
-        self.clock = platform.now
-        self.started = self.clock()
+        self.clock = platform.ticks_ms
+        now = self.clock()
+        self._uptime_s = 0  # whole seconds up to _uptime_mark (see uptime_s)
+        self._uptime_mark = now
         self.stopping = False
         self._stop = asyncio.Event()
         self.camera = None
         self.pool = FramePool(cfg.max_clients + 2, jpeg_capacity(cfg.width, cfg.height))
-        self.fanout = Fanout(cfg.max_clients, cfg.write_timeout_s, self.clock, self.log, platform.prepare_viewer)
+        self.fanout = Fanout(cfg.max_clients, cfg.write_timeout_s * 1000, self.clock, self.log,
+                             platform.prepare_viewer, self.uptime_s)
         self.http = HttpFront(self, platform.pool, cfg.http_timeout_s)
         self.presence = Presence(self)
         self.frames = 0
         self.capture_errors = 0
         self.fps = 0.0
         self._fps_frames = 0
-        self._fps_since = self.started
-        self._next_capture = self.started
+        self._fps_since = now
+        self._next_capture = now
+        self._capture_rem = 0  # carries 1000 % fps between frames (see capture_if_due)
         self.restarts = {}
 
     # ---- logging ---------------------------------------------------------------------------
@@ -64,19 +75,24 @@ class Node:
         self.stopping = True
         self._stop.set()
 
-    async def nap(self, seconds, slice_s=0.2):
-        """Sleep ``seconds``, waking early when the node stops."""
-        end = self.clock() + seconds
+    async def nap(self, ms, slice_ms=200):
+        """Sleep ``ms`` milliseconds, waking at least every ``slice_ms`` to see whether the node stops.
+
+        Whole milliseconds on an integer deadline: MicroPython-family asyncio sleeps
+        ``int(t * 1000)`` ms, so sleeping "what is left" of a float deadline would spin through the
+        sub-millisecond remainders (hundreds of turns per nap, a float allocated in each).
+        """
+        end = ticks_add(self.clock(), ms)
         while not self.stopping:
-            left = end - self.clock()
+            left = ticks_diff(end, self.clock())
             if left <= 0:
                 return
-            await asyncio.sleep(left if left < slice_s else slice_s)
+            await asyncio.sleep((left if left < slice_ms else slice_ms) / 1000)
 
     async def _supervise(self, name, factory):
-        delay = 0.5
+        delay = 500
         while not self.stopping:
-            began = self.clock()
+            began = self.uptime_s()
             try:
                 await factory()
                 if self.stopping:
@@ -85,10 +101,10 @@ class Node:
             except Exception as error:
                 self.restarts[name] = self.restarts.get(name, 0) + 1
                 self.log_error("task %s failed; restarting it" % name, error)
-            if self.clock() - began > 60:
-                delay = 0.5
+            if self.uptime_s() - began > 60:
+                delay = 500
             await self.nap(delay)
-            delay = min(delay * 2, 10)
+            delay = min(delay * 2, 10000)
 
     async def run(self):
         self.setup()
@@ -115,19 +131,26 @@ class Node:
 
     async def _camera_task(self):
         while not self.stopping:
-            await asyncio.sleep(self.capture_if_due())
+            await asyncio.sleep(self.capture_if_due() / 1000)
 
     def capture_if_due(self):
-        """Capture a frame if one is due; return the seconds until the next one."""
+        """Capture a frame if one is due; return the milliseconds until the next one."""
         now = self.clock()
-        if now < self._next_capture:
-            return self._next_capture - now
-        interval = 1 / self.cfg.fps
-        self._next_capture += interval
-        if self._next_capture < now:
-            self._next_capture = now + interval  # fell behind: skip, never burst
+        left = ticks_diff(self._next_capture, now)
+        if left > 0:
+            return left
+        fps = self.cfg.fps
+        # 1000 / fps in whole milliseconds without drift: 30 fps is 33, 33, 34, 33, 33, 34 ms ...
+        step = 1000 // fps
+        self._capture_rem += 1000 % fps
+        if self._capture_rem >= fps:
+            self._capture_rem -= fps
+            step += 1
+        self._next_capture = ticks_add(self._next_capture, step)
+        if ticks_diff(self._next_capture, now) < 0:
+            self._next_capture = ticks_add(now, step)  # fell behind: skip, never burst
         self.capture_once()
-        left = self._next_capture - self.clock()
+        left = ticks_diff(self._next_capture, self.clock())
         return left if left > 0 else 0
 
     def service_io(self):
@@ -149,8 +172,9 @@ class Node:
             return None
         self.frames += 1
         self._fps_frames += 1
-        if now - self._fps_since >= 1.0:
-            self.fps = self._fps_frames / (now - self._fps_since)
+        elapsed = ticks_diff(now, self._fps_since)
+        if elapsed >= 1000:
+            self.fps = self._fps_frames * 1000 / elapsed
             self._fps_frames = 0
             self._fps_since = now
         self.fanout.publish(frame)
@@ -171,7 +195,8 @@ class Node:
     async def _platform_task(self):
         while not self.stopping:
             self.platform.tick(self)
-            await self.nap(1.0)
+            self.uptime_s()  # fold the ticks into the uptime well before they wrap
+            await self.nap(1000)
 
     # ---- settings at run time --------------------------------------------------------------
 
@@ -197,6 +222,7 @@ class Node:
             self.camera.reconfigure(frame_size=size, quality=quality)
             self.pool.resize(jpeg_capacity(FRAME_SIZES[size][0], FRAME_SIZES[size][1]))
         self.cfg.fps = fps
+        self._capture_rem = 0
         self.cfg.jpeg_quality = quality
         self.cfg.frame_size = size
         return None
@@ -206,12 +232,21 @@ class Node:
     def address(self):
         return self.cfg.advertise_host or self.platform.address()
 
-    def uptime(self):
-        return self.clock() - self.started
+    def uptime_s(self):
+        """Whole seconds since the node started, exact over weeks: the ticks wrap every ~6.2 days,
+        so elapsed whole seconds are moved into a counter (the platform task does it every second)."""
+        step = ticks_diff(self.clock(), self._uptime_mark) // 1000
+        if step > 0:
+            self._uptime_s += step
+            self._uptime_mark = ticks_add(self._uptime_mark, step * 1000)
+        return self._uptime_s
 
     def current_fps(self):
-        if self.clock() - self._fps_since > 2.0:
-            return self._fps_frames / (self.clock() - self._fps_since)
+        elapsed = ticks_diff(self.clock(), self._fps_since)
+        if elapsed < 0:
+            return 0.0  # no frame for days: the ticks wrapped past the window's start
+        if elapsed > 2000:
+            return self._fps_frames * 1000 / elapsed
         return self.fps
 
     def announce(self):
@@ -227,7 +262,7 @@ class Node:
 
     def stats(self):
         return {
-            "uptime_s": int(self.uptime()), "frames": self.frames, "fps": round(self.current_fps(), 2),
+            "uptime_s": self.uptime_s(), "frames": self.frames, "fps": round(self.current_fps(), 2),
             "clients": self.fanout.count, "dropped": self.fanout.dropped_total(),
             "free_heap": self.platform.free_heap(), "rssi": self.platform.rssi(),
         }

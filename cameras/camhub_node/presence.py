@@ -17,6 +17,7 @@ import random
 import select
 
 import adafruit_minimqtt.adafruit_minimqtt as minimqtt
+from adafruit_ticks import ticks_add, ticks_diff
 
 BACKOFF_MAX_S = 30
 MAX_SET_PAYLOAD = 512
@@ -50,8 +51,8 @@ class Presence:
         self._announce = cfg.topic("announce")
         self._stats = cfg.topic("stats")
         self._set = cfg.topic("set")
-        # Stats double as the keep-alive (see the module docstring).
-        self._stats_every = min(cfg.stats_interval_s, cfg.mqtt_keepalive_s / 2)
+        # Stats double as the keep-alive (see the module docstring); milliseconds.
+        self._stats_every = min(cfg.stats_interval_s * 1000, cfg.mqtt_keepalive_s * 500)
 
     # ---- connection ------------------------------------------------------------------------
 
@@ -122,7 +123,7 @@ class Presence:
         backoff = 1
         while not node.stopping:
             if not node.platform.network_ready():
-                await node.nap(1)
+                await node.nap(1000)
                 continue
             try:
                 self._connect()
@@ -136,7 +137,7 @@ class Presence:
             self._drop()
             if node.stopping:
                 break
-            await node.nap(backoff + random.random())
+            await node.nap(backoff * 1000 + random.getrandbits(10))  # up to ~1 s of jitter
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _serve(self):
@@ -145,19 +146,19 @@ class Presence:
         poller = select.poll()
         poller.register(client._sock, select.POLLIN)  # minimqtt exposes no public socket accessor
         timeout = self.cfg.mqtt_timeout_s
-        next_stats = node.clock() + min(1.0, self._stats_every)
+        next_stats = ticks_add(node.clock(), min(1000, self._stats_every))
         while not node.stopping:
             if poller.poll(0):
                 client.loop(timeout=timeout)
             if self._announce_due:
                 self._publish_announce()
             now = node.clock()
-            if now >= next_stats:
+            if ticks_diff(now, next_stats) >= 0:
                 self._publish_stats()
-                next_stats += self._stats_every
-                if next_stats < now:
-                    next_stats = now + self._stats_every
-            await node.nap(0.05, slice_s=0.05)
+                next_stats = ticks_add(next_stats, self._stats_every)
+                if ticks_diff(next_stats, now) < 0:
+                    next_stats = ticks_add(now, self._stats_every)
+            await node.nap(50, slice_ms=50)
 
     def shutdown(self):
         """Publish ``offline`` and disconnect cleanly (best effort)."""

@@ -5,8 +5,15 @@ write completes it takes the newest frame. Every published frame ends, for each 
 exactly one of: sent, dropped (superseded while the subscriber was still busy) or skipped
 (superseded while the subscriber's own fps limit held it back). The I/O lives elsewhere: the node
 drives this from non-blocking sockets and ``select.poll``, the hub from its asyncio writer.
-Runs on CircuitPython and CPython alike (no dataclasses, no typing at runtime).
+
+Every ``now`` is an integer millisecond tick (``adafruit_ticks.ticks_ms()``: wraps at 2**29 ms, about
+6.2 days) and every interval is compared with ``ticks_diff``, so a node that has run for weeks keeps
+millisecond timing (a single-precision ``time.monotonic()`` steps by 250 ms after 30 days). Intervals
+are only compared over seconds; the one long span, how long a viewer has been connected, is
+accumulated as it goes. Runs on CircuitPython and CPython alike (no dataclasses, no typing at runtime).
 """
+
+from adafruit_ticks import ticks_diff
 
 # Disconnect reasons (DESIGN.md).
 CLOSED = "closed"
@@ -24,16 +31,17 @@ class Subscriber:
         self.id = sid
         self.peer = peer
         self.user_agent = user_agent
-        self.connected_at = now
-        self.min_interval = 1.0 / max_fps if max_fps and max_fps > 0 else 0.0
+        self.min_interval = int(1000 / max_fps) if max_fps and max_fps > 0 else 0  # ms
         self.max_fps = max_fps if self.min_interval else 0
+        self._age_ms = 0  # connected for this long up to _age_mark (folded in now and then)
+        self._age_mark = now
         self.frame = None  # the frame in flight (whatever object the fan-out uses)
         self.offset = 0  # bytes of the frame in flight already sent
         self.length = 0
         self.pending = -1  # seq of a published frame not yet taken, or -1
         self._pending_limited = False  # the pending frame waits for the fps limit, not for I/O
         self.last_seq = -1  # seq of the last frame taken
-        self.started_at = -1e9  # when the last frame was taken (fps limit, keep-alive)
+        self.started_at = now  # when the last frame was taken (fps limit; only once last_seq >= 0)
         self.last_progress = now
         self.frames_sent = 0
         self.frames_dropped = 0
@@ -47,7 +55,8 @@ class Subscriber:
 
     def rate_limited(self, now):
         """True while this subscriber's own fps limit holds frames back."""
-        return now - self.started_at < self.min_interval
+        # A negative difference can only be a tick wrap after days of idling: not limited.
+        return self.last_seq >= 0 and 0 <= ticks_diff(now, self.started_at) < self.min_interval
 
     def publish(self, seq, now, busy=False):
         """A new latest frame ``seq`` exists; return True if the caller should start it now.
@@ -64,8 +73,8 @@ class Subscriber:
         self.pending = seq
         busy = busy or self.frame is not None
         # (rate_limited inlined: this runs for every viewer on every frame)
-        self._pending_limited = limited = (not busy and self.min_interval > 0
-                                           and now - self.started_at < self.min_interval)
+        self._pending_limited = limited = (not busy and self.min_interval > 0 and self.last_seq >= 0
+                                           and 0 <= ticks_diff(now, self.started_at) < self.min_interval)
         return not busy and not limited
 
     def ready(self, now):
@@ -73,9 +82,9 @@ class Subscriber:
         return self.frame is None and self.pending >= 0 and not self.rate_limited(now)
 
     def keepalive_due(self, now, interval):
-        """True if idle, nothing new to send, and the last frame finished ``interval`` ago."""
+        """True if idle, nothing new to send, and the last frame finished ``interval`` ms ago."""
         return (self.frame is None and self.pending < 0 and self.last_seq >= 0
-                and now - self.last_progress >= interval)
+                and ticks_diff(now, self.last_progress) >= interval)
 
     def begin(self, frame, seq, length, now):
         """Start sending ``frame`` (a re-send of ``last_seq`` is a keep-alive)."""
@@ -109,23 +118,35 @@ class Subscriber:
         self.frame = None
         self.frames_sent += 1
         self._fps_count += 1
-        elapsed = now - self._fps_since
-        if elapsed >= 1.0:
-            self.fps = self._fps_count / elapsed
+        elapsed = ticks_diff(now, self._fps_since)
+        if elapsed >= 1000:
+            self.fps = self._fps_count * 1000 / elapsed
             self._fps_count = 0
             self._fps_since = now
+            self.connected_ms(now)
         return True
+
+    def connected_ms(self, now):
+        """Milliseconds since the subscriber connected; exact however long that is, provided this
+        runs at least every few days (each completed fps window and each report call it)."""
+        step = ticks_diff(now, self._age_mark)
+        if step > 0:
+            self._age_ms += step
+            self._age_mark = now
+        return self._age_ms
 
     def current_fps(self, now):
         """Frames per second delivered, decaying to 0 when nothing completes."""
-        elapsed = now - self._fps_since
-        if elapsed >= 2.0:
-            return self._fps_count / elapsed
+        elapsed = ticks_diff(now, self._fps_since)
+        if elapsed < 0:
+            return 0.0  # nothing completed for days: the ticks wrapped past the window's start
+        if elapsed >= 2000:
+            return self._fps_count * 1000 / elapsed
         return self.fps
 
     def stalled(self, now, timeout):
-        """True if a frame is in flight and no byte went out for ``timeout`` seconds."""
-        return self.frame is not None and now - self.last_progress > timeout
+        """True if a frame is in flight and no byte went out for ``timeout`` ms."""
+        return self.frame is not None and ticks_diff(now, self.last_progress) > timeout
 
     def close(self, reason, now):
         """Mark closed with a reason (first reason wins); drop the frame reference."""
@@ -135,12 +156,12 @@ class Subscriber:
         self.frame = None
 
     def as_dict(self, now):
-        """Counters as JSON-ready values; times are seconds on the caller's clock."""
+        """Counters as JSON-ready values (durations in seconds)."""
         info = {
             "id": self.id,
             "peer": self.peer,
             "user_agent": self.user_agent,
-            "connected_for_s": round(now - self.connected_at, 1),
+            "connected_for_s": round(self.connected_ms(now) / 1000, 1),
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
             "frames_skipped": self.frames_skipped,

@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from adafruit_ticks import ticks_ms
+
 from camhub_node import mjpeg, subscriber
 from camhub_node.subscriber import Subscriber
 
@@ -81,7 +83,7 @@ class Viewer(Subscriber):
     """A viewer's socket (the broker's own descriptor for it) and its latest-frame state."""
 
     def __init__(self, vid: int, sock: socket.socket, peer: str, user_agent: str, max_fps: float,
-                 now: float) -> None:
+                 now: int) -> None:
         super().__init__(vid, peer, user_agent, now, max_fps)
         self.sock = sock
         self.fd = sock.fileno()
@@ -90,9 +92,9 @@ class Viewer(Subscriber):
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.writing = False
 
-    def info(self, now: float) -> dict[str, object]:
+    def info(self) -> dict[str, object]:
         """The viewer as the API and the MQTT events show it."""
-        data = self.as_dict(now)
+        data = self.as_dict(ticks_ms())
         data["connected_at"] = round(self.connected_at_unix, 3)
         if self.closed_at_unix is not None:
             data["closed_at"] = round(self.closed_at_unix, 3)
@@ -142,7 +144,7 @@ class Feed:
     # ---- frames ----------------------------------------------------------------------------
     def publish(self, jpeg: bytes, capture_time: float) -> Frame:
         """Make ``jpeg`` the latest frame and hand it to every viewer that is free to take it."""
-        now = time.monotonic()
+        now = ticks_ms()  # the subscriber's clock: integer ms ticks
         self.seq += 1
         frame = Frame(jpeg, self.seq, capture_time, now)
         self.latest = frame
@@ -160,7 +162,7 @@ class Feed:
                     log.exception("frame tap on %s failed (%d so far)", self.camera_id, self.tap_errors)
         return frame
 
-    def _pump(self, viewer: Viewer, now: float) -> None:
+    def _pump(self, viewer: Viewer, now: int) -> None:
         """Send the viewer's frame in flight; on completion move it on to the newest frame."""
         while viewer.frame is not None:
             frame: Frame = viewer.frame
@@ -197,7 +199,7 @@ class Feed:
             viewer.writing = True
 
     def _on_writable(self, viewer: Viewer) -> None:
-        now = time.monotonic()
+        now = ticks_ms()
         latest = self.latest
         if latest is not None and viewer.pending == latest.seq:
             viewer.swap_unsent(latest, latest.seq, latest.size, now)  # it waited: give it the newest
@@ -213,7 +215,7 @@ class Feed:
             sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, self.settings.unsent_limit)
         except OSError:
             pass  # not a TCP socket (tests may use socketpairs)
-        now = time.monotonic()
+        now = ticks_ms()
         viewer = Viewer(next(self._ids), sock, peer, user_agent, max_fps, now)
         self.viewers[viewer.id] = viewer
         self._loop.add_reader(viewer.fd, self._on_readable, viewer)
@@ -240,7 +242,7 @@ class Feed:
         """Disconnect a viewer, record why, and wake its HTTP handler."""
         if self.viewers.pop(viewer.id, None) is None:
             return
-        now = time.monotonic()
+        now = ticks_ms()
         viewer.close(reason, now)
         viewer.closed_at_unix = time.time()
         if viewer.writing:
@@ -251,7 +253,7 @@ class Feed:
         self.bytes_out_closed += viewer.bytes_sent
         self.dropped_closed += viewer.frames_dropped
         self.skipped_closed += viewer.frames_skipped
-        self.disconnects.appendleft(viewer.info(now))
+        self.disconnects.appendleft(viewer.info())
         log.info("viewer %s of %s (%s) disconnected: %s after %d frames, %d dropped",
                  viewer.id, self.camera_id, viewer.peer, reason, viewer.frames_sent, viewer.frames_dropped)
         if not viewer.done.done():
@@ -263,18 +265,20 @@ class Feed:
         for viewer in list(self.viewers.values()):
             self.remove(viewer, reason)
 
-    def tick(self, now: float) -> None:
-        """Housekeeping, about once a second: write timeouts and keep-alive re-sends."""
+    def tick(self, now: int) -> None:
+        """Housekeeping, about once a second: write timeouts and keep-alive re-sends (``now``: ticks_ms)."""
         latest = self.latest
+        write_timeout_ms = int(self.settings.write_timeout_s * 1000)
+        keepalive_ms = int(self.settings.keepalive_s * 1000)
         for viewer in list(self.viewers.values()):
-            if viewer.stalled(now, self.settings.write_timeout_s):
+            if viewer.stalled(now, write_timeout_ms):
                 self.remove(viewer, subscriber.WRITE_TIMEOUT)
-            elif latest is not None and viewer.keepalive_due(now, self.settings.keepalive_s):
+            elif latest is not None and viewer.keepalive_due(now, keepalive_ms):
                 viewer.begin(latest, latest.seq, latest.size, now)
                 self._pump(viewer, now)
 
-    def viewer_infos(self, now: float) -> list[dict[str, object]]:
-        return [v.info(now) for v in self.viewers.values()]
+    def viewer_infos(self) -> list[dict[str, object]]:
+        return [v.info() for v in self.viewers.values()]
 
 
 class Broker:
@@ -312,6 +316,6 @@ class Broker:
     async def run_housekeeping(self, interval: float = 0.5) -> None:
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
+            now = ticks_ms()
             for feed in list(self.feeds.values()):
                 feed.tick(now)

@@ -77,7 +77,7 @@ class Camera:
 
     def detail(self, now: float) -> dict[str, Any]:
         data = self.summary(now)
-        data["clients"] = self.feed.viewer_infos(now)
+        data["clients"] = self.feed.viewer_infos()
         data["disconnects"] = list(self.feed.disconnects)
         up = self.upstream
         data["upstream"] = up.stats() if up else None

@@ -228,7 +228,7 @@ class Hub:
 
     def _viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:
         camera = self.cameras.cameras.get(feed.camera_id)
-        info = viewer.info(time.monotonic())
+        info = viewer.info()
         event = {"event": kind, "client": viewer.id, "peer": viewer.peer,
                  "frames_sent": info["frames_sent"], "frames_dropped": info["frames_dropped"],
                  "bytes_sent": info["bytes_sent"], "user_agent": viewer.user_agent}
