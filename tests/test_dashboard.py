@@ -193,6 +193,25 @@ def test_killed_node_turns_offline_without_a_reload(world: World) -> None:
     assert world.page.evaluate(MARK) is True
 
 
+# How grey a tile's picture is drawn: 1 for grayscale(1) or saturate(0) in its computed filter, else 0.
+GREYNESS_JS = """(id) => {
+  const img = document.querySelector(`.tile[data-id="${id}"] img.frame.live`);
+  const filter = getComputedStyle(img).filter;
+  const grey = /grayscale\\(\\s*(1|100%)\\s*\\)/.test(filter) || /saturate\\(\\s*0%?\\s*\\)/.test(filter);
+  return [grey ? 1 : 0, filter];
+}"""
+
+
+def test_an_offline_tiles_picture_is_greyed(world: World) -> None:
+    """The killed node's last picture stays, drawn grey; a streaming camera's keeps its colours."""
+    world.wait_js("document.querySelector('.tile[data-id=\"porch\"]').dataset.state === 'offline'",
+                  "the killed node's tile offline", timeout=20)
+    grey, filter_ = world.page.evaluate(GREYNESS_JS, "porch")
+    assert grey == 1, f"the offline tile's picture is drawn with filter {filter_!r}"
+    grey, filter_ = world.page.evaluate(GREYNESS_JS, "garden")
+    assert grey == 0, f"a streaming tile's picture is drawn with filter {filter_!r}"
+
+
 def test_hub_going_away_is_shown_and_recovers_by_itself(world: World) -> None:
     pg = world.page
     port = world.hub.port
