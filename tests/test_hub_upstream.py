@@ -125,7 +125,7 @@ async def test_camera_down_at_start_is_picked_up_when_it_appears(
     port = free_port()
     upstream = make_upstream(f"http://127.0.0.1:{port}/stream")
     await until(lambda: upstream.errors["connect"] >= 3, "a few refused connects")
-    assert upstream.state == "connecting" and not sink.frames
+    assert upstream.state == "offline" and not sink.frames  # three failures in a row say so
     async with QuirkyCamera(Quirks(), port=port):
         await until(lambda: len(sink.frames) >= 3, "frames once the camera is up")
     assert upstream.reconnects >= 3 and sink.states[-1] in ("streaming", "stalled")
@@ -140,7 +140,7 @@ async def test_retries_back_off_exponentially(sink: Sink, make_upstream: Callabl
         assert gaps[4] > 2 * gaps[0], gaps
         # the camera counts a connection when it accepts it; the hub counts the 503 once it has read it
         await until(lambda: upstream.errors["http_status"] >= 6, "six refusals counted")
-        assert upstream.state == "connecting"
+        assert upstream.state == "offline" and upstream.last_error == "http_status: HTTP 503"
 
 
 async def test_backoff_resets_once_frames_flowed_again(sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
@@ -195,7 +195,7 @@ async def test_garbage_instead_of_a_stream_never_crashes(sink: Sink,
     async with QuirkyCamera(Quirks(raw_body=junk)) as camera:
         upstream = make_upstream(camera.url, max_frame_bytes=16 * 1024)
         await until(lambda: camera.connections >= 3, "repeated attempts at a garbage source")
-        assert not sink.frames and upstream.state == "connecting"
+        assert not sink.frames and upstream.state in ("connecting", "offline")
         assert upstream.errors["no_frames"] + upstream.errors["closed"] >= 2
 
 
@@ -248,3 +248,38 @@ async def test_a_failing_frame_callback_does_not_stop_the_pull(make_upstream: Ca
             assert upstream.errors["callback"] >= 3 and upstream.state == "streaming"
         finally:
             await upstream.stop()
+
+
+@pytest.mark.parametrize("quirks,kind", [
+    (Quirks(silent=True), "timeout"),  # accepts the connection, never answers
+    (Quirks(content_type="text/html"), "content_type"),  # a login page instead of a stream
+    (Quirks(oversize_every=1, oversize_bytes=2 * 1024 * 1024), "no_frames"),  # every part far too big
+], ids=["silent", "html", "huge_parts"])
+async def test_a_camera_that_keeps_failing_is_offline_with_its_last_error(
+        quirks: Quirks, kind: str, sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+    async with QuirkyCamera(quirks) as camera:
+        upstream = make_upstream(camera.url, connect_timeout_s=0.5)
+        await until(lambda: upstream.state == "offline", "offline after failed attempts in a row", timeout=20)
+        assert upstream.failures >= 3 and camera.connections >= 3
+        assert upstream.last_error is not None and upstream.last_error.startswith(kind)
+        assert "connecting" in sink.states and not sink.frames
+        attempts = camera.connections
+        await until(lambda: camera.connections > attempts, "it keeps retrying while offline", timeout=20)
+        assert upstream.state == "offline"  # no connecting/offline flapping on every attempt
+        camera.quirks = Quirks()  # the camera is fixed
+        await until(lambda: upstream.state == "streaming", "streaming once the camera works", timeout=20)
+        assert upstream.last_error is None and upstream.failures == 0
+
+
+async def test_frames_beyond_the_ingest_cap_are_dropped_and_counted(
+        sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+    async with QuirkyCamera(Quirks(fps=400)) as camera:
+        upstream = make_upstream(camera.url, max_fps=20)
+        await until(lambda: upstream.state == "streaming", "streaming")
+        started, delivered = time.monotonic(), len(sink.frames)
+        await asyncio.sleep(2.0)
+        elapsed = time.monotonic() - started
+        passed = len(sink.frames) - delivered
+        assert passed <= 20 * elapsed + 20 + 1  # the cap plus at most one second's burst
+        assert upstream.frames_over_rate > passed and upstream.errors["over_rate"] == upstream.frames_over_rate
+        assert camera.frames_sent > 3 * passed

@@ -237,6 +237,7 @@ export class CameraView {
       const seen = this.summary?.last_seen;
       const now = this.now ?? Date.now() / 1000 + this.serverOffset;
       text = seen == null ? 'Camera offline' : `Camera offline — last seen ${fmt.ago(now - seen)}`;
+      if (this.summary?.last_error) text += ` — ${this.summary.last_error}`;
     } else if (state === 'stalled') text = 'No frames arriving from the camera';
     else if (this.streamFailed) text = 'Stream interrupted — reconnecting…';
     else if (!this.streamLoaded) text = state === 'connecting' ? 'Connecting to the camera…' : 'Opening the stream…';
@@ -370,6 +371,7 @@ export class CameraView {
       ['Node stream', ann.stream_url],
       ['Source', c.source === 'static' ? 'static (CAMHUB_SOURCES)' : c.source === 'mqtt' ? 'MQTT discovery' : c.source],
       ['Last frame', c.last_seen == null ? 'never' : fmt.dateTime(c.last_seen)],
+      ['Last error', c.last_error],
     ];
     const frag = document.createDocumentFragment();
     for (const [label, value] of rows) {

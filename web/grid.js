@@ -174,7 +174,8 @@ class Tile {
     let text = 'Waiting for the first frame…';
     if (state === 'offline') {
       iconName = 'cameraOff';
-      text = 'Camera offline';
+      // The hub keeps retrying a camera that fails; its last error says why it is offline.
+      text = this.camera.last_error ? `Camera offline — ${this.camera.last_error}` : 'Camera offline';
     } else if (state === 'connecting') {
       text = 'Connecting…';
     } else if (state === 'stalled') {

@@ -58,6 +58,7 @@ class Quirks:
     oversize_bytes: int = 0
     not_jpeg_every: int = 0  # every Nth part is HTML instead of a JPEG
     raw_body: bytes | None = None  # send exactly this after the head, then close
+    silent: bool = False  # accept, read the request, never answer
 
 
 @dataclass
@@ -117,6 +118,9 @@ class QuirkyCamera:
         q = self.quirks
         try:
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            if q.silent:
+                await reader.read()  # until the client gives up
+                return
             await self._send(writer, self._head(q), q, head=True)
             if q.raw_body is not None:
                 await self._send(writer, q.raw_body, q)

@@ -22,6 +22,8 @@ from camhub.hub.upstream import Upstream
 log = logging.getLogger(__name__)
 
 CONNECTING, STREAMING, STALLED, OFFLINE = "connecting", "streaming", "stalled", "offline"
+INGEST_FPS_FACTOR = 3.0  # frames beyond 3x the announced rate are dropped (a loop, a runaway camera)
+MIN_INGEST_FPS = 5.0
 
 
 class Camera:
@@ -66,6 +68,7 @@ class Camera:
             "dropped_total": self.feed.dropped_total,
             "last_frame_age_ms": self.last_frame_age_ms(now),
             "last_seen": self.last_seen,
+            "last_error": up.last_error if up else None,
             "source": self.source,
             "stream": f"/cameras/{self.id}/stream",
             "snapshot": f"/cameras/{self.id}/snapshot.jpg",
@@ -168,6 +171,8 @@ class Cameras:
         camera.stream_url = announce["stream_url"]
         camera.announce = announce
         camera.available = True
+        if camera.upstream is not None:
+            camera.upstream.max_fps = self._ingest_cap(camera)  # e.g. the node's fps was changed
         self.save()
         if moved or not camera.pulling:
             asyncio.get_running_loop().create_task(self._restart_pull(camera))
@@ -236,9 +241,17 @@ class Cameras:
             max_frame_bytes=self.config.max_frame_bytes,
             stall_s=self.config.stall_s,
             allowed=self.config.allowed_sources,
+            max_fps=self._ingest_cap(camera),
         )
         self._set_state(camera, CONNECTING)
         camera.upstream.start()
+
+    def _ingest_cap(self, camera: Camera) -> float:
+        """Frames/s the hub takes from this camera: a multiple of what it announced, else the setting."""
+        fps = (camera.announce or {}).get("fps")
+        if fps:
+            return max(INGEST_FPS_FACTOR * float(fps), MIN_INGEST_FPS)
+        return self.config.max_ingest_fps
 
     async def _stop_pull(self, camera: Camera) -> None:
         upstream, camera.upstream = camera.upstream, None

@@ -3,8 +3,14 @@
 States (reported through ``on_state`` on every change): ``connecting`` until frames flow,
 ``streaming`` while they do, ``stalled`` once a stream that flowed is lost (no frame for
 ``stall_s``, closed, reset) and while it is being re-established, ``offline`` when the owner says
-the camera is gone (``set_offline``). Failures are retried with capped exponential backoff and
-jitter; the backoff resets once frames flow again.
+the camera is gone (``set_offline``) and also after ``offline_after`` failed attempts in a row
+(a camera that accepts and never answers, sends HTML, or parts too big to keep): it is still
+retried, and ``last_error`` says what went wrong. Failures are retried with capped exponential
+backoff and jitter; the backoff resets once frames flow again.
+
+Frames beyond ``max_fps`` (the hub sets a multiple of the announced rate) are dropped and counted
+(``over_rate``), so a runaway camera or a stream loop cannot make the hub fan out thousands of
+frames a second.
 
 Everything that comes from the camera is untrusted: connect and header timeouts, a cap on bytes
 without a frame, the tolerant parser's size limits, and the source network is checked against
@@ -79,7 +85,8 @@ class Upstream:
                  on_state: StateCallback | None = None, max_frame_bytes: int = 2 * 1024 * 1024,
                  stall_s: float = 5.0, allowed: AllowedSources | str | None = None,
                  connect_timeout_s: float = 5.0, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0,
-                 max_bytes_without_frame: int | None = None) -> None:
+                 max_bytes_without_frame: int | None = None, offline_after: int = 3,
+                 max_fps: float | None = None) -> None:
         self.camera_id = camera_id
         self.url = stream_url
         self.max_frame_bytes = max_frame_bytes
@@ -90,6 +97,10 @@ class Upstream:
         # Enough for a few refused oversize parts in a row, not for a source that never frames.
         self.max_bytes_without_frame = max_bytes_without_frame or 4 * max_frame_bytes + 65536
         self.allowed = allowed if isinstance(allowed, AllowedSources) else AllowedSources.parse(allowed)
+        self.offline_after = offline_after
+        self.max_fps = max_fps  # None: no cap; may be changed while pulling (a new announce)
+        self._tokens = 0.0  # the rate cap's bucket: frames that may still pass now
+        self._bucket_at: float | None = None
         self._on_frame = on_frame
         self._on_state = on_state
         self._task: asyncio.Task[None] | None = None
@@ -104,12 +115,16 @@ class Upstream:
         self.errors: Counter[str] = Counter()
         self.last_frame_at: float | None = None  # time.monotonic() of the latest frame
         self.connected = False  # a response is being read right now
+        self.failures = 0  # attempts in a row that brought no frame
+        self.last_error: str | None = None  # "kind: detail" of the latest failure
+        self.frames_over_rate = 0
 
     # ---- control ---------------------------------------------------------------------------
     def start(self) -> None:
         """Begin pulling (from inside the event loop); reconnects until stop() or set_offline()."""
         if self._task is None or self._task.done():
             self._lost = False
+            self.failures = 0
             self._set_state(CONNECTING)
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"upstream-{self.camera_id}")
 
@@ -152,7 +167,9 @@ class Upstream:
         age = None if self.last_frame_at is None else int((time.monotonic() - self.last_frame_at) * 1000)
         return {"url": self.url, "state": self.state, "connected": self.connected,
                 "frames_in": self.frames_in, "bytes_in": self.bytes_in, "fps_in": round(self.fps_in, 2),
-                "reconnects": self.reconnects, "errors": dict(self.errors), "last_frame_age_ms": age}
+                "reconnects": self.reconnects, "errors": dict(self.errors), "last_frame_age_ms": age,
+                "failures": self.failures, "last_error": self.last_error, "max_fps": self.max_fps,
+                "frames_over_rate": self.frames_over_rate}
 
     # ---- the pull --------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -171,13 +188,18 @@ class Upstream:
                 first = False
                 if await self._pull(session):
                     backoff = self.backoff_min_s  # it worked for a while: come back quickly
+                else:
+                    self.failures += 1
+                    if self.failures >= self.offline_after:
+                        self._set_state(OFFLINE)  # still retried; says so instead of "connecting"
                 # Jitter (0.5-1x): cameras that failed together do not all retry together.
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(self.backoff_max_s, backoff * 2)
 
     async def _pull(self, session: aiohttp.ClientSession) -> bool:
         """One connection, read until it fails; True if frames flowed on it."""
-        self._set_state(STALLED if self._lost else CONNECTING)
+        if self.failures < self.offline_after:
+            self._set_state(STALLED if self._lost else CONNECTING)
         url = self.url
         try:
             check_url(url, self.allowed)
@@ -265,6 +287,8 @@ class Upstream:
 
     # ---- bookkeeping -----------------------------------------------------------------------
     def _frame(self, jpeg: bytes, seq: int | None, timestamp: float | None, now: float) -> None:
+        if self.max_fps and not self._within_rate(now):
+            return
         if self._prev_at is not None and now > self._prev_at:
             gap = now - self._prev_at
             self._interval = gap if self._interval is None else self._interval + _FPS_SMOOTHING * (
@@ -279,11 +303,32 @@ class Upstream:
                 self._logged.add("callback")
                 log.exception("camera %s: frame callback failed", self.camera_id)
 
+    def _within_rate(self, now: float) -> bool:
+        """Token bucket: up to ``max_fps`` frames a second, bursts of one second's worth."""
+        assert self.max_fps
+        if self._bucket_at is None:
+            self._tokens = self.max_fps
+        else:
+            self._tokens = min(self.max_fps, self._tokens + (now - self._bucket_at) * self.max_fps)
+        self._bucket_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.frames_over_rate += 1
+        self.errors["over_rate"] += 1
+        if "over_rate" not in self._logged:
+            self._logged.add("over_rate")
+            log.warning("camera %s: more than %g frames/s; the excess is dropped and counted",
+                        self.camera_id, self.max_fps)
+        return False
+
     def _streaming(self) -> None:
         if self._logged:
             log.info("camera %s: streaming again (after %s)", self.camera_id, ", ".join(sorted(self._logged)))
         self._logged.clear()
         self._lost = False
+        self.failures = 0
+        self.last_error = None
         self._prev_at = None  # the gap while reconnecting is not a frame interval
         self._set_state(STREAMING)
 
@@ -291,6 +336,7 @@ class Upstream:
         self.errors[kind] += 1
         if len(detail) > 200:  # library messages can quote whole chunks of what the camera sent
             detail = detail[:200] + "..."
+        self.last_error = f"{kind}: {detail}"
         if kind in self._logged:
             log.debug("camera %s: %s: %s", self.camera_id, kind, detail)
         else:
