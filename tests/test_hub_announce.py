@@ -75,6 +75,12 @@ def test_only_id_and_stream_url_are_required() -> None:
     (payload(stream_url="http://[2001:db8::1]/stream"), "url_not_allowed"),
     (payload(stream_url="http://[::ffff:8.8.8.8]/stream"), "url_not_allowed"),
     (payload(stream_url="http://0.0.0.0:8080/stream"), "url_not_allowed"),
+    # link-local is not a default: the cloud metadata service lives there, however it is spelled
+    (payload(stream_url="http://169.254.169.254/latest/meta-data/"), "url_not_allowed"),
+    (payload(stream_url="http://[::ffff:169.254.169.254]/"), "url_not_allowed"),
+    (payload(stream_url="http://[::ffff:a9fe:a9fe]/"), "url_not_allowed"),
+    (payload(stream_url="http://[fe80::1%25eth0]:81/stream"), "url_not_allowed"),
+    (payload(stream_url="http://[febf::1]/"), "url_not_allowed"),
     (payload(snapshot_url="javascript:alert(1)"), "bad_url:snapshot_url"),
     (payload(status_url="http://1.1.1.1/status"), "url_not_allowed:status_url"),
     (payload(width="640"), "bad_field:width"),
@@ -97,8 +103,8 @@ def test_strings_are_cleaned_and_clamped() -> None:
 
 
 @pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8080/stream", "https://10.1.2.3/stream", "http://172.31.0.9/", "http://169.254.3.4/",
-    "http://[::1]:8080/stream", "http://[fd00::7]/stream", "http://[fe80::1%25eth0]:81/stream",
+    "http://127.0.0.1:8080/stream", "https://10.1.2.3/stream", "http://172.31.0.9/",
+    "http://[::1]:8080/stream", "http://[fd00::7]/stream", "http://[::ffff:192.168.1.9]/",
     "http://camhub-door.local:8080/stream", "http://localhost:81/stream?fps=5",
     "HTTP://192.168.4.1:81/stream",
 ])
@@ -114,6 +120,8 @@ def test_allowed_sources_are_configurable() -> None:
     assert AllowedSources.parse("any").allows("8.8.8.8")
     assert not AllowedSources.parse("any").allows("0.0.0.0")
     assert AllowedSources.parse("") == DEFAULT
+    boards_without_dhcp = AllowedSources.parse("private, link-local")
+    assert boards_without_dhcp.allows("169.254.3.4") and boards_without_dhcp.allows("fe80::1")
     with pytest.raises(SettingsError, match="CAMHUB_ALLOWED_SOURCES"):
         AllowedSources.parse("loopback,intranet")
 

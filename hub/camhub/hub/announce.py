@@ -28,8 +28,10 @@ DEFAULT_ALLOWED = "loopback,private"
 MAX_URL = 1024
 _NAMED: dict[str, tuple[str, ...]] = {
     "loopback": ("127.0.0.0/8", "::1/128"),
-    # RFC 1918, link-local (boards without DHCP), IPv6 unique-local and link-local.
-    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"),
+    # RFC 1918 and IPv6 unique-local. Not link-local: 169.254.169.254 is the cloud metadata service.
+    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"),
+    # Boards without DHCP (self-assigned addresses); only when named in CAMHUB_ALLOWED_SOURCES.
+    "link-local": ("169.254.0.0/16", "fe80::/10"),
     "any": ("0.0.0.0/0", "::/0"),
 }
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -59,7 +61,7 @@ class AllowedSources:
 
     @classmethod
     def parse(cls, spec: str | None) -> AllowedSources:
-        """``"loopback,private"``, ``"any"``, or addresses/CIDRs (``"10.1.0.0/16 192.168.4.7"``) mixed
+        """``"loopback,private"``, ``"link-local"``, ``"any"``, or addresses/CIDRs (``"10.1.0.0/16 192.168.4.7"``) mixed
         freely, separated by commas or spaces; empty means the default (loopback + private)."""
         tokens = [t for t in re.split(r"[\s,]+", (spec or "").strip().lower()) if t] or DEFAULT_ALLOWED.split(",")
         networks: list[IPNetwork] = []
@@ -71,7 +73,7 @@ class AllowedSources:
                 networks.append(ipaddress.ip_network(token, strict=False))
             except ValueError:
                 raise SettingsError(
-                    f"CAMHUB_ALLOWED_SOURCES: {token!r} is not loopback, private, any, an address or a "
+                    f"CAMHUB_ALLOWED_SOURCES: {token!r} is not loopback, private, link-local, any, an address or a "
                     "CIDR network") from None
         return cls(tuple(networks))
 
