@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from tests.support.browser import chromium, page, require_chromium
-from tests.support.procs import HubProcess, Mosquitto
+from tests.support.procs import HubProcess, Mosquitto, free_port
 from tests.support.quirky_camera import Quirks, serve_in_thread
 from tests.support.waiting import get_json, wait_until
 
@@ -29,3 +33,46 @@ def test_a_camera_serving_html_is_offline_with_its_error_in_the_api_and_dashboar
                                       "?.textContent || '').includes('content_type')")
         finally:
             hub.stop()
+
+
+def _get(url: str, authorization: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url)
+    if authorization is not None:
+        req.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read(65536)
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def _basic(user: str, password: str, scheme: str = "Basic") -> str:
+    return f"{scheme} " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_auth_edges_failed_logins_are_counted_shown_and_throttled(tmp_path: Path) -> None:
+    hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_AUTH": "on", "CAMHUB_HUB_PASSWORD": "pw-Right-1",
+                                                 "CAMHUB_HUB_BROKER": "external"}).wait_ready()
+    try:
+        good = _basic("admin", "pw-Right-1")
+        assert _get(hub.url + "/api/hub", good.replace("Basic", "basic"))[0] == 200  # schemes are case-insensitive
+        assert _get(hub.url + "/api/hub", good.replace("Basic", "BASIC"))[0] == 200
+        assert _get(hub.url + "/api/hub")[0] == 401  # no credentials: asked for them, not a failed login
+        # a token that is not ASCII is just a wrong token (it was a 500)
+        assert _get(hub.url + "/cameras/door/snapshot.jpg?token=%C3%A9t%C3%A9")[0] == 401
+        for n in range(3):
+            assert _get(hub.url + "/api/cameras", _basic("admin", f"guess{n}"))[0] == 401
+        health = json.loads(_get(hub.url + "/api/hub", good)[2])
+        assert health["auth_failures"] == {"no_credentials": 1, "bad_token": 1, "bad_credentials": 3}
+        metrics = _get(hub.url + "/metrics", good)[2].decode()
+        assert 'camhub_auth_failures_total{reason="bad_credentials"} 3.0' in metrics
+        # guessing from one address is cut off after a few attempts a minute, even the right password
+        statuses = [_get(hub.url + "/api/cameras", _basic("admin", f"guess-{n}"))[0] for n in range(30)]
+        assert statuses.count(401) == 20 - 4 and statuses[-1] == 429
+        status, headers, _ = _get(hub.url + "/api/hub", good)
+        assert status == 429 and 0 < int(headers["Retry-After"]) <= 60
+        assert _get(hub.url + "/healthz")[0] == 200
+    finally:
+        hub.stop()
+    log = hub.output()
+    assert log.count("failed login from") <= 2 and "guess" not in log and "Traceback" not in log

@@ -3,6 +3,11 @@
 A view token is an HMAC of the camera id under a key kept in the state directory: it lets a player
 (VLC, Home Assistant) open that one camera's stream and snapshot, and nothing else, and it never
 reveals the password.
+
+Wrong credentials are counted (``failures``, by reason) and throttled per client address: after
+``FAILURE_LIMIT`` failures within a minute that address gets 429 for the rest of the minute, even
+with the right password, so guessing runs at a few tries a minute instead of thousands a second.
+The table of addresses is bounded (see ``AttemptThrottle``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,16 @@ import hmac
 import logging
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 
+from camhub.hub.ratelimit import AttemptThrottle
+
 log = logging.getLogger(__name__)
+
+FAILURE_LIMIT = 20  # failed attempts per client address per FAILURE_WINDOW_S before it is refused
+FAILURE_WINDOW_S = 60.0
+NO_CREDENTIALS, BAD_CREDENTIALS, BAD_TOKEN, THROTTLED = "no_credentials", "bad_credentials", "bad_token", "throttled"
 
 
 def load_key(state_dir: Path) -> bytes:
@@ -44,27 +56,46 @@ class Auth:
         self._user = user.encode()
         self._password = (password or "").encode()
         self._key = key
-        self.failures = 0
+        self.failures: Counter[str] = Counter()  # refused requests, by reason
+        self.throttle = AttemptThrottle(FAILURE_LIMIT, FAILURE_WINDOW_S)
 
     def view_token(self, camera_id: str) -> str:
         return hmac.new(self._key, b"view:" + camera_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def basic_ok(self, header: str | None) -> bool:
-        if not header or not header.startswith("Basic "):
+        scheme, _, value = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":  # auth schemes are case-insensitive (RFC 7235)
             return False
         try:
-            user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
+            user, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
         # compare both even when the first differs, so timing says nothing about which was wrong
         return hmac.compare_digest(user, self._user) & hmac.compare_digest(password, self._password)
 
-    def allows(self, authorization: str | None, camera_id: str | None = None, token: str | None = None) -> bool:
+    def token_ok(self, camera_id: str | None, token: str | None) -> bool:
+        if camera_id is None or not token:
+            return False
+        # bytes: compare_digest refuses non-ASCII str, and a query string can hold anything
+        return hmac.compare_digest(token.encode("utf-8", "replace"), self.view_token(camera_id).encode())
+
+    def check(self, authorization: str | None, camera_id: str | None = None, token: str | None = None,
+              client: str = "") -> str | None:
+        """None if the request may proceed, else why not (a key of ``failures``)."""
         if not self.required:
-            return True
-        if self.basic_ok(authorization):
-            return True
-        if camera_id is not None and token and hmac.compare_digest(token, self.view_token(camera_id)):
-            return True
-        self.failures += 1
-        return False
+            return None
+        if self.throttle.blocked(client):
+            reason = THROTTLED
+        elif self.basic_ok(authorization) or self.token_ok(camera_id, token):
+            return None
+        elif authorization is None and not token:
+            reason = NO_CREDENTIALS  # a browser's first request: not a failed login
+        else:
+            reason = BAD_CREDENTIALS if authorization is not None else BAD_TOKEN
+            self.throttle.failed(client)
+        self.failures[reason] += 1
+        return reason
+
+    def allows(self, authorization: str | None, camera_id: str | None = None, token: str | None = None,
+               client: str = "") -> bool:
+        return self.check(authorization, camera_id, token, client) is None

@@ -146,6 +146,7 @@ class Hub:
             "cameras_online": sum(1 for c in cameras if c.state != OFFLINE),
             "viewers": self.broker.viewer_count,
             "auth": self.auth.required,
+            "auth_failures": dict(self.auth.failures),
             "announces_rejected": sum(self.rejections.values()),
         }
 
@@ -153,6 +154,8 @@ class Hub:
         """The labelled counters /metrics shows besides the per-camera ones."""
         http_log = self._app[webapp.HTTP_LOG_KEY] if self._app is not None else None
         return {
+            "camhub_auth_failures": ("Requests refused for missing or wrong credentials", "reason",
+                                     dict(self.auth.failures)),
             "camhub_mqtt_messages_dropped": ("MQTT messages the hub did not publish", "reason",
                                              dict(self.mqtt.dropped)),
             "camhub_http_requests_malformed": ("Requests the HTTP parser refused", "kind",

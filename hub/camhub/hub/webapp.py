@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from camhub.hub.auth import Auth
+from camhub.hub.auth import NO_CREDENTIALS, THROTTLED, Auth
 from camhub.hub.camera_options import OptionError
 from camhub_node import mjpeg
 
@@ -111,7 +111,16 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     request.app[DEADLINE_KEY].served(request.protocol)
     if request.path != "/healthz":
         camera_id = request.match_info.get("camera_id") if request.match_info.get("media") else None
-        if not hub.auth.allows(request.headers.get("Authorization"), camera_id, request.query.get("token")):
+        client = request.remote or ""
+        refused = hub.auth.check(request.headers.get("Authorization"), camera_id, request.query.get("token"), client)
+        if refused == THROTTLED:
+            hub.warnings.warning(f"auth-throttled:{client}", "too many failed logins from %s; refusing it for a while",
+                                 client)
+            return web.Response(status=429, text="too many failed attempts; try again later\n",
+                                headers={"Retry-After": str(hub.auth.throttle.retry_after(client))})
+        if refused is not None:
+            if refused != NO_CREDENTIALS:
+                hub.warnings.warning("auth-failed", "failed login from %s (%s)", client, refused)
             return web.Response(status=401, text="credentials required\n",
                                 headers={"WWW-Authenticate": 'Basic realm="camhub", charset="UTF-8"'})
     try:
