@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test system-packages lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml cameras/camhub_node/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/camhub demo
 
-test: $(STAMP)
+# First the Debian packages the tests talk to (.ci/debian-packages): installed when root or with
+# passwordless sudo, otherwise `make test` stops at once with the command to run.
+test: system-packages $(STAMP)
 	$(BIN)/python -m pytest
+
+system-packages:
+	@.ci/system-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

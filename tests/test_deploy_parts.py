@@ -14,7 +14,7 @@ from camhub.deploy.bundle import (
     BundleError,
     bundles_in,
     choose_bundle,
-    find_firmware_root,
+    find_firmware,
     imported_modules,
     resolve_libraries,
 )
@@ -176,8 +176,7 @@ def later():
 
 
 def test_firmware_libraries_come_from_the_installed_distributions() -> None:
-    root = find_firmware_root(None)
-    libraries, skipped = resolve_libraries(root)
+    libraries, skipped = resolve_libraries(find_firmware(None))
     by_module = {lib.module: lib for lib in libraries}
     needed = {"adafruit_httpserver", "adafruit_minimqtt", "adafruit_connection_manager", "adafruit_ticks", "asyncio"}
     assert needed <= set(by_module)

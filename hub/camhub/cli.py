@@ -1,4 +1,4 @@
-"""The ``camhub`` command line: ``demo``, ``hub``, ``node`` and ``deploy``.
+"""The ``camhub`` command line: ``demo``, ``hub``, ``node``, ``deploy`` and ``example``.
 
 Each command lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``; only
 the module of the command being run is imported, so one command's dependencies never slow or break
@@ -19,6 +19,7 @@ COMMANDS = {
     "hub": ("camhub.hub.service", "run the hub: discovery, one pull per camera, fan-out, dashboard"),
     "node": ("camhub.nodesim", "run the real node firmware on this PC (--sim)"),
     "deploy": ("camhub.deploy.command", "put the firmware, libraries and settings on a fleet of boards"),
+    "example": ("camhub.example", "print a commented settings.toml or fleet.toml to start from"),
 }
 
 

@@ -77,12 +77,13 @@ class Mosquitto:
 class Process:
     """A child process whose output goes to a log file, shown when a test fails."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc") -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc",
+                 cwd: Path = ROOT) -> None:
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"camhub-{name}-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the process)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
-                                     cwd=ROOT, start_new_session=True)
+                                     cwd=cwd, start_new_session=True)
 
     @property
     def pid(self) -> int:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
+from camhub.resources import shipped
+
 CIRCUITPYTHON_DISTS = ("adafruit-circuitpython-", "circuitpython-")
 NODE_PACKAGE = "camhub_node"
 BUNDLE_NAME = re.compile(r"-(\d+)\.x-mpy(?:-|$)")
@@ -89,21 +91,36 @@ class FirmwareSet:
 # ---- the firmware ------------------------------------------------------------------------------
 
 
-def find_firmware_root(explicit: Path | None = None) -> Path:
-    """The directory holding ``code.py`` and ``camhub_node/`` (the repo's ``cameras/``)."""
+@dataclass(frozen=True)
+class Firmware:
+    """Where the node firmware comes from: the board's ``code.py`` and the node package's directory."""
+
+    code_py: Path
+    package: Path
+
+    def __str__(self) -> str:
+        return f"{self.code_py} and {self.package}"
+
+
+def find_firmware(explicit: Path | None = None) -> Firmware:
+    """``code.py`` and ``camhub_node/``: from ``explicit`` (a directory holding both), else the installed ones.
+
+    Installed, ``code.py`` is package data of camhub (the tree's ``cameras/code.py``) and the node package
+    is the importable ``camhub_node``, wherever the installation put them.
+    """
     if explicit is not None:
         root = explicit.expanduser().resolve()
+        firmware = Firmware(root / "code.py", root / NODE_PACKAGE)
+        problem = f"{root} is not the node firmware: it needs code.py and {NODE_PACKAGE}/"
     else:
         spec = importlib.util.find_spec(NODE_PACKAGE)
         if spec is None or spec.origin is None:
             raise BundleError(f"the {NODE_PACKAGE} package is not installed; pass --firmware DIR")
-        root = Path(spec.origin).resolve().parent.parent
-    if not (root / "code.py").is_file() or not (root / NODE_PACKAGE / "__init__.py").is_file():
-        raise BundleError(
-            f"{root} is not the node firmware: it needs code.py and {NODE_PACKAGE}/ "
-            "(install camhub from its source tree, or pass --firmware DIR)"
-        )
-    return root
+        firmware = Firmware(shipped("code.py").resolve(), Path(spec.origin).resolve().parent)
+        problem = f"the installed firmware is incomplete ({firmware}); reinstall camhub or pass --firmware DIR"
+    if not firmware.code_py.is_file() or not (firmware.package / "__init__.py").is_file():
+        raise BundleError(problem)
+    return firmware
 
 
 def _tree(directory: Path) -> Iterator[Path]:
@@ -113,10 +130,10 @@ def _tree(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def firmware_sources(root: Path) -> tuple[BoardFile, list[BoardFile]]:
+def firmware_sources(firmware: Firmware) -> tuple[BoardFile, list[BoardFile]]:
     """``code.py`` and the node package as they go on a board (package under ``lib/``)."""
-    code = BoardFile("code.py", (root / "code.py").read_bytes(), origin=str(root / "code.py"))
-    package = root / NODE_PACKAGE
+    code = BoardFile("code.py", firmware.code_py.read_bytes(), origin=str(firmware.code_py))
+    package = firmware.package
     files = [
         BoardFile(str(PurePosixPath("lib", NODE_PACKAGE, *p.relative_to(package).parts)), p.read_bytes(), str(p))
         for p in _tree(package)
@@ -238,12 +255,12 @@ def _installed_library(module: str, providers: dict[str, list[str]]) -> Library 
     return None
 
 
-def resolve_libraries(root: Path) -> tuple[list[Library], list[str]]:
-    """Every library the firmware at ``root`` needs, dependencies included, and the modules skipped."""
+def resolve_libraries(firmware: Firmware) -> tuple[list[Library], list[str]]:
+    """Every library ``firmware`` needs, dependencies included, and the modules skipped."""
     providers = metadata.packages_distributions()
-    local = {NODE_PACKAGE} | {p.stem for p in root.glob("*.py")}
+    local = {NODE_PACKAGE} | {p.stem for p in firmware.code_py.parent.glob("*.py")}
     queue: list[str] = []
-    for path in [root / "code.py", *(_tree(root / NODE_PACKAGE))]:
+    for path in [firmware.code_py, *(_tree(firmware.package))]:
         if path.suffix == ".py":
             required, optional = imported_modules(path.read_bytes(), str(path))
             # The firmware is ours: a guarded import of a library means "use it when present", so ship it.
@@ -349,10 +366,10 @@ def _library_files(libraries: Iterable[Library]) -> list[BoardFile]:
 class FirmwareBuilder:
     """Builds (and caches per CircuitPython major version) the files every board shares."""
 
-    def __init__(self, root: Path, bundle_dir: Path | None = None) -> None:
-        self.root = root
-        self.code_py, self.node_files = firmware_sources(root)
-        self.installed, self.skipped = resolve_libraries(root)
+    def __init__(self, firmware: Firmware, bundle_dir: Path | None = None) -> None:
+        self.firmware = firmware
+        self.code_py, self.node_files = firmware_sources(firmware)
+        self.installed, self.skipped = resolve_libraries(firmware)
         self.bundles = bundles_in(bundle_dir) if bundle_dir is not None else None
         self._cache: dict[int | None, FirmwareSet] = {}
 

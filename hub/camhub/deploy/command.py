@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from camhub.deploy.bundle import BundleError, FirmwareBuilder, find_firmware_root
+from camhub.deploy.bundle import BundleError, FirmwareBuilder, find_firmware
 from camhub.deploy.engine import BoardResult, deploy_board, human_bytes
 from camhub.deploy.fleet import Board, Fleet, FleetError, load_fleet
 from camhub.deploy.manifest import MARKER_PATH, Plan
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         fleet = load_fleet(args.fleet)
         boards = fleet.select(args.only)
         template = _template(args.settings, fleet, console)
-        builder = FirmwareBuilder(find_firmware_root(args.firmware), args.bundle)
+        builder = FirmwareBuilder(find_firmware(args.firmware), args.bundle)
     except (FleetError, RenderError, BundleError) as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     if args.dry_run:
-        console.print(f"Dry run: nothing is written. Firmware from {builder.root}", soft_wrap=True)
+        console.print(f"Dry run: nothing is written. Firmware from {builder.firmware}", soft_wrap=True)
     results = asyncio.run(_deploy_all(boards, fleet, template, builder, args, console))
     if args.dry_run:
         for result in results:

@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub.hub.auth import NO_CREDENTIALS, THROTTLED, Auth
 from camhub.hub.camera_options import OptionError
+from camhub.resources import shipped
 from camhub_node import mjpeg
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parents[3] / "web"
+WEB_DIR = shipped("web")
 _CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _STATIC_HEADERS = {"Cache-Control": "no-cache"}
 

@@ -1,0 +1,1 @@
+../../../cameras/code.py
