@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -76,3 +77,36 @@ def test_auth_edges_failed_logins_are_counted_shown_and_throttled(tmp_path: Path
         hub.stop()
     log = hub.output()
     assert log.count("failed login from") <= 2 and "guess" not in log and "Traceback" not in log
+
+
+def _status_with_host(port: int, host: str | None, path: str = "/api/hub") -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_only_the_hubs_own_host_names_are_answered(tmp_path: Path) -> None:
+    """DNS rebinding: a page on rebind.attacker.example pointed at the hub must not read it."""
+    hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_HUB_BROKER": "external",
+                                                 "CAMHUB_ALLOWED_HOSTS": "cams.example.org, *.home.arpa"}).wait_ready()
+    try:
+        port = hub.port
+        for own in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", f"[::1]:{port}", "127.0.0.1",
+                    "cams.example.org", f"door.home.arpa:{port}"):
+            assert _status_with_host(port, own) == 200, own
+        for foreign in ("rebind.attacker.example", f"rebind.attacker.example:{port}", "example.org",
+                        "cams.example.org.evil.example", "home.arpa.evil.example", "192.0.2.7"):
+            assert _status_with_host(port, foreign) == 421, foreign
+        assert _status_with_host(port, "rebind.attacker.example", "/cameras/door/stream") == 421
+        assert _status_with_host(port, "rebind.attacker.example", "/healthz") == 200  # says nothing
+        assert get_json(hub.url + "/api/hub")["hosts_refused"] == 7
+        assert 'camhub_http_requests_refused_total{reason="host"} 7.0' in _get(hub.url + "/metrics")[2].decode()
+    finally:
+        hub.stop()
+    assert hub.output().count("refused a request for Host") == 1  # rate-limited

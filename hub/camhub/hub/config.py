@@ -41,6 +41,7 @@ class HubConfig:
     keepalive_s: float = 2.0
     state_interval_s: float = 30.0
     max_ingest_fps: float = 60.0  # for cameras that announce no fps (plain MJPEG sources)
+    allowed_hosts: str = ""  # Host names the hub answers to besides its own (hostcheck.py)
     # motion detection (motion.py) and recordings (recordings.py)
     motion: str = "on"  # on | off: the default for every camera (each can be switched in the API)
     motion_fps: float = 5.0
@@ -108,6 +109,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_KEEPALIVE_S": ("keepalive_s", float),
     "CAMHUB_STATE_INTERVAL_S": ("state_interval_s", float),
     "CAMHUB_MAX_INGEST_FPS": ("max_ingest_fps", float),
+    "CAMHUB_ALLOWED_HOSTS": ("allowed_hosts", str),
     "CAMHUB_MOTION": ("motion", str),
     "CAMHUB_MOTION_FPS": ("motion_fps", float),
     "CAMHUB_MOTION_THRESHOLD": ("motion_threshold", float),

@@ -28,6 +28,7 @@ from camhub.hub.camera_options import CameraOptions
 from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
 from camhub.hub.embedded_broker import EmbeddedBroker
+from camhub.hub.hostcheck import HostCheck
 from camhub.hub.metrics import HubCollector, render
 from camhub.hub.motion import Motion, MotionSettings
 from camhub.hub.mqtt import MqttLink
@@ -60,6 +61,7 @@ class Hub:
                                             keepalive_s=config.keepalive_s), on_viewer=self._viewer_event,
                              on_feed=self._feed_created)
         self.cameras = Cameras(config, self.broker, on_change=self._camera_changed)
+        self.hosts = HostCheck(config.host, config.allowed_hosts)
         self.auth = Auth(config.auth_required, config.user, config.password, load_key(config.state_dir))
         self.embedded: EmbeddedBroker | None = None
         if config.embedded_broker:  # talk to our own broker where it listens (any address: loopback)
@@ -147,6 +149,7 @@ class Hub:
             "viewers": self.broker.viewer_count,
             "auth": self.auth.required,
             "auth_failures": dict(self.auth.failures),
+            "hosts_refused": self.hosts.refused,
             "announces_rejected": sum(self.rejections.values()),
         }
 
@@ -160,6 +163,8 @@ class Hub:
                                              dict(self.mqtt.dropped)),
             "camhub_http_requests_malformed": ("Requests the HTTP parser refused", "kind",
                                                {"malformed": http_log.malformed if http_log else 0}),
+            "camhub_http_requests_refused": ("Requests refused before any handler", "reason",
+                                             {"host": self.hosts.refused}),
         }
 
     def metrics(self) -> bytes:

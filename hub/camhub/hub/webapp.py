@@ -109,6 +109,8 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Credentials, and JSON errors for everything that goes wrong."""
     hub: Hub = request.app[HUB_KEY]
     request.app[DEADLINE_KEY].served(request.protocol)
+    if request.path != "/healthz" and not _host_allowed(hub, request):
+        return _error(421, "this hub does not answer to that Host name (add it to CAMHUB_ALLOWED_HOSTS)")
     if request.path != "/healthz":
         camera_id = request.match_info.get("camera_id") if request.match_info.get("media") else None
         client = request.remote or ""
@@ -129,6 +131,17 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, exc.reason)
         raise
+
+
+def _host_allowed(hub: Hub, request: web.Request) -> bool:
+    """DNS rebinding: only the hub's own names (hostcheck.py); refusals counted and logged (rate-limited)."""
+    host = request.headers.get("Host")
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    if hub.hosts.allowed(host, sockname[0] if sockname else None):
+        return True
+    hub.warnings.warning("host-refused", "refused a request for Host %r from %s (not one of the hub's names)",
+                         (host or "")[:80], request.remote)
+    return False
 
 
 def build_app(hub: Hub) -> web.Application:
