@@ -115,8 +115,13 @@ async def _connect(feed: Feed, make, rate: float | None = None, rcvbuf: int | No
     return Reader(client, rate), viewer
 
 
-async def test_fan_out_with_a_slow_viewer(tcp_pair) -> None:
-    feed = Broker(FanoutSettings()).feed("cam")
+# Both ways a frame reaches its viewers: sendfile from a memfd (large audiences) and writev from memory.
+PATHS = pytest.mark.parametrize("memfd_min_viewers", [1, 10_000], ids=["memfd", "memory"])
+
+
+@PATHS
+async def test_fan_out_with_a_slow_viewer(tcp_pair, memfd_min_viewers: int) -> None:
+    feed = Broker(FanoutSettings(memfd_min_viewers=memfd_min_viewers)).feed("cam")
     jpeg = jpeg_of((0, 0, 0), (320, 240), noise=60)
     fast = [await _connect(feed, tcp_pair) for _ in range(20)]
     slow, slow_viewer = await _connect(feed, tcp_pair, rate=len(jpeg) * 2.0, rcvbuf=8192)
@@ -127,16 +132,19 @@ async def test_fan_out_with_a_slow_viewer(tcp_pair) -> None:
         # every frame, in order, no gaps: the slow viewer held nobody back
         assert seqs == list(range(1, published + 1)), (seqs[:5], len(seqs), published)
         assert viewer.frames_dropped == 0
+        assert all(part[3] == jpeg for part in reader.parts)
         assert Image.open(io.BytesIO(reader.parts[-1][3])).size == (320, 240)
     assert slow_viewer.frames_dropped > published // 3
     assert slow_viewer.frames_sent + slow_viewer.frames_dropped <= published
     assert len(slow.seqs()) >= 2 and slow.seqs() == sorted(set(slow.seqs()))
+    assert all(part[3] == jpeg for part in slow.parts)  # sent in pieces, resumed at the right byte
     for reader, _ in [*fast, (slow, None)]:
         await reader.stop()
 
 
-async def test_slow_viewer_sees_recent_frames_not_old_ones(tcp_pair) -> None:
-    feed = Broker(FanoutSettings()).feed("cam")
+@PATHS
+async def test_slow_viewer_sees_recent_frames_not_old_ones(tcp_pair, memfd_min_viewers: int) -> None:
+    feed = Broker(FanoutSettings(memfd_min_viewers=memfd_min_viewers)).feed("cam")
     jpeg = jpeg_of((0, 0, 0), (320, 240), noise=60)
     rate = len(jpeg) * 2.0  # two frames' worth per second, camera at 20 fps
     slow, _ = await _connect(feed, tcp_pair, rate=rate, rcvbuf=8192)

@@ -1,7 +1,9 @@
 """The hub's frame broker: each camera's latest frame, fanned out to its viewers by write completion.
 
-A frame is encoded once (part header + JPEG + CRLF, ``camhub_node.mjpeg``) into a memfd; every viewer's
-socket is fed from it with ``os.sendfile``, so the kernel copies from the page cache and Python never
+A frame is encoded once (part header + JPEG + CRLF, ``camhub_node.mjpeg``) and never changes. For a
+large audience the part goes into a memfd and every viewer's socket is fed from it with
+``os.sendfile``, so the kernel copies from the page cache; a small audience is written from the
+header and the JPEG in memory with one ``writev`` each (cheaper than a memfd per frame). Python never
 copies a frame per viewer. A memfd is never rewritten: a new frame gets a new one, and the old one is
 closed when the last in-flight send lets go of it.
 
@@ -10,7 +12,7 @@ completes it takes the newest frame; frames published meanwhile are dropped for 
 means the kernel has nearly passed the bytes on: each viewer socket has ``TCP_NOTSENT_LOWAT`` set,
 so the kernel takes more only while less than that is still unsent and reports the socket writable
 only once the backlog has drained. A slow viewer's kernel buffers therefore never fill with seconds
-of old video, and a viewer that keeps up costs exactly one ``sendfile`` per frame — no queue
+of old video, and a viewer that keeps up costs exactly one ``sendfile`` (or ``writev``) per frame — no queue
 probing, no timers.
 """
 
@@ -34,6 +36,7 @@ from camhub_node.subscriber import Subscriber
 log = logging.getLogger(__name__)
 
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's value where Python lacks the name
+_HAVE_MEMFD = hasattr(os, "memfd_create")
 
 
 @dataclass(frozen=True)
@@ -45,33 +48,61 @@ class FanoutSettings:
     send_buffer: int = 256 * 1024  # SO_SNDBUF per viewer (the kernel doubles it): bounds memory
     unsent_limit: int = 16 * 1024  # TCP_NOTSENT_LOWAT: the backlog a slow viewer may have queued
     history: int = 50  # recent disconnects kept per camera
+    # From this many viewers on, a frame goes into a memfd and is sendfile'd; below, writev from memory.
+    # Measured on loopback (benchmarks/README.md): a memfd per frame costs about what ~10-15 writev
+    # copies of a VGA frame do.
+    memfd_min_viewers: int = 12
 
 
 class Frame:
-    """One published frame: the JPEG (for snapshots) and its encoded part in a memfd."""
+    """One published frame: the JPEG (for snapshots and taps) and its part (header, JPEG, CRLF).
 
-    __slots__ = ("seq", "capture_time", "arrived", "jpeg", "size", "fd", "_part")
+    The part is never joined into one buffer: it is written with ``writev`` from the header and
+    the JPEG as they are. With ``in_memfd`` (a large audience) it is also written once into a memfd
+    that every viewer is fed from by ``sendfile``; otherwise each viewer gets its own ``writev``
+    from memory (the kernel copies), which for a few viewers costs less than creating, filling and
+    closing a memfd per frame (``benchmarks/README.md``). Either way the bytes never change once
+    published.
+    """
 
-    def __init__(self, jpeg: bytes, seq: int, capture_time: float, arrived: float) -> None:
+    __slots__ = ("seq", "capture_time", "arrived", "jpeg", "size", "fd", "_head")
+
+    def __init__(self, jpeg: bytes, seq: int, capture_time: float, arrived: float, in_memfd: bool = True) -> None:
         self.seq = seq
         self.capture_time = capture_time
         self.arrived = arrived
         self.jpeg = jpeg
         seconds = int(capture_time)
-        part = mjpeg.encode_part(jpeg, seq, seconds, int((capture_time - seconds) * 1_000_000))
-        self.size = len(part)
-        self.fd = -1  # the memfd holding the part; -1 where there is no memfd_create
-        self._part = part
-        if hasattr(os, "memfd_create"):
-            self.fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
-            written = 0
-            while written < self.size:
-                written += os.write(self.fd, part[written:])
-            self._part = None
+        n = len(jpeg)
+        end = mjpeg.part_header_length(n, seq, seconds)
+        head = bytearray(end)
+        mjpeg.write_part_header(head, end, n, seq, seconds, int((capture_time - seconds) * 1_000_000))
+        self._head = head
+        self.size = end + n + len(mjpeg.TRAILER)
+        self.fd = -1  # the memfd holding the part, or -1: written from memory
+        if in_memfd and _HAVE_MEMFD:
+            fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
+            try:
+                written = 0
+                while written < self.size:
+                    written += self.write(fd, written)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.fd = fd
 
     def write(self, out_fd: int, offset: int) -> int:
-        """Where there is no memfd: write from ``offset`` to the end; returns bytes the kernel took."""
-        return os.write(out_fd, self._part[offset:])
+        """Write the part from ``offset`` to the end; returns bytes the kernel took."""
+        head, jpeg = self._head, self.jpeg
+        if offset == 0:
+            return os.writev(out_fd, (head, jpeg, mjpeg.TRAILER))
+        body = len(head)
+        if offset < body:
+            return os.writev(out_fd, (memoryview(head)[offset:], jpeg, mjpeg.TRAILER))
+        trailer = body + len(jpeg)
+        if offset < trailer:
+            return os.writev(out_fd, (memoryview(jpeg)[offset - body:], mjpeg.TRAILER))
+        return os.write(out_fd, mjpeg.TRAILER[offset - trailer:])
 
     def __del__(self) -> None:
         if self.fd >= 0:
@@ -146,7 +177,7 @@ class Feed:
         """Make ``jpeg`` the latest frame and hand it to every viewer that is free to take it."""
         now = ticks_ms()  # the subscriber's clock: integer ms ticks
         self.seq += 1
-        frame = Frame(jpeg, self.seq, capture_time, now)
+        frame = Frame(jpeg, self.seq, capture_time, now, len(self.viewers) >= self.settings.memfd_min_viewers)
         self.latest = frame
         seq, size = frame.seq, frame.size
         for viewer in list(self.viewers.values()):
