@@ -229,17 +229,21 @@ def _command_missing(*args: str) -> Callable[[], str | None]:
     return missing
 
 
-def start_hub(ctx: Context) -> tuple[Process, list[str]]:
-    """``camhub hub`` with auth off, finding the nodes over MQTT (or CAMHUB_SOURCES for the stand-in)."""
+def start_hub(ctx: Context, motion: bool = False) -> tuple[Process, list[str]]:
+    """``camhub hub`` with auth off, finding the nodes over MQTT (or CAMHUB_SOURCES for the stand-in).
+
+    Motion detection and recording off (a relay does neither), unless ``motion``: then the hub's
+    defaults (motion on, recordings on motion, into the run's temporary state directory).
+    """
     port = free_port()
-    env = {"CAMHUB_AUTH": "off"}
+    env = {"CAMHUB_AUTH": "off"} if motion else {"CAMHUB_AUTH": "off", "CAMHUB_MOTION": "off", "CAMHUB_RECORD": "off"}
     if ctx.hub_discovery == "sources" or ctx.node_kind != "node":
         env["CAMHUB_SOURCES"] = ",".join(f"{i}={u}" for i, u in zip(ctx.node_ids, ctx.node_streams, strict=True))
-    state = ctx.workdir / "hub-state"
+    state = ctx.workdir / ("hub-motion-state" if motion else "hub-state")
     state.mkdir(exist_ok=True)
     proc = Process(camhub_cmd("hub", "--host", "127.0.0.1", "--port", str(port), "--mqtt-host", "127.0.0.1",
                               "--mqtt-port", str(ctx.mqtt_port), "--state-dir", str(state)),
-                   env=env, name="hub")
+                   env=env, name="hub-motion" if motion else "hub")
     return proc, [f"http://127.0.0.1:{port}/cameras/{node_id}/stream" for node_id in ctx.node_ids]
 
 
@@ -248,7 +252,11 @@ SERVERS: dict[str, Server] = {
                           _mjpeg_proxy_missing),
     "aiohttp": Server("aiohttp", "aiohttp relay (baseline)", _baseline("aiohttp-relay", "aiohttp_relay.py")),
     "asyncio": Server("asyncio", "plain asyncio relay (baseline)", _baseline("asyncio-relay", "asyncio_relay.py")),
-    "hub": Server("hub", "camhub hub", start_hub, _command_missing("hub"), ready_timeout=40.0),
+    "hub": Server("hub", "camhub hub (motion and recording off)", start_hub, _command_missing("hub"),
+                  ready_timeout=40.0),
+    # Not in the default list: the same hub with motion detection and recordings on (their cost).
+    "hub-motion": Server("hub-motion", "camhub hub, motion + recordings on (defaults)",
+                         lambda ctx: start_hub(ctx, motion=True), _command_missing("hub"), ready_timeout=40.0),
 }
 
 
@@ -650,7 +658,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                     "server (1; home 8)")
     parser.add_argument("--home", action="store_true",
                         help="the home scenario: 8 cameras at 15 fps, 2 viewers each (unless given)")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="servers to run, in order")
+    parser.add_argument("--servers", default="mjpeg-proxy,aiohttp,asyncio,hub",
+                        help=f"servers to run, in order (known: {', '.join(SERVERS)})")
     parser.add_argument("--fps", type=int, help="the nodes' frame rate (30; home 15)")
     parser.add_argument("--frame-size", default="VGA", help="the node's frame size (VGA ≈ 48 KB JPEGs)")
     parser.add_argument("--source", choices=("auto", "node", "standin"), default="auto",

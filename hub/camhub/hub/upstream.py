@@ -78,6 +78,104 @@ class _AllowedResolver(AbstractResolver):
         await self._inner.close()
 
 
+class _Connection:
+    """One connection's parser and what was seen on it; ``consume`` takes each received chunk."""
+
+    __slots__ = ("up", "parser", "streamed", "without_frame", "frames", "progress_at", "_seen", "_counts",
+                 "_logged")
+
+    def __init__(self, up: Upstream, parser: MjpegParser) -> None:
+        self.up = up
+        self.parser = parser
+        self.streamed = False
+        self.without_frame = 0
+        self.frames = 0
+        self.progress_at = asyncio.get_running_loop().time()  # the last frame (or the start)
+        self._seen = 0  # the parser's error counters' sum when last looked at
+        self._counts = {kind: 0 for _, kind in _PARSER_ERRORS}
+        self._logged: set[str] = set()  # bad-data kinds logged on this connection
+
+    def consume(self, chunk: bytes) -> tuple[str, str] | None:
+        """Parse ``chunk`` and publish its frames; an error (kind, detail) that ends the connection."""
+        up, parser = self.up, self.parser
+        up.bytes_in += len(chunk)
+        frames = parser.feed(chunk)
+        if parser.dropped_oversize + parser.dropped_not_jpeg + parser.resyncs != self._seen:
+            self._count_errors()
+        if not frames:
+            self.without_frame += len(chunk)
+            if self.without_frame > up.max_bytes_without_frame:
+                return "no_frames", f"{self.without_frame} bytes without a frame"
+            return None
+        self.without_frame = 0
+        self.frames += len(frames)
+        self.progress_at = asyncio.get_running_loop().time()
+        now = time.monotonic()
+        if not self.streamed:
+            self.streamed = True
+            up._streaming()
+        for frame in frames:
+            up._frame(frame.jpeg, frame.seq, frame.timestamp, now)
+        return None
+
+    def _count_errors(self) -> None:
+        up, parser = self.up, self.parser
+        total = 0
+        for attr, kind in _PARSER_ERRORS:
+            count = getattr(parser, attr)
+            total += count
+            if count != self._counts[kind]:
+                up.errors[kind] += count - self._counts[kind]
+                self._counts[kind] = count
+                if kind not in self._logged:
+                    self._logged.add(kind)
+                    log.warning("camera %s: stream data skipped (%s); further ones counted only",
+                                up.camera_id, kind)
+        self._seen = total
+
+
+class _Body(asyncio.Protocol):
+    """A response body from the transport straight into ``_Connection.consume``; ``ended`` resolves
+    with the error that ended it."""
+
+    def __init__(self, conn: _Connection, ended: asyncio.Future[tuple[str, str] | None]) -> None:
+        self.conn = conn
+        self.ended = ended
+
+    def _end(self, error: tuple[str, str] | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(error)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended.done():
+            return
+        try:
+            error = self.conn.consume(data)
+        except Exception as exc:  # a bug must end this connection, not the event loop's callback
+            log.exception("camera %s: reading the stream failed", self.conn.up.camera_id)
+            error = "read", f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            self._end(error)
+
+    def eof_received(self) -> bool:
+        self._end(("closed", "the camera closed the stream"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(("read", f"{type(exc).__name__}: {exc}") if exc else ("closed", "the camera closed the stream"))
+
+
+def _plain_body_transport(response: aiohttp.ClientResponse) -> asyncio.Transport | None:
+    """The connection's transport if the body is plain bytes until close (and still open)."""
+    if "chunked" in response.headers.get("Transfer-Encoding", "").lower() or "Content-Length" in response.headers:
+        return None
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if transport is None or transport.is_closing() or not isinstance(transport, asyncio.Transport):
+        return None
+    return transport
+
+
 class Upstream:
     """Pulls one camera's ``stream_url`` and calls ``on_frame(jpeg, seq, timestamp)`` per frame."""
 
@@ -238,52 +336,67 @@ class Upstream:
                     self.connected = False
 
     async def _read(self, response: aiohttp.ClientResponse, boundary: str | None) -> bool:
-        parser = MjpegParser(boundary, self.max_frame_bytes)
-        seen = dict.fromkeys((attr for attr, _ in _PARSER_ERRORS), 0)
-        logged: set[str] = set()  # bad-data kinds logged on this connection
-        streamed = False
-        without_frame = 0
-        content = response.content
+        """Read the body until it fails; True if frames flowed.
+
+        aiohttp has connected (through the allowed-address resolver), sent the request and parsed
+        the response head. A plain body (no chunked encoding, no length) is then taken off its
+        stream reader: the transport hands each received chunk straight to ``_Body``, which feeds
+        the parser in the same callback — no stream reader, future or task wake-up per chunk, no
+        timeout rescheduled per frame (a watchdog checks for a stall every ``stall_s``). Other
+        bodies (chunked, as some ESP32 firmwares send) are read through aiohttp's reader.
+        """
+        conn = _Connection(self, MjpegParser(boundary, self.max_frame_bytes))
+        transport = _plain_body_transport(response)
         try:
-            async with asyncio.timeout(self.stall_s) as deadline:
-                while True:
-                    chunk = await content.readany()
-                    if not chunk:
-                        self._error("closed", "the camera closed the stream")
-                        break
-                    self.bytes_in += len(chunk)
-                    frames = parser.feed(chunk)
-                    for attr, kind in _PARSER_ERRORS:
-                        count = getattr(parser, attr)
-                        if count != seen[attr]:
-                            self.errors[kind] += count - seen[attr]
-                            seen[attr] = count
-                            if kind not in logged:
-                                logged.add(kind)
-                                log.warning("camera %s: stream data skipped (%s); further ones counted only",
-                                            self.camera_id, kind)
-                    if not frames:
-                        without_frame += len(chunk)
-                        if without_frame > self.max_bytes_without_frame:
-                            self._error("no_frames", f"{without_frame} bytes without a frame")
-                            break
-                        continue
-                    without_frame = 0
-                    now = time.monotonic()
-                    deadline.reschedule(asyncio.get_running_loop().time() + self.stall_s)
-                    if not streamed:
-                        streamed = True
-                        self._streaming()
-                    for frame in frames:
-                        self._frame(frame.jpeg, frame.seq, frame.timestamp, now)
+            if transport is None:
+                await self._read_stream(response.content, conn)
+            else:
+                await self._read_transport(transport, response.content, conn)
         except TimeoutError:
             self._error("stall", f"no frame for {self.stall_s:g} s")
         except (aiohttp.ClientError, OSError) as exc:
             self._error("read", f"{type(exc).__name__}: {exc}")
-        if streamed:
+        if conn.streamed:
             self._lost = True
             self._set_state(STALLED)
-        return streamed
+        return conn.streamed
+
+    async def _read_stream(self, content: aiohttp.StreamReader, conn: _Connection) -> None:
+        async with asyncio.timeout(self.stall_s) as deadline:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    self._error("closed", "the camera closed the stream")
+                    return
+                frames_before = conn.frames
+                ended = conn.consume(chunk)
+                if ended is not None:
+                    self._error(*ended)
+                    return
+                if conn.frames != frames_before:
+                    deadline.reschedule(asyncio.get_running_loop().time() + self.stall_s)
+
+    async def _read_transport(self, transport: asyncio.Transport, content: aiohttp.StreamReader,
+                              conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        body = _Body(conn, loop.create_future())
+        try:
+            buffered = content.read_nowait(-1)  # what arrived with the response head
+            transport.set_protocol(body)
+            if buffered:
+                body.data_received(buffered)
+            if not transport.is_reading():
+                transport.resume_reading()
+            while not body.ended.done():
+                quiet = loop.time() - conn.progress_at
+                if quiet >= self.stall_s:
+                    raise TimeoutError
+                await asyncio.wait((body.ended,), timeout=self.stall_s - quiet)
+            ended = body.ended.result()
+            if ended is not None:
+                self._error(*ended)
+        finally:
+            transport.close()  # also when cancelled: the camera sees the connection close now
 
     # ---- bookkeeping -----------------------------------------------------------------------
     def _frame(self, jpeg: bytes, seq: int | None, timestamp: float | None, now: float) -> None:
