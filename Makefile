@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system-packages lint bench clean
+.PHONY: demo test system-packages lint bench mutate clean
 
 $(STAMP): pyproject.toml cameras/camhub_node/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/node_stream.py
 	$(BIN)/python benchmarks/fanout.py
+
+# Mutation testing of the core modules (slow, CPU-heavy; never part of `make test` or CI).
+# MODULES="subscriber.py auth.py" picks some; MUTATE_JOBS sets how many mutants run at once.
+MUTATE_JOBS ?= 1
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(MODULES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
