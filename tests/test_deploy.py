@@ -27,9 +27,10 @@ from tests.support.mqtt import Observer
 from tests.support.procs import ROOT, Mosquitto, Process, camhub_cmd, free_port, running, wait_for_http
 from tests.support.webworkflow import WebWorkflowBoard
 
-BOOT_OUT = (
-    "Adafruit CircuitPython {version} on 2024-11-20; Adafruit Camera with esp32s3\n"
-    "Board ID:adafruit_camera_esp32s3\n"
+BOOT_OUT = (  # as CircuitPython writes it at boot: the version line, then the board id
+    "Adafruit CircuitPython {version} on 2024-11-20; {board_name} with ESP32S3\n"
+    "Board ID:{board_id}\n"
+    "UID:F412FA5B0C42\n"
 )
 MANIFEST = "camhub-manifest.json"
 MARKER = "camhub-deploying"
@@ -48,10 +49,11 @@ def firmware(tmp_path: Path) -> Path:
     return copy
 
 
-def usb_drive(path: Path, version: str = "9.2.1") -> Path:
+def usb_drive(path: Path, version: str = "9.2.1", board_id: str = "adafruit_esp32s3_camera",
+              board_name: str = "Adafruit Camera") -> Path:
     """A board's CIRCUITPY drive as CircuitPython leaves it after boot."""
     path.mkdir(parents=True)
-    (path / "boot_out.txt").write_text(BOOT_OUT.format(version=version))
+    (path / "boot_out.txt").write_text(BOOT_OUT.format(version=version, board_id=board_id, board_name=board_name))
     return path
 
 
@@ -452,6 +454,35 @@ def test_dry_run_prints_what_would_be_written_where_and_writes_nothing(
     assert [line.split()[:2] for line in out.splitlines() if line.startswith(("  write  ", "  remove "))] == [
         ["write", MARKER], ["write", "code.py"], ["write", MANIFEST], ["remove", MARKER]]
     assert changed(before, snapshot(kitchen)) == set()
+
+
+def test_boards_without_a_camera_pin_map_are_warned_about_in_a_dry_run_too(
+    tmp_path: Path, firmware: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generic = {"board_id": "espressif_esp32s3_devkitc_1_n16r8", "board_name": "ESP32-S3-DevKitC-1-N16R8"}
+    pins = "data=39,40,41,42,12,10,8,4 xclk=45 pclk=5 vsync=6 href=7 sda=1 scl=2"
+    with WebWorkflowBoard(tmp_path / "cams3-drive", password="pw", board_id="m5stack_cams3",
+                          board_name="M5Stack CamS3") as web:
+        fleet = write_fleet(tmp_path / "fleet.toml", [
+            {"id": "memento", "target": str(usb_drive(tmp_path / "memento"))},  # board id with a pin map
+            {"id": "bare", "target": str(usb_drive(tmp_path / "bare", **generic))},
+            {"id": "pinned", "target": str(usb_drive(tmp_path / "pinned", **generic)),
+             "settings": {"CAMHUB_CAMERA_PINS": pins}},
+            {"id": "typo", "target": str(usb_drive(tmp_path / "typo", **generic)),
+             "settings": {"CAMHUB_CAMERA_PINS": pins.replace("href=7", "href=5")}},
+            {"id": "cams3", "target": web.url, "password": "pw"},  # the board id from /cp/version.json
+        ])
+        for extra in (["--dry-run"], []):
+            rc, out = deploy(capsys, fleet, firmware, *extra)
+            assert rc == 0, out
+            summary = out[out.index("camhub deploy"):]
+            warned = {line.split()[0]: line for line in summary.splitlines() if line.split()[1:2] == ["warning:"]}
+            assert sorted(warned) == ["bare", "cams3", "typo"], out
+            assert "no camera pin map for ESP32-S3-DevKitC-1-N16R8" in warned["bare"]
+            assert "(espressif_esp32s3_devkitc_1_n16r8)" in warned["bare"]
+            assert "no camera pin map for M5Stack CamS3 (m5stack_cams3)" in warned["cams3"]
+            assert "settings give no CAMHUB_CAMERA_PINS" in warned["cams3"]
+            assert "uses GPIO5 for two signals" in warned["typo"]
 
 
 def test_fleet_file_mistakes_stop_before_any_board_is_touched(

@@ -1,9 +1,8 @@
-"""The board platform: Wi-Fi, socketpool, espcamera, the watchdog and an mDNS hostname.
+"""The board platform: Wi-Fi, socketpool, the camera (``boardcam``), the watchdog and mDNS.
 
-CircuitPython only (ESP32-S3 with PSRAM; pins default to the Adafruit MEMENTO's ``board.CAMERA_*``
-names, as adafruit_pycamera uses them). The camera is the built-in ``espcamera`` module:
-``adafruit_ov5640`` needs ``imagecapture``, which CircuitPython never enabled on ESP32-S3 (and
-dropped for Espressif in 9.0), so that driver is for ports that have ``imagecapture`` only.
+CircuitPython only (ESP32-S3 with PSRAM). Before anything starts, the settings are checked against
+the board: a camera pin map must exist and the sockets must fit (``check_settings``). Wi-Fi comes
+up first, without power saving, and only then the camera (circuitpython#9241).
 """
 
 import gc
@@ -11,12 +10,14 @@ import os
 import time
 
 import board
-import espcamera
 import microcontroller
 import socketpool
 import supervisor
 import wifi
 from adafruit_ticks import ticks_add, ticks_less
+
+from camhub_node.boardcam import BoardCamera, pin_map
+from camhub_node.config import check_socket_budget
 
 WIFI_BACKOFF_MAX_S = 60
 
@@ -25,57 +26,14 @@ def _mac_suffix():
     return "".join("%02x" % b for b in wifi.radio.mac_address[-3:])
 
 
-class BoardCamera:
-    """``espcamera.Camera`` in JPEG mode, with the little the node needs on top."""
-
-    def __init__(self, cfg):
-        from digitalio import DigitalInOut
-
-        # MEMENTO: pulse power-down and reset before the driver probes the sensor (as
-        # adafruit_pycamera does); boards without these pins skip it.
-        if hasattr(board, "CAMERA_RESET") and hasattr(board, "CAMERA_PWDN"):
-            reset = DigitalInOut(board.CAMERA_RESET)
-            pwdn = DigitalInOut(board.CAMERA_PWDN)
-            reset.switch_to_output(False)
-            pwdn.switch_to_output(True)
-            time.sleep(0.01)
-            pwdn.value = False
-            time.sleep(0.01)
-            reset.value = True
-            time.sleep(0.01)
-            self._pins = (reset, pwdn)  # keep them driven
-        if not hasattr(board, "CAMERA_DATA"):
-            raise RuntimeError("this board has no board.CAMERA_* pins: set them in camhub_node/board.py")
-        self.cam = espcamera.Camera(
-            data_pins=board.CAMERA_DATA,
-            external_clock_pin=board.CAMERA_XCLK,
-            pixel_clock_pin=board.CAMERA_PCLK,
-            vsync_pin=board.CAMERA_VSYNC,
-            href_pin=board.CAMERA_HREF,
-            i2c=board.I2C(),
-            external_clock_frequency=20000000,
-            pixel_format=espcamera.PixelFormat.JPEG,
-            frame_size=getattr(espcamera.FrameSize, cfg.frame_size),
-            jpeg_quality=cfg.jpeg_quality,
-            framebuffer_count=2,
-            # LATEST: take() returns the newest frame instead of one that waited in a buffer.
-            grab_mode=espcamera.GrabMode.LATEST,
-        )
-        self.sensor_name = self.cam.sensor_name
-        self.frame_size = cfg.frame_size
-        self.quality = cfg.jpeg_quality
-
-    def take(self, timeout=1.0):
-        """A read-only memoryview into the driver's buffer, valid until the next take()."""
-        return self.cam.take(timeout)
-
-    def reconfigure(self, frame_size=None, quality=None):
-        if frame_size and frame_size != self.frame_size:
-            self.cam.reconfigure(frame_size=getattr(espcamera.FrameSize, frame_size))
-            self.frame_size = frame_size
-        if quality is not None and quality != self.quality:
-            self.cam.quality = quality
-            self.quality = quality
+def _no_power_saving():
+    """Wi-Fi power saving costs streaming throughput; CircuitPython 10 lets it be turned off."""
+    modes = getattr(wifi, "PowerManagement", None)
+    if modes is not None:
+        try:
+            wifi.radio.power_management = modes.NONE
+        except (AttributeError, ValueError, RuntimeError) as error:
+            print("camhub: cannot turn Wi-Fi power saving off: %s" % error)
 
 
 class BoardPlatform:
@@ -92,6 +50,11 @@ class BoardPlatform:
 
     def defaults(self):
         return {"CAMHUB_NODE_ID": "cam-" + _mac_suffix()}
+
+    def check_settings(self, cfg):
+        """ConfigError unless the settings fit this board: a camera pin map, and sockets."""
+        pin_map(cfg)
+        check_socket_budget(cfg, web_workflow=bool(os.getenv("CIRCUITPY_WEB_API_PASSWORD")))
 
     # ---- network ---------------------------------------------------------------------------
 
@@ -117,6 +80,7 @@ class BoardPlatform:
                 print("camhub: Wi-Fi connect failed (%s); retrying in %d s" % (error, delay))
                 time.sleep(delay)
                 delay = min(delay * 2, WIFI_BACKOFF_MAX_S)
+        _no_power_saving()
         self.pool = socketpool.SocketPool(wifi.radio)
         try:
             import mdns
@@ -148,6 +112,10 @@ class BoardPlatform:
         pass  # lwIP's send buffer is already small
 
     def camera(self, cfg):
+        # Only once Wi-Fi is up (start() waits for it): on the MEMENTO a camera created before
+        # Wi-Fi breaks Wi-Fi (circuitpython#9241).
+        if not wifi.radio.connected:
+            raise RuntimeError("the camera must be created after Wi-Fi is up (circuitpython#9241)")
         return BoardCamera(cfg)
 
     def tick(self, node):

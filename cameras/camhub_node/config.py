@@ -8,6 +8,8 @@ echoed. Runs on CircuitPython and CPython alike.
 
 import os
 
+from camhub_node.pins import PIN_MAPS, REQUIRED, SIGNALS
+
 # espcamera.FrameSize names and their pixel sizes (esp32-camera's resolution table).
 FRAME_SIZES = {
     "R96X96": (96, 96), "QQVGA": (160, 120), "QCIF": (176, 144), "HQVGA": (240, 176),
@@ -19,9 +21,14 @@ FRAME_SIZES = {
 }
 
 FPS_MAX = 30
-QUALITY_MIN = 2  # espcamera: 2 is the best quality, 63 the smallest files
-QUALITY_MAX = 63
+# espcamera.Camera accepts jpeg_quality 2 (best) to 55 (smallest files) (CircuitPython
+# shared-bindings/espcamera/Camera.c; docs.circuitpython.org, espcamera.Camera).
+QUALITY_MIN = 2
+QUALITY_MAX = 55
 MAX_CLIENTS_MAX = 8  # the board has 8 sockets in all (CONFIG_LWIP_MAX_SOCKETS)
+BOARD_SOCKETS = 8  # CircuitPython 10's Espressif network stack: 8 sockets system-wide
+WEB_WORKFLOW_SOCKETS = 3  # what the web workflow may hold (CircuitPython 10), when it runs
+GPIO_MAX = 48  # ESP32-S3: GPIO0..GPIO48
 
 _SLUG = "abcdefghijklmnopqrstuvwxyz0123456789-_"
 _SECRET_KEYS = ("CAMHUB_MQTT_PASSWORD", "CIRCUITPY_WIFI_PASSWORD", "CIRCUITPY_WEB_API_PASSWORD")
@@ -104,6 +111,83 @@ def check_quality(value, key="CAMHUB_JPEG_QUALITY"):
     return value
 
 
+def _pin_value(key, name, raw):
+    if raw == "-1":
+        return None  # not wired, as esp32-camera's board tables write it
+    if raw.isdigit():
+        gpio = int(raw)
+        if gpio > GPIO_MAX:
+            raise ConfigError("%s: %s=%s is not an ESP32-S3 GPIO (0 to %d)" % (key, name, raw, GPIO_MAX))
+        return gpio
+    if raw and not raw[0].isdigit() and all(c.isalpha() or c.isdigit() or c == "_" for c in raw):
+        return raw  # a board attribute, e.g. CAMERA_XCLK
+    raise ConfigError("%s: %s=%r is neither a GPIO number nor a board pin name" % (key, name, raw))
+
+
+def parse_camera_pins(text, key="CAMHUB_CAMERA_PINS"):
+    """A pin map (see ``pins.py``) from a known board's name or from explicit pins.
+
+    ``"data=11,9,8,10,12,18,17,16 xclk=15 pclk=13 vsync=6 href=7 sda=4 scl=5 pwdn=-1 reset=-1"``:
+    GPIO numbers (D0..D7 for data), board pin names (``data=CAMERA_DATA``), -1 for "not wired",
+    and optionally ``xclk_hz=``. Without sda/scl the sensor is on ``board.I2C()``.
+    """
+    text = text.strip()
+    if text in PIN_MAPS:
+        return PIN_MAPS[text]
+    if "=" not in text:
+        raise ConfigError("%s must name a known board (%s) or list pins like 'data=11,9,8,10,12,18,17,16 "
+                          "xclk=15 pclk=13 vsync=6 href=7 sda=4 scl=5', not %r"
+                          % (key, ", ".join(sorted(PIN_MAPS)), text))
+    pins = {"name": "CAMHUB_CAMERA_PINS", "sensor": None}
+    for field in text.replace(";", " ").split():
+        name, raw = (field.split("=", 1) + [""])[:2]
+        name = name.lower()
+        if name in pins:
+            raise ConfigError("%s names %s twice" % (key, name))
+        if name == "xclk_hz":
+            if not raw.isdigit() or not 1000000 <= int(raw) <= 40000000:
+                raise ConfigError("%s: xclk_hz must be from 1000000 to 40000000, not %r" % (key, raw))
+            pins[name] = int(raw)
+        elif name == "data" and "," in raw:
+            data = tuple(_pin_value(key, name, part.strip()) for part in raw.split(","))
+            if len(data) != 8 or None in data:
+                raise ConfigError("%s: data needs exactly 8 pins, D0 to D7 (espcamera takes 8), not %r" % (key, raw))
+            pins[name] = data
+        elif name in SIGNALS:
+            pins[name] = _pin_value(key, name, raw.strip())
+        else:
+            raise ConfigError("%s: unknown pin %r (known: %s, xclk_hz)" % (key, name, ", ".join(SIGNALS)))
+    for name in REQUIRED:
+        if pins.get(name) is None:
+            raise ConfigError("%s needs %s= (required: %s)" % (key, name, ", ".join(REQUIRED)))
+    if (pins.get("sda") is None) != (pins.get("scl") is None):
+        raise ConfigError("%s: give both sda= and scl=, or neither (then board.I2C() is used)" % key)
+    gpios = list(pins["data"]) if isinstance(pins["data"], tuple) else []
+    for name in SIGNALS[1:]:
+        if isinstance(pins.get(name), int):
+            gpios.append(pins[name])
+    for gpio in gpios:
+        if gpios.count(gpio) > 1:
+            raise ConfigError("%s uses GPIO%d for two signals" % (key, gpio))
+    return pins
+
+
+def check_socket_budget(cfg, web_workflow, total=BOARD_SOCKETS):
+    """Raise ConfigError unless the node's sockets fit the board's: the stream listener, MQTT,
+    CAMHUB_MAX_CLIENTS viewers and what the web workflow may hold (when it runs)."""
+    mqtt = 1 if cfg.mqtt_host else 0
+    web = WEB_WORKFLOW_SOCKETS if web_workflow else 0
+    need = 1 + mqtt + cfg.max_clients + web
+    if need > total:
+        parts = ["the stream listener 1"]
+        if mqtt:
+            parts.append("MQTT 1")
+        if web:
+            parts.append("the web workflow up to %d (CIRCUITPY_WEB_API_PASSWORD is set)" % web)
+        raise ConfigError("CAMHUB_MAX_CLIENTS = %d does not fit this board's %d sockets: %s leave room for at "
+                          "most %d viewers" % (cfg.max_clients, total, ", ".join(parts), total - 1 - mqtt - web))
+
+
 class Config:
     """Validated settings as attributes (names follow the keys, lower case, without the prefix)."""
 
@@ -141,6 +225,8 @@ class Config:
         self.watchdog_s = _int(env, "CAMHUB_WATCHDOG_S", 30, 0, 3600)
         if 0 < self.watchdog_s < 5:
             raise ConfigError("CAMHUB_WATCHDOG_S must be 0 (off) or at least 5, not %d" % self.watchdog_s)
+        pins = _text(env, "CAMHUB_CAMERA_PINS", None, 256)
+        self.camera_pins = parse_camera_pins(pins) if pins else None  # None: the board's own map
 
     @property
     def width(self):

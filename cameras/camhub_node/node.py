@@ -301,6 +301,9 @@ def main():
     platform = _platform()
     try:
         cfg = Config(defaults=platform.defaults())
+        check = getattr(platform, "check_settings", None)  # a board's limits: camera pins, sockets
+        if check is not None:
+            check(cfg)
     except ConfigError as error:
         return platform.bad_settings(error)
     platform.start(cfg)

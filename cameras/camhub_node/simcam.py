@@ -14,15 +14,15 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
-from camhub_node.config import FRAME_SIZES
+from camhub_node.config import FRAME_SIZES, QUALITY_MAX, QUALITY_MIN
 from camhub_node.frames import jpeg_capacity
 
 LOOP_FRAMES = 30
 
 
 def pillow_quality(esp_quality):
-    """Map espcamera's 2 (best) .. 63 (smallest) onto Pillow's 95 .. 10."""
-    return max(10, min(95, round(95 - (esp_quality - 2) * 85 / 61)))
+    """Map espcamera's 2 (best) .. 55 (smallest) onto Pillow's 95 .. 10."""
+    return max(10, min(95, round(95 - (esp_quality - QUALITY_MIN) * 85 / (QUALITY_MAX - QUALITY_MIN))))
 
 
 def _font(size):

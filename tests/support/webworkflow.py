@@ -14,7 +14,9 @@ Follows CircuitPython's documentation, ``docs/workflows.md`` ("Web" → "File RE
   412 destination exists); ``DELETE`` (204; 404 missing).
 - Any modification while USB has the drive → ``409 Conflict``; ``/cp/diskinfo.json`` then says
   ``"writable": false``.
-- ``/cp/version.json`` (no auth) → ``web_api_version``, ``version``, ``board_name`` …;
+- ``/cp/version.json`` (no auth) → ``web_api_version``, ``version``, ``build_date``, ``board_name``,
+  ``mcu_name``, ``board_id`` (the board id used in code and on circuitpython.org), ``creator_id``,
+  ``creation_id``, ``hostname``, ``port``, ``ip``;
   ``/cp/diskinfo.json`` (no auth, a list since web API version 3) → ``root``, ``free``,
   ``block_size``, ``writable``, ``total``.
 
@@ -52,12 +54,14 @@ class WebWorkflowBoard:
         version: str = "9.2.1",
         board_name: str = "Adafruit Camera",
         capacity: int = 4 * 1024 * 1024,
+        board_id: str = "adafruit_esp32s3_camera",
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.password = password
         self.version = version
         self.board_name = board_name
+        self.board_id = board_id
         self.capacity = capacity
         self.usb_mounted = False
         self.fail_when: Callable[[str, str], bool] | None = None
@@ -222,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
             major = int(self.board.version.split(".")[0])
             return self._json({
                 "web_api_version": 4, "version": self.board.version, "build_date": "2024-11-20",
-                "board_name": self.board.board_name, "mcu_name": "ESP32S3", "board_id": "adafruit_camera_esp32s3",
+                "board_name": self.board.board_name, "mcu_name": "ESP32S3", "board_id": self.board.board_id,
                 "creator_id": 0x0000239A, "creation_id": 0x00815800 + major, "hostname": "cpy-f57ce8",
                 "port": self.board.port, "ip": "127.0.0.1",
             })

@@ -259,6 +259,9 @@ def _print_summary(console: Console, results: list[BoardResult], dry_run: bool) 
             sources.setdefault(r.libraries, []).append(r.board.id)
     for source, ids in sources.items():
         console.print(f"libraries ({', '.join(ids)}): {source}", soft_wrap=True, markup=False)
+    for r in results:
+        for warning in r.warnings:
+            console.print(f"[bold yellow]{escape(r.board.id)} warning:[/] {escape(warning)}", soft_wrap=True)
     failed = [r for r in results if not r.ok]
     for r in failed:
         console.print(f"[bold red]{escape(r.board.id)} failed:[/] {escape(r.error or '')}", soft_wrap=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from camhub.deploy.boards import camera_warning
 from camhub.deploy.bundle import BoardFile, BundleError, FirmwareBuilder
 from camhub.deploy.fleet import Board, Fleet
 from camhub.deploy.manifest import (
@@ -29,7 +30,7 @@ from camhub.deploy.manifest import (
     make_plan,
     marker_bytes,
 )
-from camhub.deploy.render import RenderError, Template, render_settings
+from camhub.deploy.render import RenderError, Template, merged_settings, render_settings
 from camhub.deploy.targets import BoardInfo, Target, TargetError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class BoardResult:
     written: list[str] = field(default_factory=list)
     written_bytes: int = 0
     removed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things that will go wrong on the board
     error: str | None = None
     seconds: float = 0.0
 
@@ -127,6 +129,10 @@ async def deploy_board(
         result.info = info
         free = "unknown free space" if info.free is None else f"{human_bytes(info.free)} free"
         reporter.note(board.id, f"CircuitPython {info.version} ({info.board_name}), {free}")
+        warning = camera_warning(info, merged_settings(template, fleet.defaults, board.settings, board.id))
+        if warning:
+            result.warnings.append(warning)
+            reporter.note(board.id, f"warning: {warning}")
 
         firmware = builder.for_major(info.major)
         result.libraries = firmware.source

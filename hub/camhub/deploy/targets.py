@@ -5,8 +5,8 @@ its SHA-256, then rename it over the old file. A board that loses power or the n
 keeps the old file, never half of the new one.
 
 USB drive: a mounted CIRCUITPY directory. CircuitPython writes ``boot_out.txt`` there at every boot
-(first line ``Adafruit CircuitPython 9.2.1 on 2024-11-20; <board> with <mcu>``), so a directory
-without it is not a board's drive.
+(first line ``Adafruit CircuitPython 9.2.1 on 2024-11-20; <board> with <mcu>``, then
+``Board ID:<board_id>``), so a directory without it is not a board's drive.
 
 Web workflow (CircuitPython docs, ``docs/workflows.md``, "File REST API"): HTTP Basic auth with an
 empty user name and ``CIRCUITPY_WEB_API_PASSWORD``; ``PUT /fs/<path>`` stores a file (201 created,
@@ -14,8 +14,9 @@ empty user name and ``CIRCUITPY_WEB_API_PASSWORD``; ``PUT /fs/<path>`` stores a 
 with ``Accept: application/json`` lists a directory; ``MOVE`` with ``X-Destination`` renames (412 if
 the destination exists); ``DELETE`` removes. 401 wrong password, 403 no password set on the board,
 409 the drive is mounted over USB (read-only to the web), 413/417 too large. ``/cp/version.json``
-(no auth) names the CircuitPython version; ``/cp/diskinfo.json`` (web API v2+; a list since v3)
-gives ``free``, ``block_size`` and ``writable`` (false while USB holds the drive).
+(no auth) names the CircuitPython version, ``board_name`` and ``board_id``; ``/cp/diskinfo.json``
+(web API v2+; a list since v3) gives ``free``, ``block_size`` and ``writable`` (false while USB holds
+the drive).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class BoardInfo:
     board_name: str
     free: int | None  # bytes; None when the board cannot tell
     block_size: int
+    board_id: str | None = None  # CircuitPython's board id (``board.board_id``), when the board says
 
 
 def safe_path(path: str) -> str:
@@ -126,16 +128,18 @@ class UsbDrive:
                 f"{root} is not a CircuitPython drive: it has no boot_out.txt (CircuitPython writes one at every boot)"
             )
         try:
-            first = boot_out.read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+            lines = boot_out.read_text(encoding="utf-8", errors="replace").splitlines()[:10]
         except OSError as exc:
             raise TargetError(f"{boot_out}: cannot read it: {exc.strerror or exc}") from None
-        line = first[0] if first else ""
+        line = lines[0] if lines else ""
+        board_id = next((x.split(":", 1)[1].strip() for x in lines[1:] if x.startswith("Board ID:")), None)
         version, major = parse_version(line, str(boot_out))
         board_name = line.split(";", 1)[1].strip() if ";" in line else "unknown board"
         stat = os.statvfs(root)
         if stat.f_flag & os.ST_RDONLY:
             raise TargetError(f"{root} is mounted read-only (a boot.py may have given the drive to CircuitPython)")
-        return BoardInfo(version, major, board_name, shutil.disk_usage(root).free, stat.f_frsize or 512)
+        return BoardInfo(version, major, board_name, shutil.disk_usage(root).free, stat.f_frsize or 512,
+                         board_id or None)
 
     async def read(self, path: str, limit: int) -> bytes | None:
         return await asyncio.to_thread(self._read, path, limit)
@@ -313,6 +317,7 @@ class WebWorkflow:
             raise TargetError(f"{self.base}/cp/version.json is not a JSON object")
         version, major = parse_version(f"CircuitPython {info.get('version', '')}", f"{self.base}/cp/version.json")
         board_name = str(info.get("board_name") or info.get("board_id") or "unknown board")
+        board_id = str(info["board_id"]) if info.get("board_id") else None
 
         free, block_size = None, 512
         status, body, _ = await self._request("GET", f"{self.base}/cp/diskinfo.json", "reading /cp/diskinfo.json")
@@ -327,7 +332,7 @@ class WebWorkflow:
                 block_size = _int(root.get("block_size")) or 512
         # Check the password before planning anything (the file API answers 401/403 for every path).
         await self._listing("")
-        return BoardInfo(version, major, board_name, free, block_size)
+        return BoardInfo(version, major, board_name, free, block_size, board_id)
 
     async def read(self, path: str, limit: int) -> bytes | None:
         status, body, _ = await self._request(
