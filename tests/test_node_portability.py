@@ -19,8 +19,8 @@ BOARD_MODULES = {
     "supervisor", "sys", "time", "traceback", "watchdog", "wifi",
     "adafruit_httpserver", "adafruit_minimqtt", "adafruit_connection_manager", "adafruit_ticks", "camhub_node",
 }
-# PC-only modules, allowed only behind the platform layer (host.py, simcam.py).
-PC_ONLY_FILES = {"host.py", "simcam.py"}
+# PC-only modules, allowed only behind the platform layer (host.py, simcam.py, unixport.py).
+PC_ONLY_FILES = {"host.py", "simcam.py", "unixport.py"}
 PC_MODULES = {"socket", "signal", "logging", "PIL"}
 ASYNCIO_SUBSET = {"create_task", "gather", "sleep", "Event", "Lock", "run"}
 

