@@ -2,7 +2,8 @@
 
 One story, in order, on one hub: discovery → 20 viewers on one pull → a throttled viewer drops,
 nobody else does → a killed viewer is recorded → the node dies and the camera goes offline → the
-node comes back and the viewers that stayed connected get frames again.
+node comes back and the viewers that stayed connected get frames again. The second node, beta,
+runs the firmware on the MicroPython Unix port (a 1 MB heap) and streams to viewers too.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Viewer(threading.Thread):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[dict]:
     broker = Mosquitto()
-    nodes = [SimNode(node_id, broker.port, fps=FPS, frame_size="QVGA") for node_id in ("alpha", "beta")]
+    nodes = [SimNode(node_id, broker.port, fps=FPS, frame_size="QVGA", runtime=runtime)
+             for node_id, runtime in (("alpha", "cpython"), ("beta", "micropython"))]
     hub = HubProcess(broker.port, tmp_path_factory.mktemp("hub-state"))
     observer = Observer(broker.port, ["camhub/#"])
     try:
@@ -141,6 +143,29 @@ def test_discovery_fanout_drops_disconnects_and_node_loss(world) -> None:
         assert v.error is None, v.error
     for v in [*viewers, throttled]:
         v.close()
+
+
+def test_a_micropython_node_is_discovered_and_streamed_to_viewers(world) -> None:
+    hub: HubProcess = world["hub"]
+    beta: SimNode = world["nodes"][1]
+    assert get_json(beta.url + "/status")["runtime"]["name"] == "micropython"
+    wait_until(lambda: any(c["id"] == "beta" and c["state"] == "streaming" for c in get_json(hub.url + "/api/cameras")),
+               what="beta streaming")
+    viewers = [Viewer(hub.url + "/cameras/beta/stream") for _ in range(5)]
+    try:
+        time.sleep(1.0)
+        t0 = time.time()
+        time.sleep(3.0)
+        t1 = time.time()
+        for v in viewers:
+            assert v.error is None, v.error
+            assert v.parts[-1].image().size == (320, 240)
+            fps = sum(1 for p in v.parts if t0 <= p.received_at < t1) / (t1 - t0)
+            assert fps >= 0.9 * FPS, f"a viewer of the MicroPython node got {fps:.1f} fps"
+        assert get_json(beta.url + "/status")["clients"] == 1  # the hub's one pull
+    finally:
+        for v in viewers:
+            v.close()
 
 
 def test_unknown_camera_and_bad_requests(world) -> None:

@@ -1,5 +1,6 @@
 """The node's HTTP front under bad input: every bad request gets a 4xx, is counted, and the stream
-never stops. The node runs without MQTT here (no CAMHUB_MQTT_HOST), which it must tolerate."""
+never stops. The node runs without MQTT here (no CAMHUB_MQTT_HOST), which it must tolerate; on
+CPython and on the MicroPython Unix port."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.mjpeg_client import StreamReader
-from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
+from tests.support.procs import RUNTIMES, SimNode
 from tests.support.waiting import get_json
 
 BAD_REQUESTS = [
@@ -26,19 +27,17 @@ BAD_REQUESTS = [
 ]
 
 
-class NodeWithoutMqtt(Process):
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(camhub_cmd("node", "--sim", "--id", "web", "--http-port", str(self.port), "--fps", "10",
-                                    "--frame-size", "QQVGA"), name="node-web")
+class NodeWithoutMqtt(SimNode):
+    def __init__(self, runtime: str) -> None:
+        super().__init__("web", None, fps=10, frame_size="QQVGA", runtime=runtime)
+        self.port = self.http_port
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[NodeWithoutMqtt]:
-    proc = NodeWithoutMqtt()
+@pytest.fixture(scope="module", params=RUNTIMES)
+def node(request: pytest.FixtureRequest) -> Iterator[NodeWithoutMqtt]:
+    proc = NodeWithoutMqtt(request.param)
     try:
-        wait_for_http(proc.url + "/status", proc=proc.proc)
+        proc.wait_ready()
         yield proc
     finally:
         proc.stop()

@@ -1,14 +1,16 @@
-"""The node's MQTT availability: online, the last will after a crash, offline on a clean stop,
-and streaming that carries on while the broker is away."""
+"""The node's MQTT availability: online, the last will after a crash, offline on a clean stop (both
+on CPython and on the MicroPython Unix port), and streaming that carries on while the broker is away."""
 
 from __future__ import annotations
 
 import signal
 import time
 
+import pytest
+
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import Mosquitto, SimNode
+from tests.support.procs import RUNTIMES, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
 FAST_MQTT = {"CAMHUB_MQTT_KEEPALIVE_S": "2", "CAMHUB_STATS_INTERVAL_S": "1"}
@@ -19,32 +21,36 @@ def _availability(observer: Observer, node_id: str, text: str, after: float = 0.
                              timeout=timeout, after=after).at
 
 
-def test_killed_node_goes_offline_by_its_last_will(mosquitto: Mosquitto, observer: Observer) -> None:
-    node = SimNode("crash", mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_killed_node_goes_offline_by_its_last_will(mosquitto: Mosquitto, observer: Observer, runtime: str) -> None:
+    node_id = f"crash-{runtime}"
+    node = SimNode(node_id, mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT, runtime=runtime)
     try:
         node.wait_ready()
-        online_at = _availability(observer, "crash", "online")
+        online_at = _availability(observer, node_id, "online")
         killed_at = time.time()
         node.kill()
-        _availability(observer, "crash", "offline", after=max(online_at, killed_at - 0.5))
-        retained = Observer(mosquitto.port, ["camhub/nodes/crash/availability"])
+        _availability(observer, node_id, "offline", after=max(online_at, killed_at - 0.5))
+        retained = Observer(mosquitto.port, [f"camhub/nodes/{node_id}/availability"])
         try:  # a newcomer sees the retained state
-            assert retained.wait_for("camhub/nodes/crash/availability").text == "offline"
+            assert retained.wait_for(f"camhub/nodes/{node_id}/availability").text == "offline"
         finally:
             retained.close()
     finally:
         node.stop()
 
 
-def test_clean_stop_says_offline_and_exits_zero(mosquitto: Mosquitto, observer: Observer) -> None:
-    node = SimNode("tidy", mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_clean_stop_says_offline_and_exits_zero(mosquitto: Mosquitto, observer: Observer, runtime: str) -> None:
+    node_id = f"tidy-{runtime}"
+    node = SimNode(node_id, mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT, runtime=runtime)
     node.wait_ready()
-    _availability(observer, "tidy", "online")
+    _availability(observer, node_id, "online")
     with StreamReader(node.url + "/stream") as reader:
         reader.read_part()
         stopped_at = time.time()
         assert node.stop(signal.SIGTERM) == 0
-        _availability(observer, "tidy", "offline", after=stopped_at - 0.5)
+        _availability(observer, node_id, "offline", after=stopped_at - 0.5)
     assert "Traceback" not in node.output()
 
 

@@ -1,8 +1,8 @@
 """The node firmware as a simulated node: its contract on MQTT and HTTP, and its fan-out under load.
 
-One real mosquitto and one ``camhub node --sim`` serve the whole module (each test starts by
-waiting until the previous test's viewers are gone); the ``set`` tests, which change the node,
-come last.
+Every test runs on CPython and on the MicroPython Unix port (a 1 MB heap). Per runtime one real
+mosquitto and one ``camhub node --sim`` serve the whole module (each test starts by waiting until
+the previous test's viewers are gone); the ``set`` tests, which change the node, come last.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import Mosquitto, SimNode
+from tests.support.procs import RUNTIMES, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
 NODE = "alpha"
@@ -34,18 +34,21 @@ NODE_ENV = {"CAMHUB_STATS_INTERVAL_S": "1", "CAMHUB_MQTT_KEEPALIVE_S": "4", "CAM
 
 
 
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[Mosquitto]:
-    broker = Mosquitto()
+def broker(runtime: str) -> Iterator[Mosquitto]:
+    broker = Mosquitto()  # one per runtime: no retained message of the other runtime's node
     yield broker
     broker.stop()
 
 
 @pytest.fixture(scope="module")
-def node(broker: Mosquitto) -> Iterator[SimNode]:
-    proc = SimNode(NODE, broker.port, fps=FPS, frame_size="QVGA", env=NODE_ENV)
+def node(broker: Mosquitto, runtime: str) -> Iterator[SimNode]:
+    proc = SimNode(NODE, broker.port, fps=FPS, frame_size="QVGA", env=NODE_ENV, runtime=runtime)
     try:
         proc.wait_ready()
         yield proc
@@ -113,6 +116,11 @@ def test_snapshot_and_status(idle: SimNode) -> None:
         assert key in status
     assert status["id"] == NODE and status["frames"] > 0 and status["clients"] == 0
     assert status["capture_no_buffer"] == 0  # the pool always had a free buffer for the camera
+    assert status["runtime"]["name"] == idle.runtime and status["runtime"]["version"].count(".") == 2
+    if idle.runtime == "micropython":  # the VM's heap: 1 MB by default
+        assert 0.9 * 2**20 <= status["heap_size"] <= 2**20 and 0 < status["free_heap"] < status["heap_size"]
+    else:
+        assert status["heap_size"] is None and status["free_heap"] is None
 
 
 def _drain(reader: StreamReader, stop: threading.Event, parts: list[int]) -> None:

@@ -113,18 +113,28 @@ def camhub_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "camhub", *args]
 
 
-class SimNode(Process):
-    """The real node firmware on this PC (``camhub node --sim``)."""
+# The interpreters the node tests run the firmware on (``camhub node --sim --runtime``).
+RUNTIMES = ("cpython", "micropython")
 
-    def __init__(self, node_id: str, mqtt_port: int, fps: int = 10, frame_size: str = "QVGA",
+
+def runtime_args(runtime: str) -> list[str]:
+    """The ``camhub node`` flags for ``runtime`` (MicroPython: the default 1 MB heap)."""
+    return [] if runtime == "cpython" else ["--runtime", runtime]
+
+
+class SimNode(Process):
+    """The real node firmware on this PC (``camhub node --sim``), on CPython or MicroPython."""
+
+    def __init__(self, node_id: str, mqtt_port: int | None, fps: int = 10, frame_size: str = "QVGA",
                  http_port: int | None = None, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, runtime: str = "cpython") -> None:
         self.node_id = node_id
         self.http_port = http_port or free_port()
         self.fps = fps
-        args = camhub_cmd("node", "--sim", "--id", node_id, "--http-port", str(self.http_port),
-                          "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port), "--fps", str(fps),
-                          "--frame-size", frame_size, *(extra or []))
+        self.runtime = runtime
+        mqtt = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)] if mqtt_port is not None else []
+        args = camhub_cmd("node", "--sim", "--id", node_id, "--http-port", str(self.http_port), *mqtt,
+                          "--fps", str(fps), "--frame-size", frame_size, *runtime_args(runtime), *(extra or []))
         super().__init__(args, env=env, name=f"node-{node_id}")
         self.url = f"http://127.0.0.1:{self.http_port}"
 
