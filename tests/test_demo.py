@@ -7,16 +7,19 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
+from tests.support.procs import RUNTIMES, Process, camhub_cmd, free_port, wait_for_http
 from tests.support.waiting import get_json, wait_until
 
 
-def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c(runtime: str) -> None:
     port, mqtt_port = free_port(), free_port()
     demo = Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "2",
-                              "--fps", "5", "--frame-size", "QQVGA"), name="demo")
+                              "--fps", "5", "--frame-size", "QQVGA", "--runtime", runtime), name="demo")
     observer = None
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=demo.proc)
@@ -26,6 +29,8 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
             x["state"] == "streaming" for x in c) and c, timeout=30, what="both demo cameras streaming")
         assert {c["name"] for c in cameras} == {"Front door", "Garden"}
         assert f"http://127.0.0.1:{port}/" in demo.output()  # the dashboard URL is printed
+        for camera in cameras:  # the nodes run on the asked-for interpreter
+            assert get_json(camera["announce"]["status_url"])["runtime"]["name"] == runtime
         demo.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert demo.proc.wait(30) == 0
         for node_id in ("front-door", "garden"):

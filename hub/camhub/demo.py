@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, default=10, help="frames per second per node (default 10)")
     parser.add_argument("--frame-size", default="VGA", help="simulated frame size (default VGA)")
     parser.add_argument("--state-dir", type=Path, help="the hub's state dir (default: a temporary one)")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="run the nodes' firmware on CPython (default) or the MicroPython Unix port")
+    parser.add_argument("--heap", metavar="SIZE", help="each MicroPython node's heap (default 1M)")
 
 
 def _free_port() -> int:
@@ -51,7 +54,9 @@ def _start_nodes(args: argparse.Namespace, mqtt_port: int) -> list[subprocess.Po
         # nodes log warnings only: the demo's console is for the hub and the URLs
         cmd = [sys.executable, "-m", "camhub", "--log-level", "WARNING", "node", "--sim", "--id", node_id,
                "--http-port", str(_free_port()), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port),
-               "--fps", str(args.fps), "--frame-size", args.frame_size]
+               "--fps", str(args.fps), "--frame-size", args.frame_size, "--runtime", args.runtime]
+        if args.heap:
+            cmd += ["--heap", args.heap]
         nodes.append(subprocess.Popen(cmd, env=env, start_new_session=True))
     return nodes
 
@@ -103,6 +108,20 @@ async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= len(DEMO_CAMERAS):
         print(f"camhub demo: --nodes must be 1..{len(DEMO_CAMERAS)}")
+        return 2
+    if args.runtime == "micropython":
+        from camhub import nodevm
+
+        if nodevm.find_micropython() is None:
+            print(nodevm.MISSING.replace("camhub node:", "camhub demo:"))
+            return 2
+        try:
+            nodevm.parse_heap(args.heap or nodevm.DEFAULT_HEAP)
+        except ValueError as exc:
+            print(f"camhub demo: {exc}")
+            return 2
+    elif args.heap:
+        print("camhub demo: --heap applies to --runtime micropython only")
         return 2
     for what, port in (("HTTP", args.port), ("MQTT", args.mqtt_port)):
         if not ports.port_free("127.0.0.1", port):
