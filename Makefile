@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system-packages lint bench mutate clean
+.PHONY: demo test test-ha system-packages lint bench mutate clean
 
 $(STAMP): pyproject.toml cameras/camhub_node/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: system-packages $(STAMP)
 system-packages:
 	@.ci/system-packages
 
+# Against a real Home Assistant core, installed into .cache/ha by tests/ha/install.sh (once; idempotent).
+test-ha: system-packages $(STAMP)
+	tests/ha/install.sh
+	$(BIN)/python -m pytest -m ha
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -37,4 +42,4 @@ mutate: $(STAMP)
 	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(MODULES)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

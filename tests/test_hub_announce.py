@@ -19,6 +19,7 @@ GOOD = {
     "snapshot_url": "http://192.168.1.20:8080/snapshot.jpg", "status_url": "http://192.168.1.20:8080/status",
     "board": "esp32s3_eye", "sensor": "OV5640", "frame_size": "VGA", "width": 640, "height": 480, "fps": 10,
     "jpeg_quality": 15, "firmware": "0.1.0", "ip": "192.168.1.20",
+    "controls": {"fps": [1, 30], "jpeg_quality": [2, 63], "frame_size": ["QQVGA", "QVGA", "VGA"]},
 }
 
 
@@ -91,6 +92,12 @@ def test_only_id_and_stream_url_are_required() -> None:
     (payload(jpeg_quality=101), "bad_field:jpeg_quality"),
     (payload(name={"x": 1}), "bad_field:name"),
     (payload(ip="not-an-ip"), "bad_field:ip"),
+    (payload(controls=[1, 30]), "bad_field:controls"),
+    (payload(controls={**GOOD["controls"], "fps": [30, 1]}), "bad_field:controls"),
+    (payload(controls={**GOOD["controls"], "jpeg_quality": [2, 6300]}), "bad_field:controls"),
+    (payload(controls={**GOOD["controls"], "frame_size": []}), "bad_field:controls"),
+    (payload(controls={**GOOD["controls"], "frame_size": ["VGA<script>"]}), "bad_field:controls"),
+    (payload(controls={**GOOD["controls"], "frame_size": ["VGA"] * 65}), "bad_field:controls"),
 ])
 def test_rejections_carry_a_countable_reason(raw: bytes, expected: str) -> None:
     assert reason("door", raw) == expected

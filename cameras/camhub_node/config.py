@@ -30,6 +30,13 @@ BOARD_SOCKETS = 8  # CircuitPython 10's Espressif network stack: 8 sockets syste
 WEB_WORKFLOW_SOCKETS = 3  # what the web workflow may hold (CircuitPython 10), when it runs
 GPIO_MAX = 48  # ESP32-S3: GPIO0..GPIO48
 
+# What ``set`` accepts, announced so the hub (dashboard, Home Assistant) offers exactly this; built once.
+CONTROLS = {
+    "fps": [1, FPS_MAX],
+    "jpeg_quality": [QUALITY_MIN, QUALITY_MAX],
+    "frame_size": sorted(FRAME_SIZES, key=lambda n: (FRAME_SIZES[n][0] * FRAME_SIZES[n][1], n)),
+}
+
 _SLUG = "abcdefghijklmnopqrstuvwxyz0123456789-_"
 _SECRET_KEYS = ("CAMHUB_MQTT_PASSWORD", "CIRCUITPY_WIFI_PASSWORD", "CIRCUITPY_WEB_API_PASSWORD")
 

@@ -18,7 +18,15 @@ import sys
 from adafruit_ticks import ticks_add, ticks_diff
 
 from camhub_node import __version__, subscriber
-from camhub_node.config import FRAME_SIZES, Config, ConfigError, check_fps, check_frame_size, check_quality
+from camhub_node.config import (
+    CONTROLS,
+    FRAME_SIZES,
+    Config,
+    ConfigError,
+    check_fps,
+    check_frame_size,
+    check_quality,
+)
 from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.http import HttpFront
@@ -258,6 +266,7 @@ class Node:
             "board": self.platform.board_name, "sensor": self.camera.sensor_name if self.camera else None,
             "frame_size": cfg.frame_size, "width": cfg.width, "height": cfg.height,
             "fps": cfg.fps, "jpeg_quality": cfg.jpeg_quality, "firmware": __version__, "ip": self.address(),
+            "controls": CONTROLS,
         }
 
     def stats(self):

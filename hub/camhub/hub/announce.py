@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from camhub.hub.controls import ControlError, parse_controls
 from camhub.settings import SettingsError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -114,6 +115,7 @@ class Announce:
     jpeg_quality: int | None = None
     firmware: str | None = None
     ip: str | None = None
+    controls: dict[str, Any] | None = None  # what the node's ``set`` accepts (camhub.hub.controls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,6 +225,11 @@ def parse_announce(topic_id: str, payload: bytes, allowed: AllowedSources, max_b
             values["ip"] = str(ipaddress.ip_address(values["ip"]))
         except ValueError:
             raise AnnounceRejected("bad_field:ip", "not an IP address") from None
+    if data.get("controls") is not None:
+        try:
+            values["controls"] = parse_controls(data["controls"]).to_dict()
+        except ControlError as exc:
+            raise AnnounceRejected("bad_field:controls", str(exc)) from None
     values["name"] = values.get("name") or camera_id
     return Announce(**values)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,10 @@ class HubConfig:
     record_max_gb: float = 10.0
     record_min_free_gb: float = 1.0
     timelapse_s: float = 0.0
+    public_url: str | None = None  # how people (and Home Assistant) reach the hub; default from host:port
+    ha_discovery: str = "on"  # on | off
+    ha_discovery_prefix: str = "homeassistant"
+    ha_snapshot_s: float = 10.0  # 0 = no camera entity in Home Assistant
 
     @property
     def recordings_dir(self) -> Path:
@@ -72,6 +78,14 @@ class HubConfig:
         if self.auth == "auto":
             return not _is_loopback(self.host)
         return self.auth == "on"
+
+    @property
+    def hub_url(self) -> str:
+        """The hub's base URL for links handed out (Home Assistant's configuration_url)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,10 +139,15 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_RECORD_MAX_GB": ("record_max_gb", float),
     "CAMHUB_RECORD_MIN_FREE_GB": ("record_min_free_gb", float),
     "CAMHUB_TIMELAPSE_S": ("timelapse_s", float),
+    "CAMHUB_HUB_URL": ("public_url", str),
+    "CAMHUB_HA_DISCOVERY": ("ha_discovery", str),
+    "CAMHUB_HA_DISCOVERY_PREFIX": ("ha_discovery_prefix", str),
+    "CAMHUB_HA_SNAPSHOT_S": ("ha_snapshot_s", float),
 }
 
 _CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
-            "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always")}
+            "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always"),
+            "ha_discovery": ("on", "off")}
 
 
 def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
@@ -164,6 +183,13 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
             or config.record_segment_s < 1 or config.record_keep_days <= 0 or config.record_max_gb <= 0:
         raise SettingsError("CAMHUB_RECORD_* and CAMHUB_TIMELAPSE_S: durations and sizes must be positive "
                             "(CAMHUB_RECORD_SEGMENT_S at least 1)")
+    if config.ha_snapshot_s < 0:
+        raise SettingsError("CAMHUB_HA_SNAPSHOT_S must be 0 (no camera entity) or more seconds")
+    prefix = config.ha_discovery_prefix
+    if not prefix or any(c in prefix for c in "+# ") or prefix.startswith("/") or prefix.endswith("/"):
+        raise SettingsError(f"CAMHUB_HA_DISCOVERY_PREFIX must be a plain topic path, not {prefix!r}")
+    if config.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", config.public_url):
+        raise SettingsError("CAMHUB_HUB_URL must be an http:// or https:// URL such as http://hub.local:8000")
     if config.broker == "external" and not config.mqtt_host:
         raise SettingsError("CAMHUB_HUB_BROKER = external needs CAMHUB_MQTT_HOST")
     if config.auth_required and not config.password:

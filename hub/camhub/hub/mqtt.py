@@ -69,6 +69,11 @@ class MqttLink:
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "broker": self.describe(), "messages_in": self.messages_in,
                 "published": self.published, "pending": self.pending, "dropped": dict(self.dropped)}
+        self._extra: dict[str, Callable[[bytes], None]] = {}  # other topics the hub listens to
+
+    def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Also subscribe to ``topic`` (exact, no wildcards) from the next connection on."""
+        self._extra[topic] = handler
 
     @property
     def availability_topic(self) -> str:
@@ -100,6 +105,8 @@ class MqttLink:
                     await client.subscribe(f"{self.prefix}/nodes/+/announce", qos=1)
                     await client.subscribe(f"{self.prefix}/nodes/+/availability", qos=1)
                     await client.subscribe(f"{self.prefix}/nodes/+/stats", qos=0)
+                    for topic in self._extra:
+                        await client.subscribe(topic, qos=1)
                     self._on_connect()
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._receive(client))
@@ -162,6 +169,13 @@ class MqttLink:
         self.messages_in += 1
         parts = message.topic.value.split("/")
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+        extra = self._extra.get(message.topic.value)
+        if extra is not None:
+            try:
+                extra(bytes(payload[:64]))  # a status word; anything longer is not one
+            except Exception:
+                log.exception("error handling %s", message.topic.value)
+            return
         # <prefix>/nodes/<id>/<kind>; the prefix itself may contain slashes. Size limits are the
         # handler's: an oversized announce is a counted rejection, not silence.
         if len(parts) < 3 or parts[-3] != "nodes":
@@ -205,6 +219,10 @@ class MqttLink:
 
     def publish_state(self, camera_id: str, payload: dict[str, Any]) -> None:
         self.publish(f"{self.prefix}/hub/cameras/{camera_id}/state", payload, retain=True)
+
+    def publish_set(self, camera_id: str, payload: dict[str, Any]) -> None:
+        """A change for a node's settings, on the topic the node listens to."""
+        self.publish(f"{self.prefix}/nodes/{camera_id}/set", payload, qos=1)
 
     def publish_event(self, camera_id: str, payload: dict[str, Any]) -> None:
         self.publish(f"{self.prefix}/hub/cameras/{camera_id}/events", payload)

@@ -28,6 +28,7 @@ from camhub.hub.camera_options import CameraOptions
 from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
 from camhub.hub.embedded_broker import EmbeddedBroker
+from camhub.hub.homeassistant import Discovery
 from camhub.hub.hostcheck import HostCheck
 from camhub.hub.metrics import HubCollector, render
 from camhub.hub.motion import Motion, MotionSettings
@@ -70,6 +71,11 @@ class Hub:
         else:
             mqtt_host = str(config.mqtt_host)
         self.mqtt = MqttLink(config, mqtt_host, config.mqtt_port, self._node_message, self._mqtt_connected)
+        self.discovery: Discovery | None = None
+        if config.ha_discovery == "on":
+            self.discovery = Discovery(config, self.mqtt, lambda: list(self.cameras.cameras.values()),
+                                       config.hub_url, lambda: self.broker.viewer_count)
+            self.mqtt.listen(self.discovery.status_topic, self.discovery.ha_status)
         self._collector = HubCollector(self.cameras, self.rejections, self.refusals, lambda: self.mqtt.connected,
                                        self._counters)
         self._listeners: set[asyncio.Event] = set()
@@ -88,6 +94,8 @@ class Hub:
             await self.embedded.start()
         self._tasks = [asyncio.create_task(coro) for coro in (
             self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states(), self._tick())]
+        if self.discovery is not None:
+            self._tasks.append(asyncio.create_task(self.discovery.run_snapshots()))
         app = self._app = webapp.build_app(self)
         self._runner = await webapp.start_site(app, config.host, config.port)
         self._tasks.append(asyncio.create_task(webapp.enforce_request_deadline(app, self._runner)))
@@ -194,6 +202,8 @@ class Hub:
         if kind == "announce":
             if not payload:  # a cleared retained announce: the node was decommissioned
                 await self.cameras.remove(node_id)
+                if self.discovery is not None:
+                    self.discovery.camera_removed(node_id)
                 self._notify()
                 return
             try:
@@ -218,6 +228,8 @@ class Hub:
         for camera in self.cameras.cameras.values():
             self.mqtt.publish_state(camera.id, camera.state_payload(now))
             self.mqtt.publish_motion(camera.id, self.motion.camera(camera.id).active)
+        if self.discovery is not None:
+            self.discovery.publish_all()
         self._notify()
 
     def _feed_created(self, feed: Feed) -> None:
@@ -232,6 +244,8 @@ class Hub:
 
     def _camera_changed(self, camera: Camera) -> None:
         self.mqtt.publish_state(camera.id, camera.state_payload(time.monotonic()))
+        if self.discovery is not None:
+            self.discovery.camera_changed(camera)
         self._notify()
 
     def _viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:

@@ -1,0 +1,183 @@
+"""Home Assistant discovery as the hub publishes it (real mosquitto, hub and simulated node; no HA).
+
+What a Home Assistant would read: retained configs for a device per camera and one for the hub, the
+snapshot JPEG on the camera entity's topic, every config again after HA's birth message, configs
+cleared when a camera is removed, and none of it when discovery is turned off. The same payloads
+are proven against a real Home Assistant in test_homeassistant_real.py (``make test-ha``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from camhub_node.config import FPS_MAX, FRAME_SIZES, QUALITY_MAX, QUALITY_MIN
+from tests.support.mqtt import Message, Observer
+from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.waiting import get_json, wait_until
+
+PREFIX = "homeassistant"
+
+
+def configs(observer: Observer, camera: str | None = None) -> dict[str, dict]:
+    """The newest non-empty config per discovery topic (optionally only ``camera``'s)."""
+    newest: dict[str, Message] = {}
+    for m in observer.on(f"{PREFIX}/+/+/config"):
+        newest[m.topic] = m
+    found = {t: json.loads(m.payload) for t, m in newest.items() if m.payload}
+    if camera is not None:
+        found = {t: c for t, c in found.items() if c["device"]["identifiers"] == [f"camhub_camera_{camera}"]}
+    return found
+
+
+def by_component(found: dict[str, dict]) -> dict[str, dict]:
+    """``{"<component>/<name>": config}``."""
+    return {f"{t.split('/')[1]}/{c['name']}": c for t, c in found.items()}
+
+
+@pytest.fixture
+def node(mosquitto: Mosquitto) -> Iterator[SimNode]:
+    sim = SimNode("garage", mosquitto.port, fps=5, frame_size="QQVGA", env={"CAMHUB_NODE_NAME": "Garage"})
+    yield sim
+    sim.stop()
+
+
+def start_hub(mosquitto: Mosquitto, tmp_path: Path, **env: str) -> HubProcess:
+    return HubProcess(mosquitto.port, tmp_path / "state", env={"CAMHUB_HA_SNAPSHOT_S": "1", **env}).wait_ready()
+
+
+def test_a_camera_and_the_hub_are_devices_with_their_entities(mosquitto, tmp_path, node) -> None:
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#"])
+    hub = start_hub(mosquitto, tmp_path)
+    try:
+        node.wait_ready()
+        wait_until(lambda: len(configs(observer, "garage")) == 11, 15, "the camera's eleven entities")
+        cam = by_component(configs(observer, "garage"))
+        assert sorted(cam) == sorted([
+            "camera/None", "sensor/State", "sensor/FPS in", "sensor/Viewers", "sensor/Frames dropped",
+            "sensor/Last frame age", "binary_sensor/Connected", "binary_sensor/Motion", "number/Frame rate",
+            "number/JPEG quality", "select/Frame size"])
+        everything = configs(observer)
+        assert len({c["unique_id"] for c in everything.values()}) == len(everything)  # unique ids, all of them
+        assert all("object_id" not in c for c in everything.values())  # entity ids come from the names
+        for topic, config in everything.items():
+            assert topic == f"{PREFIX}/{topic.split('/')[1]}/{config['unique_id']}/config"
+        device = cam["camera/None"]["device"]
+        assert device["name"] == "Garage"
+        assert device["model"] == "simulated"  # the board the node announced
+        assert device["sw_version"] == get_json(node.url + "/status")["firmware"]
+        assert device["configuration_url"] == f"{hub.url}/#/camera/garage"
+        hub_entities = {c["name"]: c for c in everything.values() if c["device"]["identifiers"] == ["camhub_hub"]}
+        assert sorted(hub_entities) == ["Cameras online", "Online", "Viewers"]
+        assert device["via_device"] == "camhub_hub"
+        # Unavailable when the hub is offline OR the camera is: a crashed hub never leaves a camera looking live.
+        for name in ("camera/None", "sensor/FPS in", "number/Frame rate", "binary_sensor/Motion"):
+            assert cam[name]["availability_mode"] == "all"
+            assert [a["topic"] for a in cam[name]["availability"]] == [
+                "camhub/hub/availability", "camhub/hub/cameras/garage/state"]
+        assert cam["binary_sensor/Motion"]["state_topic"] == "camhub/hub/cameras/garage/motion"
+        assert cam["binary_sensor/Motion"]["device_class"] == "motion"
+        # The node's controls, with the node's own ranges; commands go to its set topic, states follow its announce.
+        fps, quality, size = cam["number/Frame rate"], cam["number/JPEG quality"], cam["select/Frame size"]
+        assert (fps["min"], fps["max"], quality["min"], quality["max"]) == (1, FPS_MAX, QUALITY_MIN, QUALITY_MAX)
+        assert sorted(size["options"]) == sorted(FRAME_SIZES)
+        assert size["options"][:3] == ["R96X96", "QQVGA", "QCIF"]  # smallest first
+        for control in (fps, quality, size):
+            assert control["command_topic"] == "camhub/nodes/garage/set"
+            assert control["state_topic"] == "camhub/nodes/garage/announce"
+    finally:
+        observer.close()
+        hub.stop()
+
+
+def test_the_camera_entity_gets_the_latest_jpeg_retained(mosquitto, observer, tmp_path, node) -> None:
+    hub = start_hub(mosquitto, tmp_path)
+    try:
+        node.wait_ready()
+        observer.wait_for("camhub/hub/cameras/garage/snapshot", timeout=15)
+        late = Observer(mosquitto.port, ["camhub/hub/cameras/garage/snapshot"])  # joins later: retained
+        try:
+            first = late.wait_for("camhub/hub/cameras/garage/snapshot", lambda m: m.retain, timeout=5)
+            assert Image.open(io.BytesIO(first.payload)).size == (160, 120)
+            # Refreshed while streaming (every CAMHUB_HA_SNAPSHOT_S = 1 s here), with a newer frame.
+            later = late.wait_for("camhub/hub/cameras/garage/snapshot", lambda m: m.payload != first.payload,
+                                  timeout=5, after=first.at + 0.01)
+            assert later.payload[:2] == b"\xff\xd8"
+        finally:
+            late.close()
+    finally:
+        hub.stop()
+
+
+def test_home_assistant_birth_gets_every_config_again(mosquitto, tmp_path, node) -> None:
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#"])
+    hub = start_hub(mosquitto, tmp_path)
+    try:
+        node.wait_ready()
+        wait_until(lambda: len(configs(observer)) == 14, 15, "every config")
+        topics = set(configs(observer))
+        birth = time.time()
+        observer.publish(f"{PREFIX}/status", "online")  # not retained, as Home Assistant sends it
+        wait_until(lambda: {m.topic for m in observer.on(f"{PREFIX}/+/+/config") if m.at >= birth} >= topics,
+                   10, "every config re-published after the birth message")
+    finally:
+        observer.close()
+        hub.stop()
+
+
+def test_a_removed_camera_has_its_configs_cleared(mosquitto, tmp_path, node) -> None:
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#"])
+    hub = start_hub(mosquitto, tmp_path)
+    try:
+        node.wait_ready()
+        wait_until(lambda: len(configs(observer, "garage")) == 11, 15, "the camera's configs")
+        topics = set(configs(observer, "garage"))
+        node.stop()
+        observer.publish("camhub/nodes/garage/announce", b"", retain=True)  # the node is decommissioned
+        wait_until(lambda: not configs(observer, "garage"), 10, "the camera's configs cleared")
+        late = Observer(mosquitto.port, [f"{PREFIX}/#"])  # what a Home Assistant starting now would get
+        try:
+            time.sleep(0.5)
+            assert not topics & {m.topic for m in late.messages if m.payload}
+            assert len(configs(late)) == 3  # the hub's own
+        finally:
+            late.close()
+    finally:
+        observer.close()
+        hub.stop()
+
+
+def test_discovery_off_publishes_nothing_for_home_assistant(mosquitto, tmp_path, node) -> None:
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#", "camhub/hub/#"])
+    hub = start_hub(mosquitto, tmp_path, CAMHUB_HA_DISCOVERY="off")
+    try:
+        node.wait_ready()
+        observer.wait_for("camhub/hub/cameras/garage/state", lambda m: m.json()["state"] == "streaming", timeout=15)
+        time.sleep(1.5)  # a snapshot period
+        assert observer.on(f"{PREFIX}/#") == []
+        assert observer.on("camhub/hub/cameras/+/snapshot") == []
+    finally:
+        observer.close()
+        hub.stop()
+
+
+def test_snapshot_period_zero_means_no_camera_entity(mosquitto, tmp_path, node) -> None:
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#", "ha-test/#", "camhub/hub/#"])
+    hub = start_hub(mosquitto, tmp_path, CAMHUB_HA_SNAPSHOT_S="0", CAMHUB_HA_DISCOVERY_PREFIX="ha-test")
+    try:
+        node.wait_ready()
+        observer.wait_for("camhub/hub/cameras/garage/state", lambda m: m.json()["state"] == "streaming", timeout=15)
+        wait_until(lambda: len(observer.on("ha-test/+/+/config")) >= 10, 10, "configs under the configured prefix")
+        time.sleep(1.5)
+        assert not [m for m in observer.on("ha-test/camera/+/config") if m.payload]
+        assert observer.on("camhub/hub/cameras/+/snapshot") == []
+        assert observer.on(f"{PREFIX}/#") == []
+    finally:
+        observer.close()
+        hub.stop()
