@@ -103,6 +103,8 @@ def test_both_cameras_appear_as_devices_with_their_entities(world: World) -> Non
     assert float(world.state("number.porch_jpeg_quality")) == get_json(world.nodes["porch"].url
                                                                        + "/status")["jpeg_quality"]
     assert world.state("select.porch_frame_size") == "QVGA"
+    # The hub's motion topic (motion.py) drives the motion binary sensor: no motion in a simulated scene yet.
+    wait_until(lambda: world.state("binary_sensor.garage_motion") in ("on", "off"), 10, "a motion state")
     options = world.ha.states()["select.porch_frame_size"]["attributes"]["options"]
     assert "QQVGA" in options and "UXGA" in options
 

@@ -61,6 +61,7 @@ class MqttLink:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._extra: dict[str, Callable[[bytes], None]] = {}  # other topics the hub listens to
 
     @property
     def pending(self) -> int:
@@ -69,7 +70,6 @@ class MqttLink:
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "broker": self.describe(), "messages_in": self.messages_in,
                 "published": self.published, "pending": self.pending, "dropped": dict(self.dropped)}
-        self._extra: dict[str, Callable[[bytes], None]] = {}  # other topics the hub listens to
 
     def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         """Also subscribe to ``topic`` (exact, no wildcards) from the next connection on."""
