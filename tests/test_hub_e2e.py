@@ -181,6 +181,8 @@ def test_snapshots_are_fresh(world) -> None:
     assert seq2 > seq1 and ts2 > ts1, (seq1, seq2)
     assert body2 != body1
     assert abs(ts2 - time.time()) < 5  # the capture time of a recent frame
+    # The camera at 10 fps: its latest frame arrived moments ago, in the API and the MQTT state alike.
+    assert 0 <= get_json(hub.url + "/api/cameras/beta")["last_frame_age_ms"] < 2000
 
 
 def test_snapshot_and_metrics(world) -> None:

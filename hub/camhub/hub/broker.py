@@ -177,7 +177,8 @@ class Feed:
         """Make ``jpeg`` the latest frame and hand it to every viewer that is free to take it."""
         now = ticks_ms()  # the subscriber's clock: integer ms ticks
         self.seq += 1
-        frame = Frame(jpeg, self.seq, capture_time, now, len(self.viewers) >= self.settings.memfd_min_viewers)
+        frame = Frame(jpeg, self.seq, capture_time, time.monotonic(),  # arrived: the hub's clock for frame ages
+                      len(self.viewers) >= self.settings.memfd_min_viewers)
         self.latest = frame
         seq, size = frame.seq, frame.size
         for viewer in list(self.viewers.values()):
