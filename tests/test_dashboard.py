@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import chromium, page, require_chromium
+import camhub
+from tests.support.browser import assert_no_serious_axe_violations, chromium, page, require_chromium
 from tests.support.procs import HubProcess, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
@@ -210,6 +211,69 @@ def test_an_offline_tiles_picture_is_greyed(world: World) -> None:
     assert grey == 1, f"the offline tile's picture is drawn with filter {filter_!r}"
     grey, filter_ = world.page.evaluate(GREYNESS_JS, "garden")
     assert grey == 0, f"a streaming tile's picture is drawn with filter {filter_!r}"
+
+
+def test_grid_and_camera_page_have_no_serious_accessibility_violations(world: World) -> None:
+    """axe-core in the page as a user has it: the grid (streaming tiles, an offline one), then a camera."""
+    world.wait_js("document.querySelector('.tile[data-id=\"porch\"]').dataset.state === 'offline'"
+                  " && document.querySelectorAll('#grid .tile[data-state=\"streaming\"]').length === 7",
+                  "the grid with an offline tile", timeout=20)
+    assert_no_serious_axe_violations(world.page, "the grid")
+    world.page.locator('.tile[data-id="garden"]').click()
+    world.wait_js("document.querySelector('.stream-box').dataset.stream === 'playing'"
+                  " && document.querySelector('#viewers-body tr.is-me')", "the camera page with this browser listed")
+    assert_no_serious_axe_violations(world.page, "the camera page")
+    world.page.keyboard.press("Escape")
+    world.wait_js("!document.querySelector('#grid-view').hidden", "back on the grid")
+
+
+# Every control a keyboard user should reach on the current view (a native control taken out of the tab
+# order counts too): [id, how it looks unfocused] for each.
+CONTROLS_JS = """() => {
+  const look = (el) => [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
+    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ');
+  document.activeElement && document.activeElement.blur();
+  return [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+    .filter((el) => (el.matches('a[href], button, input, select, textarea') || el.tabIndex >= 0) && !el.disabled
+                    && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
+    .map((el, i) => { el.dataset.kbd = String(i); return [String(i), look(el)]; });
+}"""
+FOCUSED_JS = """() => { const el = document.activeElement;
+  if (!el || !el.dataset.kbd) return null;
+  const look = [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
+    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ');
+  return [el.dataset.kbd, look, el.outerHTML.slice(0, 120)]; }"""
+
+
+def _tab_through(world: World, where: str) -> None:
+    """Tab reaches every visible control of the view, and each one looks different while it has the focus."""
+    controls = dict(world.page.evaluate(CONTROLS_JS))
+    reached: dict[str, tuple[str, str]] = {}
+    for _ in range(2 * len(controls) + 10):
+        world.page.keyboard.press("Tab")
+        focused = world.page.evaluate(FOCUSED_JS)
+        if focused:
+            reached[focused[0]] = (focused[1], focused[2])
+        if reached.keys() >= controls.keys():
+            break
+    assert controls.keys() - reached.keys() == set(), f"{where}: controls Tab never reaches"
+    unmarked = [html for key, (look, html) in reached.items() if look == controls[key]]
+    assert unmarked == [], f"{where}: focus not visible on {unmarked}"
+
+
+def test_every_control_is_reachable_by_keyboard_and_shows_its_focus(world: World) -> None:
+    _tab_through(world, "the grid")
+    world.page.locator('.tile[data-id="garden"]').focus()
+    world.page.keyboard.press("Enter")
+    world.wait_js("document.querySelector('.stream-box').dataset.stream === 'playing'", "the camera page")
+    _tab_through(world, "the camera page")
+    world.page.keyboard.press("Escape")
+    world.wait_js("!document.querySelector('#grid-view').hidden", "back on the grid")
+
+
+def test_footer_shows_the_version(world: World) -> None:
+    world.wait_js(f"document.querySelector('#f-version').textContent === 'camhub {camhub.__version__}'",
+                  "the version in the footer")
 
 
 def test_hub_going_away_is_shown_and_recovers_by_itself(world: World) -> None:

@@ -123,7 +123,8 @@ class Tile {
     const name = camera.name || camera.id;
     this.el.dataset.state = state;
     this.el.classList.toggle('is-offline', state === 'offline');
-    this.el.setAttribute('aria-label', `${name}, ${fmt.STATE_LABELS[state] || state}`);
+    // No aria-label: the link is named by what it shows (picture, state, name, figures), so what a screen
+    // reader says and what voice control matches is the visible text (WCAG 2.5.3, label in name).
     setText(this.nameEl, name);
     this.nameEl.title = name;
     setText(this.idEl, camera.id);

@@ -2,6 +2,9 @@
 
 Playwright's own browser download is never used (no ``playwright install``): the tests run the
 distribution's browser through ``executable_path``, so what is tested is what the machine has.
+
+Accessibility: ``assert_no_serious_axe_violations(page)`` runs axe-core (the npm package, installed
+once by ``npm`` into a cache folder outside git, never loaded from a CDN) in the page as it is.
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +77,65 @@ def page(browser: Any, **context_options: Any) -> Iterator[Any]:
         yield context.new_page()
     finally:
         context.close()
+
+
+# ---- accessibility (axe-core) ------------------------------------------------------------------------
+
+AXE_VERSION = "4.10.3"  # pinned: a newer axe-core's new rules must not fail an unchanged dashboard
+SERIOUS = ("serious", "critical")
+
+
+def _npm_cache() -> Path:
+    """Where npm packages for the tests go: ``CAMHUB_NPM_CACHE``, else inside the venv, else ~/.cache."""
+    if os.environ.get("CAMHUB_NPM_CACHE"):
+        return Path(os.environ["CAMHUB_NPM_CACHE"])
+    if sys.prefix != sys.base_prefix:  # a venv (the Makefile's .venv): gitignored, and removed with it
+        return Path(sys.prefix) / "npm"
+    return Path.home() / ".cache" / "camhub" / "npm"
+
+
+def axe_source() -> str:
+    """axe-core's ``axe.min.js``, installed from the npm registry on first use (skips without npm)."""
+    final = _npm_cache() / f"axe-core-{AXE_VERSION}"
+    script = final / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed (apt-get install nodejs npm)")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="axe-", dir=final.parent))  # renamed into place when complete
+        done = subprocess.run([npm, "install", "--prefix", str(staging), "--no-save", "--no-audit", "--no-fund",
+                               "--no-package-lock", f"axe-core@{AXE_VERSION}"],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RuntimeError(f"npm install axe-core@{AXE_VERSION} failed:\n{done.stdout}\n{done.stderr}")
+        try:
+            staging.rename(final)
+        except OSError:  # another run put it there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return script.read_text()
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = SERIOUS) -> list[dict]:
+    """axe-core's violations of ``impacts`` in ``page`` as it is now (axe is injected once per document)."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(axe_source() + "\n;true")  # evaluated by the browser's debugger: no CSP, no CDN
+    # Experimental rules too: label-content-name-mismatch (visible text missing from the name a screen
+    # reader and voice control use) is one of them.
+    result = page.evaluate("""() => axe.run(document, {resultTypes: ['violations'], rules: Object.fromEntries(
+        axe.getRules(['experimental']).map((rule) => [rule.ruleId, {enabled: true}]))})""")
+    return [v for v in result["violations"] if v.get("impact") in impacts]
+
+
+def assert_no_serious_axe_violations(page: Any, where: str = "the page") -> None:
+    """Fail with every serious or critical axe-core violation in ``page``: rule, elements, what to fix."""
+    violations = axe_violations(page)
+    if violations:
+        lines = [f"{len(violations)} serious/critical axe-core {AXE_VERSION} violation(s) on {where}:"]
+        for v in violations:
+            lines.append(f"- {v['id']} ({v['impact']}): {v['help']} — {v['helpUrl']}")
+            for node in v["nodes"][:10]:
+                summary = " ".join(node.get("failureSummary", "").split())
+                lines.append(f"    {' '.join(node['target'])}: {node['html'][:160]}\n      {summary[:300]}")
+        raise AssertionError("\n".join(lines))
