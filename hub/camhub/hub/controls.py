@@ -99,3 +99,34 @@ def controls_of(announce: dict[str, Any] | None) -> Controls | None:
         return None
     raw = announce.get("controls")
     return FIRMWARE_DEFAULT if raw is None else parse_controls(raw)
+
+
+class ChangeRefused(ValueError):
+    """A settings change the hub will not forward: an HTTP ``status`` and a countable ``reason``."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def check_change(announce: dict[str, Any] | None, source: str, online: bool, body: object) -> dict[str, Any]:
+    """The ``set`` payload for a settings change asked for over HTTP, or ChangeRefused.
+
+    Only a node has settings (a plain MJPEG source has none); an offline node would never see the
+    message (``set`` is not retained); the values must be within what the node announced.
+    """
+    controls = controls_of(announce) if source == "mqtt" else None
+    if controls is None:
+        raise ChangeRefused(409, "no_node", "this camera is a plain MJPEG source: it has no settings to change")
+    if not online:
+        raise ChangeRefused(409, "node_offline", "the camera's node is offline: it cannot take a change now")
+    try:
+        return controls.check(body)
+    except ControlError as exc:
+        raise ChangeRefused(400, "bad_value", str(exc)) from None
+
+
+def current_settings(announce: dict[str, Any] | None) -> dict[str, Any]:
+    """What the node last announced for each setting."""
+    return {key: (announce or {}).get(key) for key in SETTABLE}

@@ -27,6 +27,7 @@ from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
 from camhub.hub.camera_options import CameraOptions
 from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
+from camhub.hub.controls import ChangeRefused, check_change, current_settings
 from camhub.hub.embedded_broker import EmbeddedBroker
 from camhub.hub.homeassistant import Discovery
 from camhub.hub.hostcheck import HostCheck
@@ -48,6 +49,7 @@ class Hub:
         self.stopping = asyncio.Event()
         self.rejections: Counter[str] = Counter()  # announces, by reason
         self.refusals: Counter[str] = Counter()  # viewers turned away, by limit
+        self.settings_refused: Counter[str] = Counter()  # settings changes not forwarded, by reason
         self.warnings = LogLimiter(log)  # every repeatable warning of the hub's goes through this
         self.allowed = AllowedSources.parse(config.allowed_sources)
         self.options = CameraOptions(config.state_dir / "camera-options.json",
@@ -142,6 +144,23 @@ class Hub:
         self._notify()
         return options
 
+    def change_settings(self, camera: Camera, body: Any) -> dict[str, Any]:
+        """Forward a settings change to the camera's node (its ``set`` topic); raises ChangeRefused.
+
+        The node applies it and re-announces; until then the answer's ``current`` is the old announce.
+        """
+        try:
+            change = check_change(camera.announce, camera.source, camera.available, body)
+            if not self.mqtt.connected:
+                raise ChangeRefused(503, "mqtt_down", "the hub's MQTT link is down: try again shortly")
+        except ChangeRefused as exc:
+            self.settings_refused[exc.reason] += 1
+            self.warnings.warning(f"settings:{exc.reason}", "settings change for %s refused: %s", camera.id, exc)
+            raise
+        self.mqtt.publish_set(camera.id, change)
+        log.info("settings change for %s sent to its node: %s", camera.id, change)
+        return {"id": camera.id, "requested": change, "current": current_settings(camera.announce)}
+
     def sorted_cameras(self) -> list[Camera]:
         return sorted(self.cameras.cameras.values(), key=lambda c: (c.name.lower(), c.id))
 
@@ -173,6 +192,7 @@ class Hub:
                                                {"malformed": http_log.malformed if http_log else 0}),
             "camhub_http_requests_refused": ("Requests refused before any handler", "reason",
                                              {"host": self.hosts.refused}),
+            "camhub_settings_refused": ("Camera settings changes refused", "reason", dict(self.settings_refused)),
         }
 
     def metrics(self) -> bytes:

@@ -17,12 +17,14 @@ import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub.hub.auth import NO_CREDENTIALS, THROTTLED, Auth
 from camhub.hub.camera_options import OptionError
+from camhub.hub.controls import ChangeRefused
 from camhub.resources import shipped
 from camhub_node import mjpeg
 
@@ -159,6 +161,7 @@ def build_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/cameras/{camera_id}/urls", api_urls)
     app.router.add_get("/api/events", api_events)
     app.router.add_post("/api/cameras/{camera_id}/options", api_options)
+    app.router.add_post("/api/cameras/{camera_id}/settings", api_settings)
     app.router.add_get("/api/cameras/{camera_id}/motion", api_motion)
     app.router.add_get("/cameras/{camera_id}/{media:stream}", stream)
     app.router.add_get("/cameras/{camera_id}/{media:snapshot\\.jpg}", snapshot)
@@ -246,6 +249,25 @@ async def api_options(request: web.Request) -> web.Response:
         return _json(hub.set_options(camera, await json_body(request)))
     except OptionError as exc:
         return _error(400, str(exc))
+
+
+async def api_settings(request: web.Request) -> web.Response:
+    """Change the node's fps / JPEG quality / frame size: 202, sent to the node, which re-announces."""
+    hub = _hub(request)
+    camera = _camera(request)
+    origin = request.headers.get("Origin")  # browsers send it on every POST; curl and HA's scripts do not
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        hub.settings_refused["cross_origin"] += 1
+        return _error(403, "cross-origin requests may not change camera settings")
+    try:
+        body = await json_body(request)
+    except web.HTTPException:
+        hub.settings_refused["not_json"] += 1
+        raise
+    try:
+        return _json(hub.change_settings(camera, body), status=202)
+    except ChangeRefused as exc:
+        return _error(exc.status, str(exc), reason=exc.reason)
 
 
 async def api_motion(request: web.Request) -> web.Response:
