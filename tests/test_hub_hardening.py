@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from camhub.hub.announce import HubAddresses
 from tests.support.browser import chromium, page, require_chromium
-from tests.support.procs import HubProcess, Mosquitto, free_port
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, serve_in_thread
 from tests.support.waiting import get_json, wait_until
 
@@ -110,3 +115,86 @@ def test_only_the_hubs_own_host_names_are_answered(tmp_path: Path) -> None:
     finally:
         hub.stop()
     assert hub.output().count("refused a request for Host") == 1  # rate-limited
+
+
+def test_hub_addresses_are_recognised_however_spelled() -> None:
+    on_loopback = HubAddresses("127.0.0.1", 8000)
+    for url in ("http://127.0.0.1:8000/cameras/x/stream", "http://localhost:8000/", "http://LOCALHOST.:8000/",
+                "http://[::1]:8000/", "http://[::ffff:127.0.0.1]:8000/", "http://127.9.9.9:8000/",
+                "http://0.0.0.0:8000/", "http://cam.localhost:8000/"):
+        assert on_loopback.url_is_self(url), url
+    for url in ("http://127.0.0.1:8001/", "http://127.0.0.1/", "http://10.0.0.7:8000/", "http://cam.lan:8000/"):
+        assert not on_loopback.url_is_self(url), url
+    assert HubAddresses("127.0.0.1", 80).url_is_self("http://localhost/stream")
+    everywhere = HubAddresses("0.0.0.0", 8000)  # bound to every local address
+    local = socket.gethostbyname(socket.gethostname())
+    assert everywhere.is_self(local, 8000) and everywhere.is_self("127.0.0.1", 8000)
+    assert not everywhere.is_self("192.0.2.77", 8000)  # TEST-NET: never this machine's
+    assert not HubAddresses("127.0.0.1", 8000).is_self("192.0.2.77", 8000)
+
+
+class Forwarder(threading.Thread):
+    """A TCP relay on a free port to ``target`` (a name or proxy in front of the hub, in effect)."""
+
+    def __init__(self, target: int) -> None:
+        super().__init__(daemon=True)
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_source_that_is_the_hub_itself_is_refused(mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
+    relay = Forwarder(hub.port)
+    try:
+        node = SimNode("real", mosquitto.port, fps=5, frame_size="QQVGA")
+        with running(node):
+            port = hub.port
+            spellings = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}",
+                         f"http://[::ffff:127.0.0.1]:{port}", f"http://127.0.0.2:{port}"]
+            for n, base in enumerate(spellings):
+                announce = {"id": f"loop{n}", "stream_url": f"{base}/cameras/real/stream", "fps": 5}
+                observer.publish(f"camhub/nodes/loop{n}/announce", json.dumps(announce), retain=True)
+            # through a relay the address is not the hub's: the hub knows its own User-Agent instead
+            observer.publish("camhub/nodes/relayed/announce", json.dumps(
+                {"id": "relayed", "stream_url": f"http://127.0.0.1:{relay.port}/cameras/real/stream"}), retain=True)
+            wait_until(lambda: get_json(hub.url + "/api/hub")["announces_rejected"] == len(spellings),
+                       what="every spelling of the hub's own address rejected")
+            relayed = wait_until(lambda: (c := get_json(hub.url + "/api/cameras/relayed"))["state"] == "offline"
+                                 and c, timeout=30, what="the relayed loop refused until offline")
+            assert relayed["last_error"] == "http_status: HTTP 508" and relayed["frames_in"] == 0
+            real = wait_until(lambda: (c := get_json(hub.url + "/api/cameras/real"))["state"] == "streaming" and c,
+                              what="the real camera streams")
+            assert real["upstream"]["max_fps"] == 15.0  # 3x its announced 5 fps
+            ids = {c["id"] for c in get_json(hub.url + "/api/cameras")}
+            assert ids == {"real", "relayed"}
+            metrics = _get(hub.url + "/metrics")[2].decode()
+            assert f'camhub_announces_rejected_total{{reason="self_source"}} {float(len(spellings))}' in metrics
+            assert 'camhub_viewers_refused_total{reason="self_loop"}' in metrics
+    finally:
+        relay.close()
+        hub.stop()
+    log = hub.output()
+    assert log.count("rejected: self_source") == 1 and log.count("refused a stream request from this hub") == 1

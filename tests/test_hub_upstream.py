@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from camhub.hub.announce import HubAddresses
 from camhub.hub.upstream import Upstream
 from tests.support.procs import Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, QuirkyCamera
@@ -283,3 +285,14 @@ async def test_frames_beyond_the_ingest_cap_are_dropped_and_counted(
         assert passed <= 20 * elapsed + 20 + 1  # the cap plus at most one second's burst
         assert upstream.frames_over_rate > passed and upstream.errors["over_rate"] == upstream.frames_over_rate
         assert camera.frames_sent > 3 * passed
+
+
+async def test_a_name_resolving_to_the_hub_itself_is_never_contacted(
+        sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+    async with QuirkyCamera(Quirks()) as camera:  # stands in for the hub, on the hub's port
+        hub = HubAddresses("0.0.0.0", camera.port)
+        upstream = make_upstream(f"http://{socket.gethostname()}:{camera.port}/stream", allowed="any", hub=hub)
+        await until(lambda: upstream.errors["self_source"] >= 2, "the hub's own address refused at connect time")
+        assert camera.connections == 0 and not sink.frames
+        other = make_upstream(camera.url, hub=HubAddresses("0.0.0.0", free_port()))  # another port: fine
+        await until(lambda: other.state == "streaming", "a camera on another port of this machine streams")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -119,6 +120,57 @@ class Announce:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class HubAddresses:
+    """Whether a source is the hub itself: its HTTP port on an address it listens on.
+
+    Loopback addresses (however spelled: ``localhost``, ``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``)
+    always count; a hub bound to ``0.0.0.0`` or ``::`` listens on every address of this machine,
+    which is checked by trying to bind a socket to it (only local addresses can be bound).
+    """
+
+    def __init__(self, listen_host: str, port: int) -> None:
+        self.port = port
+        self._listen = listen_host
+        self._wildcard = listen_host in ("", "0.0.0.0", "::")
+        self._local: dict[IPAddress, bool] = {}
+
+    def is_self(self, address: str | IPAddress, port: int) -> bool:
+        if port != self.port:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0]) if isinstance(address, str) else address
+        except ValueError:
+            name = str(address).lower().rstrip(".")
+            return name == "localhost" or name.endswith(".localhost") or name == self._listen
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback or ip.is_unspecified or str(ip) == self._listen:
+            return True
+        return self._wildcard and self._is_local(ip)
+
+    def url_is_self(self, url: str) -> bool:
+        """For a URL that passed ``check_url``; host names other than loopback ones are checked
+        when they are resolved (the upstream's resolver)."""
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        return self.is_self(parts.hostname or "", port)
+
+    def _is_local(self, ip: IPAddress) -> bool:
+        known = self._local.get(ip)
+        if known is None:
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    probe.bind((str(ip), 0))
+                known = True
+            except OSError:
+                known = False
+            if len(self._local) > 1024:  # bounded: announces are untrusted
+                self._local.clear()
+            self._local[ip] = known
+        return known
 
 
 def is_valid_id(value: object) -> bool:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from camhub.hub.announce import HubAddresses
 from camhub.hub.broker import Broker, Feed
 from camhub.hub.config import HubConfig
 from camhub.hub.upstream import Upstream
@@ -103,10 +104,13 @@ class Camera:
 class Cameras:
     """The registry: starts, restarts and stops each camera's single upstream pull."""
 
-    def __init__(self, config: HubConfig, broker: Broker, on_change: Callable[[Camera], None]) -> None:
+    def __init__(self, config: HubConfig, broker: Broker, on_change: Callable[[Camera], None], *,
+                 hub_addresses: HubAddresses | None = None, user_agent: str | None = None) -> None:
         self.config = config
         self.broker = broker
         self._on_change = on_change
+        self._hub_addresses = hub_addresses  # upstreams never pull the hub itself
+        self._user_agent = user_agent
         self.cameras: dict[str, Camera] = {}
         self._store = config.state_dir / "cameras.json"
 
@@ -242,6 +246,8 @@ class Cameras:
             stall_s=self.config.stall_s,
             allowed=self.config.allowed_sources,
             max_fps=self._ingest_cap(camera),
+            hub=self._hub_addresses,
+            user_agent=self._user_agent,
         )
         self._set_state(camera, CONNECTING)
         camera.upstream.start()

@@ -13,6 +13,7 @@ import logging
 import resource
 import signal
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from camhub import __version__
 from camhub.hub import webapp
-from camhub.hub.announce import AllowedSources, AnnounceRejected, parse_announce, parse_static_sources
+from camhub.hub.announce import AllowedSources, AnnounceRejected, HubAddresses, parse_announce, parse_static_sources
 from camhub.hub.auth import Auth, load_key
 from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
 from camhub.hub.camera_options import CameraOptions
@@ -63,7 +64,13 @@ class Hub:
         self.broker = Broker(FanoutSettings(write_timeout_s=config.write_timeout_s,
                                             keepalive_s=config.keepalive_s), on_viewer=self._viewer_event,
                              on_feed=self._feed_created)
-        self.cameras = Cameras(config, self.broker, on_change=self._camera_changed)
+        # The hub never pulls itself: not its own addresses, nor a stream that carries its own
+        # instance in the User-Agent (a loop through a proxy or a name); see is_own_request().
+        self.addresses = HubAddresses(config.host, config.port)
+        self.instance = uuid.uuid4().hex[:12]
+        self.user_agent = f"camhub-hub/{__version__} (+{self.instance})"
+        self.cameras = Cameras(config, self.broker, on_change=self._camera_changed,
+                               hub_addresses=self.addresses, user_agent=self.user_agent)
         self.hosts = HostCheck(config.host, config.allowed_hosts)
         self.auth = Auth(config.auth_required, config.user, config.password, load_key(config.state_dir))
         self.embedded: EmbeddedBroker | None = None
@@ -90,6 +97,8 @@ class Hub:
         config = self.config
         self.cameras.load()
         for camera_id, url in parse_static_sources(config.sources, self.allowed).items():
+            if self.addresses.url_is_self(url):
+                raise SettingsError(f"CAMHUB_SOURCES: {camera_id}: points at this hub itself")
             self.cameras.add_static(camera_id, url)
         if config.embedded_broker:
             self.embedded = EmbeddedBroker(config.mqtt_listen or config.host, config.mqtt_port)
@@ -198,6 +207,10 @@ class Hub:
     def metrics(self) -> bytes:
         return render(self._collector)
 
+    def is_own_request(self, user_agent: str) -> bool:
+        """A request made by this very hub's upstream (it pulled itself through some name): refuse."""
+        return f"(+{self.instance})" in user_agent
+
     def viewer_refusal(self, camera: Camera) -> str | None:
         if self.broker.viewer_count >= self.config.max_viewers:
             return "hub_limit"
@@ -230,6 +243,9 @@ class Hub:
                 announce = parse_announce(node_id, payload, self.allowed)
             except AnnounceRejected as exc:
                 self._reject(node_id, exc.reason)
+                return
+            if self.addresses.url_is_self(announce.stream_url):
+                self._reject(node_id, "self_source")
                 return
             self.cameras.announced(announce.to_dict())
         elif kind == "availability":

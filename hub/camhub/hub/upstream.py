@@ -36,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from camhub import __version__
-from camhub.hub.announce import AllowedSources, AnnounceRejected, check_url
+from camhub.hub.announce import AllowedSources, AnnounceRejected, HubAddresses, check_url
 from camhub.hub.mjpeg_parser import MjpegParser, boundary_from_content_type
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class SourceNotAllowed(OSError):
     """A host name resolved only to addresses outside CAMHUB_ALLOWED_SOURCES."""
 
 
+class SourceIsHub(SourceNotAllowed):
+    """A host name resolved to the hub's own address and port: pulling it would be a loop."""
+
+
 class _AllowedResolver(AbstractResolver):
     """aiohttp's resolver, keeping only allowed addresses, so a name cannot point the hub elsewhere.
 
@@ -61,14 +65,18 @@ class _AllowedResolver(AbstractResolver):
     checked before the request instead), so a rebinding DNS answer is caught at connect time.
     """
 
-    def __init__(self, allowed: AllowedSources) -> None:
+    def __init__(self, allowed: AllowedSources, hub: HubAddresses | None = None) -> None:
         self._allowed = allowed
+        self._hub = hub
         self._inner = DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         kept = [r for r in results if self._allowed.allows(r["host"])]
+        hub = self._hub
+        if hub is not None and kept and all(hub.is_self(r["host"], r["port"]) for r in kept):
+            raise SourceIsHub(f"{host}:{port} is this hub itself")
         if not kept:
             seen = ", ".join(sorted({r["host"] for r in results}))
             raise SourceNotAllowed(f"{host} resolves to {seen}, outside CAMHUB_ALLOWED_SOURCES")
@@ -184,7 +192,8 @@ class Upstream:
                  stall_s: float = 5.0, allowed: AllowedSources | str | None = None,
                  connect_timeout_s: float = 5.0, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0,
                  max_bytes_without_frame: int | None = None, offline_after: int = 3,
-                 max_fps: float | None = None) -> None:
+                 max_fps: float | None = None, hub: HubAddresses | None = None,
+                 user_agent: str | None = None) -> None:
         self.camera_id = camera_id
         self.url = stream_url
         self.max_frame_bytes = max_frame_bytes
@@ -196,6 +205,8 @@ class Upstream:
         self.max_bytes_without_frame = max_bytes_without_frame or 4 * max_frame_bytes + 65536
         self.allowed = allowed if isinstance(allowed, AllowedSources) else AllowedSources.parse(allowed)
         self.offline_after = offline_after
+        self.hub = hub  # the hub's own addresses: never pulled (a loop)
+        self.user_agent = user_agent or f"camhub-hub/{__version__}"
         self.max_fps = max_fps  # None: no cap; may be changed while pulling (a new announce)
         self._tokens = 0.0  # the rate cap's bucket: frames that may still pass now
         self._bucket_at: float | None = None
@@ -272,10 +283,10 @@ class Upstream:
     # ---- the pull --------------------------------------------------------------------------
     async def _run(self) -> None:
         backoff = self.backoff_min_s
-        connector = aiohttp.TCPConnector(limit=1, force_close=True, resolver=_AllowedResolver(self.allowed))
+        connector = aiohttp.TCPConnector(limit=1, force_close=True, resolver=_AllowedResolver(self.allowed, self.hub))
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s,
                                         sock_connect=self.connect_timeout_s)
-        headers = {"User-Agent": f"camhub-hub/{__version__}", "Accept": "multipart/x-mixed-replace, */*"}
+        headers = {"User-Agent": self.user_agent, "Accept": "multipart/x-mixed-replace, */*"}
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                          auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
                                          read_bufsize=256 * 1024) as session:
@@ -304,6 +315,9 @@ class Upstream:
         except AnnounceRejected as exc:
             self._error("not_allowed" if exc.reason == "url_not_allowed" else "bad_url", exc.detail)
             return False
+        if self.hub is not None and self.hub.url_is_self(url):
+            self._error("self_source", "the URL is this hub itself")
+            return False
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 response = await session.get(url, allow_redirects=False)
@@ -311,7 +325,9 @@ class Upstream:
             self._error("timeout", f"no response within {self.connect_timeout_s:g} s")
             return False
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, SourceNotAllowed):
+            if isinstance(exc.os_error, SourceIsHub):
+                self._error("self_source", str(exc.os_error))
+            elif isinstance(exc.os_error, SourceNotAllowed):
                 self._error("not_allowed", str(exc.os_error))
             else:
                 self._error("connect", str(exc.os_error) or type(exc.os_error).__name__)

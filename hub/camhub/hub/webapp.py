@@ -299,6 +299,8 @@ async def api_events(request: web.Request) -> web.StreamResponse:
 
 async def snapshot(request: web.Request) -> web.Response:
     hub = _hub(request)
+    if (loop := _refuse_own_request(hub, request)) is not None:
+        return loop
     camera = _camera(request)
     hub.cameras.warm(camera)  # on-demand pulls: a snapshot keeps the camera warm for a while
     if camera.feed.latest is None and camera.pulling:
@@ -330,8 +332,20 @@ def _max_fps(request: web.Request) -> float:
     return value
 
 
+def _refuse_own_request(hub: Hub, request: web.Request) -> web.Response | None:
+    """508 for this hub's own upstream: a camera whose source leads back here would be a loop."""
+    if not hub.is_own_request(request.headers.get("User-Agent", "")):
+        return None
+    hub.refusals["self_loop"] += 1
+    hub.warnings.warning("self-loop", "refused a stream request from this hub itself (%s): a camera's source "
+                         "leads back to the hub", request.path[:80])
+    return _error(508, "this is the hub's own stream: a camera's source leads back to the hub")
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     hub = _hub(request)
+    if (loop := _refuse_own_request(hub, request)) is not None:
+        return loop
     camera = _camera(request)
     max_fps = _max_fps(request)
     refusal = hub.viewer_refusal(camera)
