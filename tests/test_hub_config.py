@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 
-from camhub.hub.auth import Auth, load_key
+from camhub.hub.auth import FAILURE_LIMIT, Auth, load_key
 from camhub.hub.config import config_from
 from camhub.settings import SettingsError, load_settings
 
@@ -72,3 +73,24 @@ def test_every_address_beyond_loopback_demands_a_password(host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_runs_open_by_default(host: str) -> None:
     assert not config_from({"CAMHUB_HUB_HOST": host}).auth_required
+
+
+def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tmp_path: Path) -> None:
+    key = load_key(tmp_path / "state" / "camhub")  # a fresh machine: the parents do not exist yet
+    auth = Auth(True, "admin", "pa:ss", key)
+    good = "Basic " + base64.b64encode(b"admin:pa:ss").decode()  # the password itself holds a colon
+    assert auth.check(good, client="10.0.0.1") is None
+    assert auth.allows("basic  " + good[6:], client="10.0.0.1")  # any-case scheme, any spaces (RFC 7235)
+    assert auth.check(None, client="10.0.0.1") == "no_credentials"  # a browser's first request
+    assert auth.check(None, "door", "\udcff", client="10.0.0.1") == "bad_token"  # undecodable: a 401, no crash
+    assert auth.check("Basic " + base64.b64encode(b"admin:pa").decode(), client="10.0.0.1") == "bad_credentials"
+    assert auth.failures == {"no_credentials": 1, "bad_token": 1, "bad_credentials": 1}
+    for _ in range(FAILURE_LIMIT - 2):  # two failures so far from this address
+        assert auth.check("Basic " + base64.b64encode(b"admin:guess").decode(), client="10.0.0.1")
+    assert auth.check(good, client="10.0.0.1") == "throttled"  # even the right password, for a while
+    assert auth.check(None, client="10.0.0.1") == "throttled"
+    assert auth.check(good, client="10.0.0.2") is None  # other addresses are not held up
+    for _ in range(FAILURE_LIMIT + 5):  # asking without credentials is no guess: never throttled
+        assert auth.check(None, client="10.0.0.3") == "no_credentials"
+    assert auth.check(good, client="10.0.0.3") is None
+    assert auth.failures["bad_credentials"] == FAILURE_LIMIT - 1 and auth.failures["throttled"] == 2

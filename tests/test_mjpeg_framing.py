@@ -93,3 +93,48 @@ def test_connected_time_is_exact_over_weeks_of_wrapping_ticks() -> None:
     for hour in range(1, 21 * 24 + 1):  # three weeks, looked at hourly: the ticks wrap three times
         now = (now + 3600 * 1000) % 2**29
         assert sub.as_dict(now)["connected_for_s"] == hour * 3600
+
+
+@TICK_BASES
+def test_a_viewer_that_waited_for_buffer_space_gets_the_newest_frame(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 0))
+    assert not sub.swap_unsent("f0", 0, 10, at(base, 0))  # nothing in flight: nothing to swap
+    assert sub.publish(1, at(base, 0))
+    sub.begin("f1", 1, 100, at(base, 0))
+    assert not sub.publish(2, at(base, 10))  # busy: 2 waits
+    assert not sub.publish(3, at(base, 15))  # 2 superseded while busy: dropped
+    assert sub.swap_unsent("f3", 3, 50, at(base, 20))  # no byte of 1 went out: 3 replaces it
+    assert (sub.frame, sub.length, sub.offset) == ("f3", 50, 0)
+    assert sub.advance(50, at(base, 30)) and not sub.ready(at(base, 30))  # 3 is not sent twice
+    assert (sub.frames_sent, sub.frames_dropped) == (1, 2)  # three published: one sent, two dropped
+    assert sub.publish(4, at(base, 40))
+    sub.begin("f4", 4, 100, at(base, 40))
+    assert sub.advance(1, at(base, 50)) is False
+    assert not sub.swap_unsent("f5", 5, 10, at(base, 60))  # part of 4 is out: it must finish
+    assert (sub.frame, sub.frames_dropped) == ("f4", 2)
+
+
+@TICK_BASES
+def test_the_fps_limit_holds_a_waiting_frame_back_exactly_its_interval(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 0), max_fps=2)  # one frame per 500 ms
+    assert sub.ready(at(base, 0)) is False  # nothing published yet
+    assert sub.publish(1, at(base, 0))  # the very first frame is never held back
+    sub.begin("f1", 1, 10, at(base, 0))
+    assert sub.advance(10, at(base, 5))
+    assert not sub.publish(2, at(base, 100))
+    assert not sub.ready(at(base, 499))
+    assert sub.ready(at(base, 500))
+    assert sub.as_dict(at(base, 500))["max_fps"] == 2
+
+
+@TICK_BASES
+def test_keepalive_only_when_idle_with_nothing_new(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 0))
+    assert not sub.keepalive_due(at(base, 5000), 1000)  # never sent anything: nothing to repeat
+    sub.publish(1, at(base, 0))
+    sub.begin("f1", 1, 10, at(base, 0))
+    assert not sub.keepalive_due(at(base, 5000), 1000)  # a frame in flight
+    sub.advance(10, at(base, 0))
+    assert sub.keepalive_due(at(base, 1000), 1000)
+    assert not sub.publish(2, at(base, 1000), busy=True)  # a new frame waits: send that, not a repeat
+    assert not sub.keepalive_due(at(base, 5000), 1000)
