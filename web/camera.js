@@ -2,6 +2,7 @@
 // right now and who stopped watching (and why), and the URLs to paste into a player.
 
 import { getJSON } from './connection.js';
+import { NodeControls } from './controls.js';
 import * as fmt from './format.js';
 import { icon } from './icons.js';
 
@@ -76,6 +77,7 @@ export class CameraView {
     this.discEmpty = $(root, '#disconnects-empty');
     this.details = $(root, '#camera-details');
     this.spark = $(root, '#fps-spark');
+    this.controls = new NodeControls(root);
 
     $(root, '#btn-fullscreen').addEventListener('click', () => this.#fullscreen());
     $(root, '#btn-prev').addEventListener('click', () => this.step(-1));
@@ -112,6 +114,8 @@ export class CameraView {
       this.#startStream(0);
       this.#loadUrls();
     }
+    this.controls.show(id);
+    this.controls.update(this.summary);
     this.#poll();
   }
 
@@ -121,6 +125,7 @@ export class CameraView {
     clearTimeout(this.pollTimer);
     clearInterval(this.captureTimer);
     this.#stopStream();
+    this.controls.hide();
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
   }
 
@@ -145,6 +150,7 @@ export class CameraView {
     this.#renderHeader();
     this.#renderDetails();
     this.#renderSpark();
+    this.controls.update(summary);
     // The camera came back: if our stream had given up, start it again right away.
     if (summary && before && before !== summary.state && summary.state === 'streaming' && this.streamFailed) {
       this.#startStream(0);

@@ -93,9 +93,10 @@ def parse_controls(value: object) -> Controls:
 FIRMWARE_DEFAULT = parse_controls(node_config.CONTROLS)
 
 
-def controls_of(announce: dict[str, Any] | None) -> Controls | None:
-    """What a camera's node accepts; None for a camera without a node (a plain MJPEG source)."""
-    if announce is None:
+def controls_of(announce: dict[str, Any] | None, source: str = "mqtt") -> Controls | None:
+    """What a camera's node accepts; None for a camera without a node (a plain MJPEG source, or a
+    camera known from an earlier run that has not announced yet)."""
+    if announce is None or source != "mqtt":
         return None
     raw = announce.get("controls")
     return FIRMWARE_DEFAULT if raw is None else parse_controls(raw)
@@ -116,7 +117,7 @@ def check_change(announce: dict[str, Any] | None, source: str, online: bool, bod
     Only a node has settings (a plain MJPEG source has none); an offline node would never see the
     message (``set`` is not retained); the values must be within what the node announced.
     """
-    controls = controls_of(announce) if source == "mqtt" else None
+    controls = controls_of(announce, source)
     if controls is None:
         raise ChangeRefused(409, "no_node", "this camera is a plain MJPEG source: it has no settings to change")
     if not online:

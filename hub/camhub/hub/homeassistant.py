@@ -153,7 +153,7 @@ class Discovery:
                                            "unit_of_measurement": "ms", "state_class": "measurement",
                                            "entity_category": "diagnostic", **both},
         }
-        controls = controls_of(camera.announce) if camera.source == "mqtt" else None
+        controls = controls_of(camera.announce, camera.source)
         node = f"{self.prefix}/nodes/{cid}"
         control_entities: dict[tuple[str, str], dict[str, Any] | None] = {
             ("number", "fps"): None, ("number", "jpeg_quality"): None, ("select", "frame_size"): None}

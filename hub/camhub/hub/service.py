@@ -28,7 +28,7 @@ from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
 from camhub.hub.camera_options import CameraOptions
 from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
-from camhub.hub.controls import ChangeRefused, check_change, current_settings
+from camhub.hub.controls import ChangeRefused, check_change, controls_of, current_settings
 from camhub.hub.embedded_broker import EmbeddedBroker
 from camhub.hub.homeassistant import Discovery
 from camhub.hub.hostcheck import HostCheck
@@ -144,7 +144,9 @@ class Hub:
                 "motion_events": self.motion.events(camera.id)[:50]}
 
     def _extras(self, camera: Camera) -> dict[str, Any]:
-        return {"motion": self.motion.camera(camera.id).status()}
+        controls = controls_of(camera.announce, camera.source)
+        return {"motion": self.motion.camera(camera.id).status(),
+                "controls": None if controls is None else controls.to_dict()}
 
     def set_options(self, camera: Camera, changes: Any) -> dict[str, str]:
         """Change a camera's hub options (raises OptionError); applied at once."""

@@ -1,0 +1,163 @@
+// The camera's node settings on the camera view: frame size, JPEG quality and fps, sent through
+// POST /api/cameras/<id>/settings. A change is "pending" until the node re-announces it (the announce
+// arrives with every summary over the event stream); if it has not after CONFIRM_MS, the page says so.
+
+const CONFIRM_MS = 10000;
+const FIELDS = ['frame_size', 'jpeg_quality', 'fps'];
+const LABELS = { frame_size: 'frame size', jpeg_quality: 'JPEG quality', fps: 'fps' };
+
+function describe(change) {
+  return FIELDS.filter((k) => k in change).map((k) => `${LABELS[k]} ${change[k]}`).join(', ');
+}
+
+export class NodeControls {
+  constructor(root) {
+    this.card = root.querySelector('#controls-card');
+    this.form = root.querySelector('#controls-form');
+    this.inputs = {
+      frame_size: root.querySelector('#ctl-frame-size'),
+      jpeg_quality: root.querySelector('#ctl-quality'),
+      fps: root.querySelector('#ctl-fps'),
+    };
+    this.apply = root.querySelector('#ctl-apply');
+    this.status = root.querySelector('#ctl-status');
+    this.id = null;
+    this.pending = null; // {requested, timer}
+    this.dirty = new Set(); // fields the user edited and has not applied yet
+    this.sizesSig = '';
+    for (const [key, input] of Object.entries(this.inputs)) {
+      input.addEventListener('input', () => this.dirty.add(key));
+    }
+    this.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.#send();
+    });
+  }
+
+  show(id) {
+    if (id === this.id) return;
+    this.id = id;
+    this.#clearPending();
+    this.dirty.clear();
+    this.sizesSig = '';
+    this.#say('', 'idle');
+  }
+
+  hide() {
+    this.id = null;
+    this.#clearPending();
+  }
+
+  /** A fresh camera summary: its node's controls and what it last announced. */
+  update(summary) {
+    const controls = summary?.controls;
+    const announce = summary?.announce;
+    this.card.hidden = !controls || !announce;
+    if (this.card.hidden) return;
+    this.announce = announce;
+    const sizes = controls.frame_size ?? [];
+    const sig = sizes.join(',');
+    if (sig !== this.sizesSig) {
+      this.sizesSig = sig;
+      this.inputs.frame_size.replaceChildren(...sizes.map((name) => new Option(name, name)));
+    }
+    for (const [key, input] of [['fps', this.inputs.fps], ['jpeg_quality', this.inputs.jpeg_quality]]) {
+      const [low, high] = controls[key] ?? [];
+      input.min = String(low ?? '');
+      input.max = String(high ?? '');
+    }
+    for (const key of FIELDS) {
+      const input = this.inputs[key];
+      if (!this.dirty.has(key) && document.activeElement !== input && announce[key] != null) {
+        input.value = String(announce[key]);
+      }
+    }
+    const offline = summary.state === 'offline';
+    this.apply.disabled = offline || this.sending === true;
+    const said = this.status.dataset.state;
+    if (offline && !this.pending && (said === 'idle' || said === undefined)) {
+      this.#say('The camera is offline: its settings can be changed when it is back.', 'offline');
+    } else if (!offline && said === 'offline') {
+      this.#say('', 'idle');
+    }
+    if (this.pending && FIELDS.every((k) => !(k in this.pending.requested) || announce[k] === this.pending.requested[k])) {
+      const done = this.pending.requested;
+      this.#clearPending();
+      for (const key of Object.keys(done)) this.dirty.delete(key);
+      this.#say(`Applied: the camera now runs at ${describe(done)}.`, 'applied');
+    }
+  }
+
+  #changes() {
+    const change = {};
+    const size = this.inputs.frame_size.value;
+    if (size && size !== this.announce?.frame_size) change.frame_size = size;
+    for (const key of ['jpeg_quality', 'fps']) {
+      const raw = this.inputs[key].value.trim();
+      if (raw === '') continue;
+      const value = Number(raw);
+      if (value !== this.announce?.[key]) change[key] = value;
+    }
+    return change;
+  }
+
+  async #send() {
+    const id = this.id;
+    const change = this.#changes();
+    if (!Object.keys(change).length) {
+      this.#say('Nothing to change: these are the camera’s current settings.', 'idle');
+      return;
+    }
+    this.sending = true;
+    this.apply.disabled = true;
+    let resp;
+    let body = null;
+    try {
+      resp = await fetch(`/api/cameras/${encodeURIComponent(id)}/settings`, {
+        method: 'POST',
+        cache: 'no-store',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify(change),
+      });
+      body = await resp.json().catch(() => null);
+    } catch {
+      resp = null;
+    } finally {
+      this.sending = false;
+      this.apply.disabled = false;
+    }
+    if (id !== this.id) return;
+    if (!resp) {
+      this.#say('The hub could not be reached: nothing was changed.', 'error');
+    } else if (resp.status === 202) {
+      this.#clearPending();
+      const requested = body?.requested ?? change;
+      this.pending = { requested, timer: setTimeout(() => this.#unconfirmed(), CONFIRM_MS) };
+      this.#say(`Pending: waiting for the camera to confirm ${describe(requested)}…`, 'pending');
+    } else if (resp.status === 401) {
+      this.#say('Sign in to change camera settings (reload the page to be asked for the password).', 'error');
+    } else {
+      this.#say(`Not changed: ${body?.error ?? `the hub answered ${resp.status}`}.`, 'error');
+    }
+  }
+
+  #unconfirmed() {
+    if (!this.pending) return;
+    const requested = this.pending.requested;
+    this.pending = null;
+    this.#say(`The camera did not confirm ${describe(requested)} within ${CONFIRM_MS / 1000} s: it may be`
+      + ' offline, or it refused the value. Its current settings are shown.', 'timeout');
+    this.dirty.clear();
+  }
+
+  #clearPending() {
+    if (this.pending) clearTimeout(this.pending.timer);
+    this.pending = null;
+  }
+
+  #say(text, state) {
+    this.status.textContent = text;
+    this.status.dataset.state = state;
+    this.form.dataset.state = state;
+  }
+}
