@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,11 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) 
     ({"CAMHUB_PULL": "sometimes"}, "pull must be one of"),
     ({"CAMHUB_HUB_HOST": "0.0.0.0"}, "CAMHUB_HUB_PASSWORD"),
     ({"CAMHUB_HUB_BROKER": "external"}, "CAMHUB_MQTT_HOST"),
+    ({"CAMHUB_HA_DISCOVERY": "maybe"}, "ha_discovery must be one of"),
+    ({"CAMHUB_HA_SNAPSHOT_S": "-1"}, "CAMHUB_HA_SNAPSHOT_S"),
+    ({"CAMHUB_HA_DISCOVERY_PREFIX": "home/#"}, "CAMHUB_HA_DISCOVERY_PREFIX"),
+    ({"CAMHUB_HA_DISCOVERY_PREFIX": "/ha"}, "CAMHUB_HA_DISCOVERY_PREFIX"),
+    ({"CAMHUB_HUB_URL": "javascript:alert(1)"}, "CAMHUB_HUB_URL"),
 ])
 def test_bad_settings_say_what_is_wrong(values: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -94,3 +100,11 @@ def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tm
         assert auth.check(None, client="10.0.0.3") == "no_credentials"
     assert auth.check(good, client="10.0.0.3") is None
     assert auth.failures["bad_credentials"] == FAILURE_LIMIT - 1 and auth.failures["throttled"] == 2
+
+
+def test_the_hub_url_handed_to_home_assistant() -> None:
+    assert config_from({}).hub_url == "http://127.0.0.1:8000"
+    assert config_from({"CAMHUB_HUB_URL": "https://cams.example.org/"}).hub_url == "https://cams.example.org"
+    wildcard = config_from({"CAMHUB_HUB_HOST": "0.0.0.0", "CAMHUB_AUTH": "off", "CAMHUB_HUB_PORT": "8100"})
+    assert wildcard.hub_url == f"http://{socket.gethostname()}:8100"  # never 0.0.0.0, which reaches nothing
+    assert config_from({"CAMHUB_HUB_HOST": "::1"}).hub_url == "http://[::1]:8000"
