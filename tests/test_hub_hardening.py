@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -198,3 +199,82 @@ def test_a_source_that_is_the_hub_itself_is_refused(mosquitto: Mosquitto, observ
         hub.stop()
     log = hub.output()
     assert log.count("rejected: self_source") == 1 and log.count("refused a stream request from this hub") == 1
+
+
+def _camera_ids(hub: HubProcess) -> set[str]:
+    return {c["id"] for c in get_json(hub.url + "/api/cameras")}
+
+
+def test_an_announce_flood_is_capped_saved_in_one_go_and_forgotten_once_cleared(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    env = {"CAMHUB_MAX_CAMERAS": "20"}
+    hub = HubProcess(mosquitto.port, tmp_path, env=env).wait_ready()
+    node = SimNode("real", mosquitto.port, fps=5, frame_size="QQVGA")
+    try:
+        wait_until(lambda: get_json(hub.url + "/api/cameras/real")["state"] == "streaming", what="the real camera")
+        bogus = [f"bogus{i}" for i in range(300)]
+        for camera_id in bogus:  # never answer: port 9 (discard) is closed here
+            observer.publish(f"camhub/nodes/{camera_id}/announce", json.dumps(
+                {"id": camera_id, "stream_url": "http://127.0.0.1:9/stream"}), retain=True)
+        wait_until(lambda: get_json(hub.url + "/api/hub")["announces_rejected"] == 300 - 19,
+                   what="announces over CAMHUB_MAX_CAMERAS rejected")
+        assert len(_camera_ids(hub)) == 20
+        metrics = _get(hub.url + "/metrics")[2].decode()
+        assert 'camhub_announces_rejected_total{reason="camera_limit"} 281.0' in metrics
+        saves = wait_until(lambda: [float(line.rsplit(" ", 1)[1]) for line in _get(hub.url + "/metrics")[2].decode()
+                                    .splitlines() if line.startswith("camhub_state_saves_total")], what="saves")
+        assert saves[0] <= 4  # debounced: not one write per announce
+        for camera_id in bogus:  # the announces are cleared: cameras that never streamed are forgotten
+            observer.publish(f"camhub/nodes/{camera_id}/announce", b"", retain=True)
+        wait_until(lambda: _camera_ids(hub) == {"real"}, what="the never-streamed cameras forgotten")
+        hub.stop()
+        assert hub.output().count("rejected: camera_limit") == 1  # logged once per interval
+        hub = HubProcess(mosquitto.port, tmp_path, env=env).wait_ready()
+        wait_until(lambda: get_json(hub.url + "/api/cameras/real")["state"] == "streaming", what="real again")
+        assert _camera_ids(hub) == {"real"}  # and they stay forgotten after a restart
+    finally:
+        hub.stop()
+        node.stop()
+
+
+class StandInNode(threading.Thread):
+    """A node as the hub sees it over MQTT (announce, availability, stats every second), streaming
+    from a quirky camera; unlike the firmware it never re-asserts its topics, so only the hub's own
+    handling is under test."""
+
+    def __init__(self, observer: Observer, node_id: str, stream_url: str) -> None:
+        super().__init__(daemon=True)
+        self.observer, self.node_id = observer, node_id
+        self.stopped = threading.Event()
+        announce = {"id": node_id, "stream_url": stream_url, "fps": 25}
+        observer.publish(f"camhub/nodes/{node_id}/announce", json.dumps(announce), retain=True)
+        observer.publish(f"camhub/nodes/{node_id}/availability", "online", retain=True)
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.observer.publish(f"camhub/nodes/{self.node_id}/stats", json.dumps({"id": self.node_id}))
+
+
+def test_a_spoofed_offline_or_cleared_announce_does_not_take_a_live_camera_away(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        node = StandInNode(observer, "yard", camera.url)
+        try:
+            def state() -> str:
+                return get_json(hub.url + "/api/cameras/yard")["state"]
+
+            wait_until(lambda: state() == "streaming", what="streaming")
+            observer.publish("camhub/nodes/yard/availability", "offline", retain=True)  # spoofed
+            wait_until(lambda: state() == "offline", what="the spoofed offline taken at first")
+            wait_until(lambda: state() == "streaming", timeout=10, what="back with the node's next stats")
+            observer.publish("camhub/nodes/yard/announce", b"", retain=True)  # spoofed clear
+            for _ in range(20):
+                assert state() == "streaming"  # kept: its node is alive
+                time.sleep(0.1)
+            assert get_json(hub.url + "/api/hub")["announces_rejected"] == 1  # counted as cleared_while_alive
+            node.stopped.set()
+        finally:
+            node.stopped.set()
+            hub.stop()

@@ -1,7 +1,12 @@
 """The cameras the hub knows: what each announced, its upstream pull, its feed, and its state.
 
 Cameras come from MQTT announces, from ``CAMHUB_SOURCES`` and from the state directory (known
-cameras are listed after a restart, offline until they announce again).
+cameras are listed after a restart, offline until they announce again). At most
+``CAMHUB_MAX_CAMERAS`` are kept; the state file is written at most every ``SAVE_DELAY_S``, on a
+worker thread, and at shutdown. A node's ``stats`` prove it alive: a camera said ``offline`` (maybe
+by a spoofed message) comes back with its next stats, and a cleared announce does not take away
+a camera whose node is alive (the node re-asserts its announce). A cleared announce forgets a
+camera that never streamed, and removes one whose node is gone.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 CONNECTING, STREAMING, STALLED, OFFLINE = "connecting", "streaming", "stalled", "offline"
 INGEST_FPS_FACTOR = 3.0  # frames beyond 3x the announced rate are dropped (a loop, a runaway camera)
 MIN_INGEST_FPS = 5.0
+SAVE_DELAY_S = 2.0  # announces in a burst cost one write of the state file, not one each
+ALIVE_S = 30.0  # stats this recent prove the node alive
 
 
 class Camera:
@@ -44,6 +51,12 @@ class Camera:
         self.last_seen = last_seen  # Unix time of the last frame
         self.frame_arrived = asyncio.Event()
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.stats_at: float | None = None  # time.monotonic() of the node's latest stats message
+
+    def alive(self, now: float) -> bool:
+        """The node shows signs of life: its stats are recent, or frames are flowing."""
+        recent_stats = self.stats_at is not None and now - self.stats_at < ALIVE_S
+        return recent_stats or self.state == STREAMING
 
     @property
     def pulling(self) -> bool:
@@ -113,6 +126,9 @@ class Cameras:
         self._user_agent = user_agent
         self.cameras: dict[str, Camera] = {}
         self._store = config.state_dir / "cameras.json"
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None
+        self.saves = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self) -> None:
@@ -129,28 +145,57 @@ class Cameras:
                 camera_id, name = str(entry["id"]), str(entry.get("name") or entry["id"])
             except (KeyError, TypeError):
                 continue
+            if len(self.cameras) >= self.config.max_cameras:
+                log.warning("%s lists more than CAMHUB_MAX_CAMERAS (%d) cameras; the rest are left out",
+                            self._store, self.config.max_cameras)
+                break
             if camera_id not in self.cameras and entry.get("source") == "mqtt":
                 self.cameras[camera_id] = Camera(camera_id, name, "mqtt", entry.get("stream_url"),
                                                  self.broker.feed(camera_id), entry.get("announce"),
                                                  entry.get("last_seen"))
         log.info("%d known cameras from %s", len(self.cameras), self._store)
 
-    def save(self) -> None:
-        """Write the known cameras atomically (a crash never leaves a torn file)."""
+    def _entries(self) -> str:
         entries = [{"id": c.id, "name": c.name, "source": c.source, "stream_url": c.stream_url,
                     "announce": c.announce, "last_seen": c.last_seen}
                    for c in self.cameras.values() if c.source == "mqtt"]
+        return json.dumps({"cameras": entries}, indent=1)
+
+    def _write(self, text: str) -> None:
+        """Write the known cameras atomically (a crash never leaves a torn file)."""
         try:
             self._store.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._store.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"cameras": entries}, indent=1))
+            tmp.write_text(text)
             os.replace(tmp, self._store)
+            self.saves += 1
         except OSError as exc:
             log.warning("cannot save known cameras to %s: %s", self._store, exc)
+
+    def save(self) -> None:
+        """Write now (blocking; for shutdown)."""
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        self._write(self._entries())
+
+    def save_soon(self) -> None:
+        """Write within SAVE_DELAY_S, once for everything that changed meanwhile, off the event loop."""
+        if self._save_timer is None:
+            self._save_timer = asyncio.get_running_loop().call_later(SAVE_DELAY_S, self._save_later)
+
+    def _save_later(self) -> None:
+        self._save_timer = None
+        if self._saving is not None and not self._saving.done():
+            self.save_soon()  # the previous write is still going: try again shortly
+            return
+        self._saving = asyncio.get_running_loop().create_task(asyncio.to_thread(self._write, self._entries()))
 
     async def stop(self) -> None:
         for camera in self.cameras.values():
             await self._stop_pull(camera)
+        if self._saving is not None:
+            await asyncio.wait([self._saving])
         self.save()
 
     # ---- what the sources say --------------------------------------------------------------
@@ -160,6 +205,10 @@ class Cameras:
         self.cameras[camera_id] = camera
         self._pull_if_wanted(camera)
         return camera
+
+    def has_room(self, camera_id: str) -> bool:
+        """Whether an announce for ``camera_id`` may be taken (known, or below CAMHUB_MAX_CAMERAS)."""
+        return camera_id in self.cameras or len(self.cameras) < self.config.max_cameras
 
     def announced(self, announce: dict[str, Any]) -> Camera:
         """A valid announce: register the camera, or restart its pull if the stream moved."""
@@ -177,7 +226,7 @@ class Cameras:
         camera.available = True
         if camera.upstream is not None:
             camera.upstream.max_fps = self._ingest_cap(camera)  # e.g. the node's fps was changed
-        self.save()
+        self.save_soon()
         if moved or not camera.pulling:
             asyncio.get_running_loop().create_task(self._restart_pull(camera))
         self._on_change(camera)
@@ -195,14 +244,36 @@ class Cameras:
             asyncio.get_running_loop().create_task(self._stop_pull(camera))
             self._set_state(camera, OFFLINE)
 
+    def node_alive(self, camera_id: str) -> None:
+        """The node sent stats: it is alive, whatever an ``offline`` (perhaps spoofed) said."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or camera.source != "mqtt":
+            return
+        camera.stats_at = time.monotonic()
+        if not camera.available and camera.announce is not None:
+            log.info("camera %s: its stats say it is alive; online again", camera_id)
+            self.availability(camera_id, True)
+
+    def cleared(self, camera_id: str) -> str | None:
+        """The node's retained announce was cleared. Returns what was done: ``"kept"`` (the node is
+        alive: it re-asserts its announce; a clear from elsewhere is spoofed), ``"forgotten"`` (it
+        never streamed), ``"removed"`` (its node is gone), or None for an unknown camera."""
+        camera = self.cameras.get(camera_id)
+        if camera is None or camera.source != "mqtt":
+            return None
+        if camera.last_seen is not None and camera.alive(time.monotonic()):
+            return "kept"
+        asyncio.get_running_loop().create_task(self.remove(camera_id))
+        return "forgotten" if camera.last_seen is None else "removed"
+
     async def remove(self, camera_id: str) -> None:
-        """The node's announce was cleared: forget the camera and close its viewers."""
+        """Forget the camera and close its viewers."""
         camera = self.cameras.pop(camera_id, None)
         if camera is None:
             return
         await self._stop_pull(camera)
         self.broker.remove_feed(camera_id)
-        self.save()
+        self.save_soon()
         log.info("camera %s removed", camera_id)
 
     # ---- viewers drive on-demand pulls -----------------------------------------------------

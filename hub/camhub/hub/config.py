@@ -44,6 +44,7 @@ class HubConfig:
     state_interval_s: float = 30.0
     max_ingest_fps: float = 60.0  # for cameras that announce no fps (plain MJPEG sources)
     allowed_hosts: str = ""  # Host names the hub answers to besides its own (hostcheck.py)
+    max_cameras: int = 128
     # motion detection (motion.py) and recordings (recordings.py)
     motion: str = "on"  # on | off: the default for every camera (each can be switched in the API)
     motion_fps: float = 5.0
@@ -124,6 +125,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_STATE_INTERVAL_S": ("state_interval_s", float),
     "CAMHUB_MAX_INGEST_FPS": ("max_ingest_fps", float),
     "CAMHUB_ALLOWED_HOSTS": ("allowed_hosts", str),
+    "CAMHUB_MAX_CAMERAS": ("max_cameras", int),
     "CAMHUB_MOTION": ("motion", str),
     "CAMHUB_MOTION_FPS": ("motion_fps", float),
     "CAMHUB_MOTION_THRESHOLD": ("motion_threshold", float),
@@ -171,9 +173,10 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
     for name in ("port", "mqtt_port"):
         if not 0 < getattr(config, name) < 65536:
             raise SettingsError(f"{name} must be 1..65535")
-    if config.max_frame_bytes < 1024 or config.stall_s <= 0 or config.max_viewers < 1 or config.max_ingest_fps <= 0:
-        raise SettingsError("CAMHUB_MAX_FRAME_BYTES, CAMHUB_STALL_S, CAMHUB_MAX_VIEWERS and CAMHUB_MAX_INGEST_FPS "
-                            "must be positive")
+    if config.max_frame_bytes < 1024 or config.stall_s <= 0 or config.max_viewers < 1 or config.max_ingest_fps <= 0 \
+            or config.max_cameras < 1:
+        raise SettingsError("CAMHUB_MAX_FRAME_BYTES, CAMHUB_STALL_S, CAMHUB_MAX_VIEWERS, CAMHUB_MAX_INGEST_FPS and "
+                            "CAMHUB_MAX_CAMERAS must be positive")
     if not (0 < config.motion_fps <= 30 and 0 < config.motion_threshold < 256 and 0 < config.motion_min_area_pct <= 100
             and config.motion_frames >= 1 and config.motion_quiet_s >= 0):
         raise SettingsError("CAMHUB_MOTION_FPS must be in (0, 30], CAMHUB_MOTION_THRESHOLD in (0, 256), "

@@ -197,6 +197,7 @@ class Hub:
         return {
             "camhub_auth_failures": ("Requests refused for missing or wrong credentials", "reason",
                                      dict(self.auth.failures)),
+            "camhub_state_saves": ("Writes of the known-cameras file", "file", {"cameras.json": self.cameras.saves}),
             "camhub_mqtt_messages_dropped": ("MQTT messages the hub did not publish", "reason",
                                              dict(self.mqtt.dropped)),
             "camhub_http_requests_malformed": ("Requests the HTTP parser refused", "kind",
@@ -235,11 +236,16 @@ class Hub:
     # ---- events from the parts -------------------------------------------------------------
     async def _node_message(self, node_id: str, kind: str, payload: bytes) -> None:
         if kind == "announce":
-            if not payload:  # a cleared retained announce: the node was decommissioned
-                await self.cameras.remove(node_id)
-                if self.discovery is not None:
-                    self.discovery.camera_removed(node_id)
-                self._notify()
+            if not payload:  # a cleared retained announce: decommissioned, or spoofed (cameras.py)
+                outcome = self.cameras.cleared(node_id)
+                if outcome == "kept":
+                    self.rejections["cleared_while_alive"] += 1
+                    self.warnings.warning("cleared-alive", "the announce of %s was cleared while the node is "
+                                          "alive; keeping the camera (the node re-asserts it)", node_id)
+                elif outcome is not None:
+                    if self.discovery is not None:
+                        self.discovery.camera_removed(node_id)
+                    self._notify()
                 return
             try:
                 announce = parse_announce(node_id, payload, self.allowed)
@@ -249,11 +255,16 @@ class Hub:
             if self.addresses.url_is_self(announce.stream_url):
                 self._reject(node_id, "self_source")
                 return
+            if not self.cameras.has_room(node_id):
+                self._reject(node_id, "camera_limit")
+                return
             self.cameras.announced(announce.to_dict())
         elif kind == "availability":
             text = payload.decode("utf-8", "replace").strip().lower()
             if text in ("online", "offline"):
                 self.cameras.availability(node_id, text == "online")
+        elif kind == "stats":
+            self.cameras.node_alive(node_id)  # proof of life, whatever a spoofed "offline" said
 
     def _reject(self, node_id: str, reason: str) -> None:
         """Count a rejected announce; log it, at most once a minute per reason."""
