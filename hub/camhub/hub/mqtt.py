@@ -230,6 +230,9 @@ class MqttLink:
     def publish_motion(self, camera_id: str, active: bool) -> None:
         self.publish(f"{self.prefix}/hub/cameras/{camera_id}/motion", "ON" if active else "OFF", retain=True)
 
+    def publish_recordings(self, status: dict[str, Any]) -> None:
+        self.publish(f"{self.prefix}/hub/recordings", status, retain=True)
+
     async def close(self) -> None:
         """Say ``offline`` (retained) before a clean shutdown."""
         client = self._client

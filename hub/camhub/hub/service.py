@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from camhub import __version__
-from camhub.hub import webapp
+from camhub.hub import recordings_http, webapp
 from camhub.hub.announce import AllowedSources, AnnounceRejected, HubAddresses, parse_announce, parse_static_sources
 from camhub.hub.auth import Auth, load_key
 from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
@@ -36,6 +36,7 @@ from camhub.hub.metrics import HubCollector, render
 from camhub.hub.motion import Motion, MotionSettings
 from camhub.hub.mqtt import MqttLink
 from camhub.hub.ratelimit import LogLimiter
+from camhub.hub.recordings import Recordings, RecordSettings
 from camhub.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class Hub:
                                             quiet_s=config.motion_quiet_s),
                              config.motion == "on", self._motion_pool, self._motion_event, self.warnings,
                              log_dir=config.state_dir / "motion")
+        self.recordings = Recordings(RecordSettings(
+            root=config.recordings_dir, preroll_s=config.record_preroll_s, postroll_s=config.record_postroll_s,
+            segment_s=config.record_segment_s, keep_days=config.record_keep_days, max_gb=config.record_max_gb,
+            min_free_gb=config.record_min_free_gb, timelapse_s=config.timelapse_s), self._recordings_changed)
+        self.playbacks = 0  # recordings being played back (recordings_http)
         self.broker = Broker(FanoutSettings(write_timeout_s=config.write_timeout_s,
                                             keepalive_s=config.keepalive_s), on_viewer=self._viewer_event,
                              on_feed=self._feed_created)
@@ -107,7 +113,9 @@ class Hub:
             self.mqtt.run(), self.broker.run_housekeeping(), self._refresh_states(), self._tick())]
         if self.discovery is not None:
             self._tasks.append(asyncio.create_task(self.discovery.run_snapshots()))
+        self.recordings.start()
         app = self._app = webapp.build_app(self)
+        recordings_http.add_routes(app)
         self._runner = await webapp.start_site(app, config.host, config.port)
         self._tasks.append(asyncio.create_task(webapp.enforce_request_deadline(app, self._runner)))
         log.info("hub listening on http://%s:%d/ (auth %s)", config.host, config.port,
@@ -133,6 +141,7 @@ class Hub:
         if self.embedded is not None:
             await self.embedded.stop()
         self._motion_pool.shutdown(wait=False, cancel_futures=True)
+        await self.recordings.stop()
 
     # ---- views for HTTP --------------------------------------------------------------------
     def summary(self, camera: Camera, now: float) -> dict[str, Any]:
@@ -146,12 +155,14 @@ class Hub:
     def _extras(self, camera: Camera) -> dict[str, Any]:
         controls = controls_of(camera.announce, camera.source)
         return {"motion": self.motion.camera(camera.id).status(),
+                "recording": self.recordings.recorder_for(camera.id).status(),
                 "controls": None if controls is None else controls.to_dict()}
 
     def set_options(self, camera: Camera, changes: Any) -> dict[str, str]:
         """Change a camera's hub options (raises OptionError); applied at once."""
         options = self.options.update(camera.id, changes)
         self.motion.set_enabled(camera.id, options["motion"] == "on")
+        self.recordings.set_mode(camera.id, options["record"])
         self._notify()
         return options
 
@@ -189,6 +200,7 @@ class Hub:
             "auth_failures": dict(self.auth.failures),
             "hosts_refused": self.hosts.refused,
             "announces_rejected": sum(self.rejections.values()),
+            "recordings": self.recordings.store.status(),
         }
 
     def _counters(self) -> dict[str, tuple[str, str, dict[str, int]]]:
@@ -279,12 +291,20 @@ class Hub:
             self.mqtt.publish_motion(camera.id, self.motion.camera(camera.id).active)
         if self.discovery is not None:
             self.discovery.publish_all()
+        self.mqtt.publish_recordings(self.recordings.store.status())
         self._notify()
 
     def _feed_created(self, feed: Feed) -> None:
-        """Attach the frame taps (motion) to a new camera's feed."""
-        self.motion.camera(feed.camera_id).enabled = self.options.get(feed.camera_id, "motion") == "on"
+        """Attach the frame taps (motion, then recordings) to a new camera's feed."""
+        motion = self.motion.camera(feed.camera_id)
+        motion.enabled = self.options.get(feed.camera_id, "motion") == "on"
         feed.taps.append(self.motion.tap(feed.camera_id))
+        recorder = self.recordings.recorder(feed.camera_id, self.options.get(feed.camera_id, "record"), motion)
+        feed.taps.append(recorder.frame)
+
+    def _recordings_changed(self) -> None:
+        self.mqtt.publish_recordings(self.recordings.store.status())
+        self._notify()
 
     def _motion_event(self, camera_id: str, event: dict[str, Any]) -> None:
         self.mqtt.publish_motion(camera_id, event["phase"] == "start")
@@ -314,6 +334,7 @@ class Hub:
         while True:
             await asyncio.sleep(0.5)
             self.motion.tick()
+            self.recordings.tick()
 
     async def _refresh_states(self) -> None:
         while True:

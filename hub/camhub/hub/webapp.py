@@ -242,9 +242,16 @@ def time_range(request: web.Request) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+def _cross_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")  # browsers send it on every POST; curl and HA's scripts do not
+    return origin is not None and urlsplit(origin).netloc != request.host
+
+
 async def api_options(request: web.Request) -> web.Response:
     hub = _hub(request)
     camera = _camera(request)
+    if _cross_origin(request):
+        return _error(403, "cross-origin requests may not change camera options")
     try:
         return _json(hub.set_options(camera, await json_body(request)))
     except OptionError as exc:
@@ -255,8 +262,7 @@ async def api_settings(request: web.Request) -> web.Response:
     """Change the node's fps / JPEG quality / frame size: 202, sent to the node, which re-announces."""
     hub = _hub(request)
     camera = _camera(request)
-    origin = request.headers.get("Origin")  # browsers send it on every POST; curl and HA's scripts do not
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if _cross_origin(request):
         hub.settings_refused["cross_origin"] += 1
         return _error(403, "cross-origin requests may not change camera settings")
     try:
@@ -342,6 +348,33 @@ def _refuse_own_request(hub: Hub, request: web.Request) -> web.Response | None:
     return _error(508, "this is the hub's own stream: a camera's source leads back to the hub")
 
 
+def take_connection(request: web.Request, extra_head: bytes) -> tuple[socket.socket, Any, str] | None:
+    """Send an MJPEG response head and take the connection over: ``(socket, transport, peer)``.
+
+    The caller writes the parts on its own non-blocking descriptor of the connection; aiohttp keeps
+    its own and is told to stop reading, so the two never race. Closing both (the socket, then the
+    transport) ends the connection. None: the client is gone already (nothing more to do).
+    """
+    transport = request.transport
+    raw = transport.get_extra_info("socket") if transport is not None else None
+    if raw is None:
+        raise web.HTTPServiceUnavailable()
+    sock = socket.socket(fileno=os.dup(raw.fileno()))
+    transport.pause_reading()
+    peername = transport.get_extra_info("peername") or ("?", 0)
+    head = mjpeg.response_head(extra_head)
+    try:
+        sock.setblocking(False)  # a fresh connection's send buffer takes the head at once, or it is dead
+        complete = sock.send(head) == len(head)
+    except OSError:
+        complete = False
+    if not complete:
+        sock.close()
+        transport.close()
+        return None
+    return sock, transport, f"{peername[0]}:{peername[1]}"
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     hub = _hub(request)
     if (loop := _refuse_own_request(hub, request)) is not None:
@@ -352,26 +385,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         hub.refusals[refusal] += 1
         return _error(503, f"too many viewers ({refusal})", id=camera.id)
-    transport = request.transport
-    raw = transport.get_extra_info("socket") if transport is not None else None
-    if raw is None:
-        raise web.HTTPServiceUnavailable()
-    # The broker writes on its own descriptor of this connection; aiohttp keeps its own and is told
-    # to stop reading, so the two never race. Closing both ends the connection.
-    sock = socket.socket(fileno=os.dup(raw.fileno()))
-    transport.pause_reading()
-    peername = transport.get_extra_info("peername") or ("?", 0)
-    peer = f"{peername[0]}:{peername[1]}"
-    head = mjpeg.response_head(b"X-Camera-Id: " + camera.id.encode() + b"\r\n")
-    try:
-        sock.setblocking(False)  # a fresh connection's send buffer takes the head at once, or it is dead
-        complete = sock.send(head) == len(head)
-    except OSError:
-        complete = False
-    if not complete:
-        sock.close()
-        transport.close()
+    taken = take_connection(request, b"X-Camera-Id: " + camera.id.encode() + b"\r\n")
+    if taken is None:
         return web.Response()
+    sock, transport, peer = taken
     viewer = camera.feed.add(sock, peer, request.headers.get("User-Agent", "")[:200], max_fps)
     try:
         await viewer.done

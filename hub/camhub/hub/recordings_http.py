@@ -1,0 +1,142 @@
+"""The recordings' HTTP endpoints: the list, the file for download, and playback as MJPEG at its pace.
+
+Playback reads the segment on a worker thread a few frames at a time and writes each JPEG as one
+MJPEG part when its moment comes (``?t=`` seconds in, ``?speed=`` times as fast), so a dashboard
+plays a recording in an ``<img>`` exactly like the live view. Auth is that of the live stream:
+credentials, or the camera's view token (the routes carry a ``media`` part, which the guard reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import av
+from aiohttp import web
+
+from camhub.hub import segments, webapp
+from camhub.hub.recordings import RECORDING_ID
+from camhub_node import mjpeg
+
+if TYPE_CHECKING:
+    from camhub.hub.service import Hub
+
+MAX_PLAYBACKS = 16  # recordings played at once, hub-wide (each holds a file and a worker-thread read)
+BATCH = 8  # frames read per trip to the worker thread
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/cameras/{camera_id}/recordings", api_recordings)
+    app.router.add_get("/cameras/{camera_id}/recordings/{rec}/{media:video\\.mkv}", download)
+    app.router.add_get("/cameras/{camera_id}/recordings/{rec}/{media:stream}", playback)
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _urls(camera_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    base = f"/cameras/{camera_id}/recordings/{item['id']}"
+    return {**item, "stream": f"{base}/stream", "download": f"{base}/video.mkv"}
+
+
+async def api_recordings(request: web.Request) -> web.Response:
+    hub: Hub = webapp._hub(request)
+    camera = webapp._camera(request)
+    since, until = webapp.time_range(request)
+    items = hub.recordings.recorder_for(camera.id).recordings(since, until)
+    return webapp._json([_urls(camera.id, item) for item in items])
+
+
+def _recording(request: web.Request) -> tuple[Hub, str, dict[str, Any]]:
+    hub: Hub = webapp._hub(request)
+    camera = webapp._camera(request)
+    rec_id = request.match_info["rec"]
+    found = None
+    if RECORDING_ID.match(rec_id):
+        found = next((r for r in hub.recordings.recorder_for(camera.id).recordings() if r["id"] == rec_id), None)
+    if found is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "unknown recording", "id": rec_id[:64]}),
+                               content_type="application/json")
+    return hub, camera.id, found
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    hub, camera_id, found = _recording(request)
+    path = hub.recordings.store.path(camera_id, found["id"])
+    if not path.is_file():
+        return webapp._error(503, "the recording has no data on disk yet", id=found["id"])
+    return web.FileResponse(path, headers={
+        "Content-Type": "video/x-matroska",
+        "Content-Disposition": f'attachment; filename="{camera_id}-{found["id"]}.mkv"'})
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _bad(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise _bad(f"{name} must be in [{low:g}, {high:g}]")
+    return value
+
+
+def _take(frames: Generator[tuple[int, bytes], None, None], count: int) -> list[tuple[int, bytes]]:
+    out = []
+    for item in frames:
+        out.append(item)
+        if len(out) == count:
+            break
+    return out
+
+
+async def playback(request: web.Request) -> web.StreamResponse:
+    hub, camera_id, found = _recording(request)
+    offset = _number(request, "t", 0.0, 0.0, 7 * 86400.0)
+    speed = _number(request, "speed", 1.0, 0.1, 64.0)
+    if hub.playbacks >= MAX_PLAYBACKS:
+        return webapp._error(503, "too many recordings playing", id=found["id"])
+    path = hub.recordings.store.path(camera_id, found["id"])
+    try:
+        frames = segments.read(path, int(offset * 1000))
+        batch = await asyncio.to_thread(_take, frames, BATCH)
+    except (OSError, av.error.FFmpegError):
+        return webapp._error(503, "the recording cannot be read yet", id=found["id"])
+    taken = webapp.take_connection(request, b"X-Camera-Id: " + camera_id.encode() + b"\r\nX-Recording-Id: "
+                                   + found["id"].encode() + b"\r\n")
+    if taken is None:
+        await asyncio.to_thread(frames.close)
+        return web.Response()
+    sock, transport, _peer = taken
+    hub.playbacks += 1
+    loop = asyncio.get_running_loop()
+    try:
+        began = first = None
+        seq = 0
+        while batch:
+            for pts, jpeg in batch:
+                if began is None or first is None:
+                    began, first = loop.time(), pts
+                delay = began + (pts - first) / 1000 / speed - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                captured = found["start"] + pts / 1000
+                seconds = int(captured)
+                seq += 1
+                part = mjpeg.encode_part(jpeg, seq, seconds, int((captured - seconds) * 1_000_000))
+                # a viewer that takes nothing for this long is gone (as for live viewers)
+                await asyncio.wait_for(loop.sock_sendall(sock, part), hub.config.write_timeout_s)
+            batch = await asyncio.to_thread(_take, frames, BATCH)
+    except (OSError, TimeoutError):
+        pass  # the viewer left, or stopped reading
+    finally:
+        hub.playbacks -= 1
+        await asyncio.to_thread(frames.close)
+        sock.close()
+        transport.close()
+    return web.Response()  # never sent: the connection is closed

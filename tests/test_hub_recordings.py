@@ -1,0 +1,198 @@
+"""Recordings in the real hub: what a camera sent, stored as it arrived, played back, kept within limits.
+
+Files are checked with Debian's ffprobe and ffmpeg (``-c copy`` extracts the stored JPEGs without
+decoding them), a different implementation from the hub's muxer.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support import scenes
+from tests.support.mjpeg_client import StreamReader
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto, running
+from tests.support.quirky_camera import Quirks, serve_in_thread
+from tests.support.waiting import get_json, wait_until
+
+
+def ffprobe_packets(path: Path) -> list[float]:
+    """Every packet's timestamp (seconds) as ffprobe reads the file."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return [float(line) for line in out.split()]
+
+
+def ffprobe_codec(path: Path) -> str:
+    return subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
+                           "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+def stored_jpegs(path: Path, out_dir: Path) -> list[bytes]:
+    """The JPEGs in a recording, extracted by ffmpeg without decoding them."""
+    out_dir.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-c", "copy", "-f", "image2",
+                    str(out_dir / "%05d.jpg")], check=True, timeout=60)
+    return [p.read_bytes() for p in sorted(out_dir.glob("*.jpg"))]
+
+
+def closed(hub: HubProcess, camera_id: str = "yard") -> list[dict]:
+    return [r for r in get_json(f"{hub.url}/api/cameras/{camera_id}/recordings") if not r["open"]]
+
+
+def test_a_motion_recording_holds_preroll_and_postroll_as_sent_and_plays_back_at_its_pace(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    still, moving = scenes.still(30), scenes.moving(30, seed=5)
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = still
+        env = {"CAMHUB_SOURCES": f"yard={camera.url}", "CAMHUB_MOTION_QUIET_S": "1", "CAMHUB_RECORD": "motion",
+               "CAMHUB_RECORD_PREROLL_S": "2", "CAMHUB_RECORD_POSTROLL_S": "2"}
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            wait_until(lambda: get_json(f"{hub.url}/api/cameras/yard")["frames_in"] >= 40, what="4 s of frames")
+            assert get_json(f"{hub.url}/api/cameras/yard/recordings") == []  # a still scene is not recorded
+            appeared = time.time()
+            camera.jpegs = moving
+            time.sleep(2.0)
+            went_still = time.time()
+            camera.jpegs = still
+            recs = wait_until(lambda: closed(hub), timeout=15, what="a closed recording")
+            rec = recs[0]
+            assert rec["kind"] == "motion" and rec["peak"] > 0
+            # pre-roll: about 2 s before the object appeared; post-roll: 2 s after the 1 s quiet period
+            assert appeared - 2.6 < rec["start"] < appeared - 1.4, rec
+            assert went_still + 2.5 < rec["end"] < went_still + 5.5, rec
+
+            path = tmp_path / "recordings" / "yard" / f"{rec['id']}.mkv"
+            assert ffprobe_codec(path) == "mjpeg"
+            stamps = ffprobe_packets(path)
+            assert len(stamps) == rec["frames"] and 45 <= rec["frames"] <= 80, (len(stamps), rec)
+            gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+            assert all(0.05 < gap < 0.25 for gap in gaps), gaps  # the capture times' 10 fps pace, kept
+            assert abs(rec["start"] + stamps[-1] - rec["end"]) < 0.01
+
+            jpegs = stored_jpegs(path, tmp_path / "frames")
+            assert len(jpegs) == rec["frames"] and sum(map(len, jpegs)) == rec["bytes"]
+            sent = set(still) | set(moving)
+            assert all(jpeg in sent for jpeg in jpegs)  # byte for byte what the camera sent
+            kinds = ["m" if jpeg in moving else "s" for jpeg in jpegs]
+            assert kinds[:12] == ["s"] * 12 and kinds[-20:] == ["s"] * 20 and "m" * 15 in "".join(kinds)
+
+            with urllib.request.urlopen(f"{hub.url}{rec['download']}", timeout=10) as resp:
+                assert resp.headers["Content-Type"] == "video/x-matroska"
+                assert resp.read() == path.read_bytes()
+
+            # playback: every frame, in order, at twice the recorded pace, with the capture times
+            began = time.monotonic()
+            with StreamReader(f"{hub.url}{rec['stream']}?speed=2", timeout=30) as reader:
+                played = reader.parts(rec["frames"])
+            took = time.monotonic() - began
+            assert [p.body for p in played] == jpegs
+            assert 0.8 * stamps[-1] / 2 < took < stamps[-1] / 2 + 2.0, took
+            assert all(abs(p.timestamp - (rec["start"] + t)) < 0.002 for p, t in zip(played, stamps, strict=True))
+            skip_to = stamps[-1] - 1.0  # ?t=: start one second before the end
+            first = next(i for i, t in enumerate(stamps) if t >= skip_to - 0.0005)
+            with StreamReader(f"{hub.url}{rec['stream']}?t={skip_to:.3f}&speed=4") as reader:
+                assert reader.read_part().body == jpegs[first]
+
+
+def _always(camera_url: str, **extra: str) -> dict[str, str]:
+    return {"CAMHUB_SOURCES": f"yard={camera_url}", "CAMHUB_RECORD": "always", "CAMHUB_RECORD_SEGMENT_S": "1",
+            "CAMHUB_MOTION": "off", **extra}
+
+
+def test_retention_deletes_the_oldest_recordings_first_under_a_size_limit(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(10)  # about 20 kB each: a 1 s segment is about 200 kB
+        limit = 700_000
+        env = _always(camera.url, CAMHUB_RECORD_MAX_GB=str(limit / 1e9))
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            seen: dict[str, dict] = {}
+
+            def enough() -> bool:
+                for rec in closed(hub):
+                    seen[rec["id"]] = rec
+                return len(seen) >= 8
+
+            wait_until(enough, timeout=30, what="8 closed one-second segments")
+            kept = closed(hub)
+            seen.update((r["id"], r) for r in kept)
+            assert 2 <= len(kept) <= 4 and sum(r["bytes"] for r in kept) <= limit, kept
+            kept_ids = {r["id"] for r in kept}
+            newest = sorted(seen.values(), key=lambda r: r["start"], reverse=True)[:len(kept)]
+            assert kept_ids == {r["id"] for r in newest}  # the oldest went first
+            on_disk = {p.stem for p in (tmp_path / "recordings" / "yard").glob("*.mkv")}
+            assert len(on_disk - kept_ids) <= 2  # besides those: the segment being written (and one just closed)
+            assert not on_disk & (set(seen) - kept_ids - {r["id"] for r in closed(hub)})
+            assert get_json(f"{hub.url}/api/hub")["recordings"]["deleted"] >= len(seen) - len(kept)
+
+
+def test_a_hub_killed_while_recording_restarts_with_every_closed_segment_intact_and_listed(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(10)
+        env = _always(camera.url, CAMHUB_RECORD_SEGMENT_S="2")
+        hub = HubProcess(mosquitto.port, tmp_path, env=env)
+        with running(hub):
+            hub.wait_ready()
+            wait_until(lambda: len(closed(hub)) >= 3, timeout=30, what="3 closed segments")
+            time.sleep(1.2)  # into the next segment
+            before = {r["id"]: r for r in closed(hub)}
+            hub.stop(signal.SIGKILL)
+        videos = sorted((tmp_path / "recordings" / "yard").glob("*.mkv"))
+        assert len(videos) == len(before) + 1  # the closed ones and the one being written
+        with running(HubProcess(mosquitto.port, tmp_path, env={**env, "CAMHUB_RECORD": "off"})) as hub:
+            hub.wait_ready()
+            after = {r["id"]: r for r in wait_until(lambda: closed(hub), what="the recordings listed again")}
+            for rec_id, rec in before.items():
+                assert after[rec_id] == rec  # listed as it was
+                stamps = ffprobe_packets(tmp_path / "recordings" / "yard" / f"{rec_id}.mkv")
+                assert len(stamps) == rec["frames"]  # and whole
+            (interrupted,) = set(after) - set(before)
+            assert after[interrupted]["recovered"] is True and after[interrupted]["frames"] >= 5
+            assert len(ffprobe_packets(videos[-1])) == after[interrupted]["frames"]
+
+
+def test_recording_stops_and_says_so_when_the_disk_is_short_of_space(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(10)
+        env = _always(camera.url, CAMHUB_RECORD_MIN_FREE_GB="1000000")  # more than any disk here has
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            status = observer.wait_for("camhub/hub/recordings", lambda m: m.json()["state"] == "stopped").json()
+            assert status["reason"] == "disk_low" and status["free_bytes"] < status["min_free_bytes"]
+            wait_until(lambda: get_json(f"{hub.url}/api/cameras/yard")["frames_in"] >= 20, what="frames")
+            assert get_json(f"{hub.url}/api/cameras/yard")["recording"]["stopped"] == "disk_low"
+            assert get_json(f"{hub.url}/api/hub")["recordings"]["state"] == "stopped"
+            assert get_json(f"{hub.url}/api/cameras/yard/recordings") == []
+            assert not list((tmp_path / "recordings").rglob("*.mkv"))
+
+
+def test_a_timelapse_keeps_one_frame_per_interval_and_plays_like_a_recording(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(10)
+        env = {"CAMHUB_SOURCES": f"yard={camera.url}", "CAMHUB_RECORD": "off", "CAMHUB_TIMELAPSE_S": "0.5"}
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            (lapse,) = wait_until(lambda: [r for r in get_json(f"{hub.url}/api/cameras/yard/recordings")
+                                           if r["frames"] >= 6], timeout=20, what="6 time-lapse frames")
+            assert lapse["kind"] == "timelapse" and lapse["open"] is True
+            assert lapse["end"] - lapse["start"] >= 2.4  # one frame per half second of real time
+        with running(HubProcess(mosquitto.port, tmp_path, env={**env, "CAMHUB_TIMELAPSE_S": "0"})) as hub:
+            hub.wait_ready()
+            (lapse,) = closed(hub)
+            path = tmp_path / "recordings" / "yard" / f"{lapse['id']}.mkv"
+            stamps = ffprobe_packets(path)
+            assert len(stamps) == lapse["frames"] and stamps[1] - stamps[0] == 0.1  # plays at 10 frames/s
+            with StreamReader(f"{hub.url}{lapse['stream']}") as reader:
+                assert [p.body for p in reader.parts(lapse["frames"])] == stored_jpegs(path, tmp_path / "x")
