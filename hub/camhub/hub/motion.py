@@ -191,9 +191,10 @@ class Motion:
             if state.busy:
                 state.skipped += 1
                 return
-            if frame.arrived < state.next_at:
+            now = time.monotonic()  # (frame.arrived is the fan-out's wrapping ms tick)
+            if now < state.next_at:
                 return
-            state.next_at = max(state.next_at, frame.arrived - interval / 2) + interval
+            state.next_at = max(state.next_at, now - interval / 2) + interval
             state.busy = True
             detector = state.detector
             future = loop.run_in_executor(self._executor, detector.score, frame.jpeg)
