@@ -1,32 +1,30 @@
 """Node streaming benchmark: camhub's node fan-out vs the Adafruit video-stream example's pattern.
 
-Two measurements, each run for both on this machine with the same simulated camera:
+Two measurements, each run for both on this machine with the same simulated camera, on CPython and
+on the MicroPython Unix port (``--runtime``; the same VM and ``--heap`` for both servers there):
 
-1. Delivered fps to two viewers of one node, one of them throttled (``--slow-rate`` bytes/s), and
+1. Delivered fps to two viewers of one node, one of them throttled (``--slow-rate`` bytes/s), with
+   the server's CPU time per frame the fast viewer got (the VM's process under ``camhub node``), and
    to one viewer while other clients keep connecting and saying nothing (what a silent client
    costs a node whose HTTP server handles one request at a time). Both servers run as separate
    processes; the readers count parts by their ``Content-Type: image/jpeg`` line, so the
    example's non-RFC boundary does not matter.
-2. Bytes allocated per frame in the send path (tracemalloc, in process, two loopback viewers
-   drained by threads into preallocated buffers): the transient peak above the level before each
-   frame, and the net growth over ``--frames`` frames.
+2. Bytes allocated per frame. CPython: in the send path (tracemalloc, in process, two loopback
+   viewers drained by threads into preallocated buffers): the transient peak above the level before
+   each frame, and the net growth over ``--frames`` frames. MicroPython: ``gc.mem_alloc()`` growth
+   per frame in the VM (``vm_side.py alloc``: capture + send path, two drained viewers).
 
-The "example pattern" is a re-implementation, written for this benchmark, of what
-``examples/httpserver_video_stream.py`` in Adafruit_CircuitPython_HTTPServer does: a
-``multipart/x-mixed-replace`` ``Response`` subclass per viewer kept in a list; a task that sleeps,
-takes a frame and, for each viewer in turn, sends ``bytes(frame)`` (a copy per viewer) with the
-library's blocking ``_send_bytes`` (boundary line, part header, JPEG, CRLF), catching only
-``BrokenPipeError``; and a task that calls ``server.poll()`` (default 1 s socket timeout).
+The example's pattern is ``benchmarks/example_pattern.py`` (what the library's
+``examples/httpserver_video_stream.py`` does), one implementation run by both interpreters.
 
     .venv/bin/python benchmarks/node_stream.py [--seconds 8] [--fps 15] [--frame-size VGA]
+        [--runtime cpython,micropython] [--heap 1M]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -37,82 +35,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support: the same allocation measurement as the tests
 
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the example's pattern and the VM helpers
+
+from example_pattern import example_response_class  # noqa: E402
+from example_pattern import serve_example as serve_pattern  # noqa: E402
+from vm import Drain, Vm, cpu_seconds, vm_pid  # noqa: E402
+
+from camhub.nodevm import DEFAULT_HEAP, parse_heap  # noqa: E402
 from tests.support.allocations import loopback_pairs, measure  # noqa: E402
 
 MARKER = b"Content-Type: image/jpeg"
 
 
-# ---- the example's pattern, re-implemented ------------------------------------------------------
-
-def example_response_class():
-    from adafruit_httpserver import Response
-
-    class ExampleStyleStream(Response):
-        """One viewer, as the example keeps it: headers on _send, then send_frame per frame."""
-
-        def __init__(self, request) -> None:
-            super().__init__(request)
-            letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-            # The example puts "--" inside the boundary parameter and writes the parameter as the
-            # delimiter line (RFC 2046 wants "--" + parameter): kept, it is part of the pattern.
-            self.boundary = "--" + "".join(random.choice(letters) for _ in range(16))
-            self._headers.setdefault("Content-Type", f"multipart/x-mixed-replace; boundary={self.boundary}")
-
-        def _send(self) -> None:
-            self._send_headers()
-
-        def send_frame(self, frame) -> None:
-            data = bytes(frame)  # the per-viewer copy
-            conn = self._request.connection
-            self._send_bytes(conn, f"{self.boundary}\r\n".encode())
-            self._send_bytes(conn, b"Content-Type: image/jpeg\r\n\r\n")
-            self._send_bytes(conn, data)
-            self._send_bytes(conn, b"\r\n")
-
-        def close(self) -> None:
-            self._close_connection()
-
-    return ExampleStyleStream
-
+# ---- the example's pattern (benchmarks/example_pattern.py, shared with the VM) ------------------
 
 def serve_example(port: int, fps: int, frame_size: str) -> None:
     """The example's server loop, on CPython with the socket module as the pool."""
-    from adafruit_httpserver import Server
-
     from camhub_node.simcam import SimCamera
 
-    stream_class = example_response_class()
-    camera = SimCamera("example", frame_size, 12, fps)
-    server = Server(socket)
-    viewers = []
-
-    @server.route("/stream")
-    def stream(request):
-        response = stream_class(request)
-        viewers.append(response)
-        return response
-
-    async def send_frames() -> None:
-        while True:
-            await asyncio.sleep(1 / fps)
-            frame = camera.take()
-            for viewer in list(viewers):
-                try:
-                    viewer.send_frame(frame)
-                except BrokenPipeError:
-                    viewer.close()
-                    viewers.remove(viewer)
-
-    async def handle_requests() -> None:
-        server.start("127.0.0.1", port)
-        while True:
-            await asyncio.sleep(0)
-            server.poll()
-
-    async def main() -> None:
-        await asyncio.gather(asyncio.create_task(send_frames()), asyncio.create_task(handle_requests()))
-
-    asyncio.run(main())
+    serve_pattern(socket, SimCamera("example", frame_size, 12, fps), port, fps)
 
 
 # ---- readers ------------------------------------------------------------------------------------
@@ -173,18 +114,24 @@ def pester(port: int, stop: threading.Event) -> None:
             time.sleep(0.05)
 
 
-def start_server(kind: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(kind: str, runtime: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    heap = str(parse_heap(args.heap))
+    env = dict(os.environ)
     if kind == "camhub":
         cmd = [sys.executable, "-m", "camhub", "node", "--sim", "--id", "bench", "--http-port", str(port),
                "--fps", str(args.fps), "--frame-size", args.frame_size]
+        if runtime == "micropython":
+            cmd += ["--runtime", "micropython", "--heap", heap]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMHUB_")}
+    elif runtime == "micropython":
+        args.vm.render(args.frame_size, args.fps, node_id="example")
+        cmd = args.vm.argv(int(heap), "serve_example", port, args.fps, args.vm.frames, args.frame_size)
     else:
         cmd = [sys.executable, __file__, "--serve-example", str(port), "--fps", str(args.fps),
                "--frame-size", args.frame_size]
-        env = dict(os.environ)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:  # a whole request: the example's server hangs on a connection that says nothing
             with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
@@ -211,25 +158,34 @@ def stop_server(proc: subprocess.Popen[bytes]) -> str:
     return ""
 
 
-def scenario_throttled(kind: str, args: argparse.Namespace) -> dict[str, object]:
-    proc, port = start_server(kind, args)
+def scenario_throttled(kind: str, runtime: str, args: argparse.Namespace) -> dict[str, object]:
+    """Two viewers, one throttled; also the server's CPU per frame the fast viewer got."""
+    proc, port = start_server(kind, runtime, args)
     fast, slow = Reader(port), Reader(port, rate=args.slow_rate, rcvbuf=8192)
     fast.start()
     slow.start()
     time.sleep(1.0)  # settle
+    server = vm_pid(proc.pid) if kind == "camhub" and runtime == "micropython" else proc.pid
     since = time.monotonic()
+    cpu0 = cpu_seconds(server)
     time.sleep(args.seconds)
+    try:
+        cpu = cpu_seconds(server) - cpu0
+    except OSError:  # it died
+        cpu = float("nan")
     until = time.monotonic()
     fast.stop.set()
     slow.stop.set()
     note = stop_server(proc)
     fast.join(6)
     slow.join(6)
-    return {"fast": fast.fps(since, until), "slow": slow.fps(since, until), "note": note or fast.error or ""}
+    frames = sum(since <= t <= until for t in fast.times)
+    return {"fast": fast.fps(since, until), "slow": slow.fps(since, until), "note": note or fast.error or "",
+            "cpu_ms": 1000 * cpu / frames if frames else float("nan")}
 
 
-def scenario_silent(kind: str, args: argparse.Namespace) -> dict[str, object]:
-    proc, port = start_server(kind, args)
+def scenario_silent(kind: str, runtime: str, args: argparse.Namespace) -> dict[str, object]:
+    proc, port = start_server(kind, runtime, args)
     reader = Reader(port)
     reader.start()
     time.sleep(1.0)
@@ -247,9 +203,9 @@ def scenario_silent(kind: str, args: argparse.Namespace) -> dict[str, object]:
     return {"fps": reader.fps(since, until), "gap": reader.max_gap(since, until), "note": note or ""}
 
 
-def scenario_probe(kind: str, args: argparse.Namespace) -> dict[str, object]:
+def scenario_probe(kind: str, runtime: str, args: argparse.Namespace) -> dict[str, object]:
     """One client connects and closes without a byte (a port scan, a health check)."""
-    proc, port = start_server(kind, args)
+    proc, port = start_server(kind, runtime, args)
     reader = Reader(port)
     reader.start()
     time.sleep(1.0)
@@ -354,6 +310,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def alloc_vm(kind: str, args: argparse.Namespace) -> tuple[int, int, int]:
+    """(bytes allocated per frame: capture + send path, send path only, frame size) in the VM, two viewers."""
+    args.vm.render(args.frame_size, args.fps)
+    drain = Drain()
+    try:
+        r = args.vm.result(parse_heap(args.heap), "alloc", kind, args.frame_size, min(args.frames, 300), drain.port, 2,
+                           args.vm.frames)
+    finally:
+        drain.close()
+    return round(r["capture_per_frame"] + r["send_per_frame"]), round(r["send_per_frame"]), r["frame_bytes"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -361,45 +329,63 @@ def main() -> int:
     parser.add_argument("--frame-size", default="VGA")
     parser.add_argument("--slow-rate", type=float, default=20_000, help="throttled viewer, bytes/s")
     parser.add_argument("--frames", type=int, default=1000, help="frames for the allocation measurement")
+    parser.add_argument("--runtime", default="cpython,micropython", help="cpython, micropython or both (default)")
+    parser.add_argument("--heap", default=DEFAULT_HEAP, help=f"the MicroPython heap (default {DEFAULT_HEAP})")
     parser.add_argument("--serve-example", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_example:
         serve_example(args.serve_example, args.fps, args.frame_size)
         return 0
+    runtimes = [r for r in ("cpython", "micropython") if r in args.runtime.split(",")]
+    args.vm = Vm() if "micropython" in runtimes else None
 
     print(f"camhub node vs the Adafruit video-stream example pattern: {args.frame_size} @ {args.fps} fps, "
-          f"{args.seconds:.0f} s windows, throttled viewer {args.slow_rate / 1000:.0f} KB/s, {os.cpu_count()} CPUs")
-    rows = []
-    for kind in ("camhub", "example"):
-        throttled = scenario_throttled(kind, args)
-        silent = scenario_silent(kind, args)
-        probe = scenario_probe(kind, args)
-        silent["probe_fps"] = probe["fps"]
-        throttled["note"] = f"throttled: {throttled['note']}" if throttled["note"] else ""
-        silent["note"] = "; ".join(f"{name}: {note}" for name, note in (("silent", silent["note"]),
-                                                                      ("connect+close", probe["note"])) if note)
-        alloc = alloc_camhub(args.frame_size, args.frames) if kind == "camhub" else \
-            alloc_example(args.frame_size, args.frames)
-        rows.append((kind, throttled, silent, alloc))
+          f"{args.seconds:.0f} s windows, throttled viewer {args.slow_rate / 1000:.0f} KB/s, {os.cpu_count()} CPUs"
+          + (f", MicroPython heap {args.heap}" if args.vm else ""), flush=True)
+    columns = []
+    try:
+        for runtime in runtimes:
+            for kind in ("camhub", "example"):
+                throttled = scenario_throttled(kind, runtime, args)
+                silent = scenario_silent(kind, runtime, args)
+                probe = scenario_probe(kind, runtime, args)
+                silent["probe_fps"] = probe["fps"]
+                throttled["note"] = f"throttled: {throttled['note']}" if throttled["note"] else ""
+                silent["note"] = "; ".join(f"{name}: {note}" for name, note in (
+                    ("silent", silent["note"]), ("connect+close", probe["note"])) if note)
+                if runtime == "micropython":
+                    alloc = alloc_vm(kind, args)
+                else:
+                    alloc = alloc_camhub(args.frame_size, args.frames) if kind == "camhub" else \
+                        alloc_example(args.frame_size, args.frames)
+                columns.append((f"{kind} {runtime[:5]}", runtime, throttled, silent, alloc))
+    finally:
+        if args.vm:
+            args.vm.close()
     print()
-    print(f"{'beside a throttled viewer':<26}{'camhub node':>16}{'example pattern':>18}")
-    (_, t1, s1, a1), (_, t2, s2, a2) = rows
-    table = [
-        ("server alive after it", "yes" if not t1["note"] else "no", "yes" if not t2["note"] else "no"),
-        ("fast viewer fps", f"{t1['fast']:.1f}", f"{t2['fast']:.1f}"),
-        ("throttled viewer fps", f"{t1['slow']:.1f}", f"{t2['slow']:.1f}"),
-        ("fps with silent clients", f"{s1['fps']:.1f}", f"{s2['fps']:.1f}"),
-        ("  longest gap (s)", f"{s1['gap']:.2f}", f"{s2['gap']:.2f}"),
-        ("fps after connect+close", f"{s1['probe_fps']:.1f}", f"{s2['probe_fps']:.1f}"),
-        ("frame size (bytes)", f"{a1[2]}", f"{a2[2]}"),
-        ("alloc peak / frame (B)", f"{a1[0]}", f"{a2[0]}"),
-        (f"net growth {args.frames} fr (B)", f"{a1[1]}", f"{a2[1]}"),
-    ]
-    for label, left, right in table:
-        print(f"{label:<26}{left:>16}{right:>18}")
-    notes = [f"{kind}: {note}" for kind, t, s, _ in rows for note in (t["note"], s["note"]) if note]
-    for note in notes:
-        print("note:", note)
+
+    def row(label: str, cell) -> None:
+        print(f"{label:<28}" + "".join(f"{cell(*c[1:]):>16}" for c in columns))
+
+    print(f"{'':<28}" + "".join(f"{c[0]:>16}" for c in columns))
+    row("server alive after it", lambda r, t, s, a: "yes" if not t["note"] else "no")
+    row("fast viewer fps", lambda r, t, s, a: f"{t['fast']:.1f}")
+    row("throttled viewer fps", lambda r, t, s, a: f"{t['slow']:.1f}")
+    row("CPU ms / frame", lambda r, t, s, a: f"{t['cpu_ms']:.1f}")
+    row("fps with silent clients", lambda r, t, s, a: f"{s['fps']:.1f}")
+    row("  longest gap (s)", lambda r, t, s, a: f"{s['gap']:.2f}")
+    row("fps after connect+close", lambda r, t, s, a: f"{s['probe_fps']:.1f}")
+    row("frame size (bytes)", lambda r, t, s, a: f"{a[2]}")
+    row("alloc peak / frame (B)", lambda r, t, s, a: f"{a[0]}" if r == "cpython" else "-")
+    row(f"net growth {args.frames} fr (B)", lambda r, t, s, a: f"{a[1]}" if r == "cpython" else "-")
+    row("VM alloc / frame (B)", lambda r, t, s, a: f"{a[0]}" if r == "micropython" else "-")
+    row("  of it send path (B)", lambda r, t, s, a: f"{a[1]}" if r == "micropython" else "-")
+    for name, _, t, s, _ in columns:
+        for note in (t["note"], s["note"]):
+            if note:
+                print(f"note: {name}: {note}")
+    print("CPython alloc: tracemalloc peak above the level before a frame, two viewers; VM alloc: gc.mem_alloc() "
+          "growth per frame (capture + send), two viewers, collector off around each frame")
     return 0
 
 

@@ -7,9 +7,9 @@ unchanged. The parts:
 
 - ``supply_names()``: ``time.monotonic``/``monotonic_ns``, ``traceback.print_exception``, the
   ``typing``/``circuitpython_typing`` names ``adafruit_connection_manager`` imports off CircuitPython,
-  and a ``select.poll`` that takes pool sockets (CircuitPython's polls socketpool sockets; this
-  port's polls only its own streams and file descriptors). Shims go into ``sys.modules``; no library
-  file is changed.
+  ``TimeoutError``/``BrokenPipeError``/``ConnectionError``, and a ``select.poll`` that takes pool
+  sockets (CircuitPython's polls socketpool sockets; this port's polls only its own streams and
+  file descriptors). Shims go into ``sys.modules`` and builtins; no library file is changed.
 - ``SocketPool``: the ``socketpool`` API (``recv_into``, ``accept`` returning ``(socket, (host,
   port))``, ``(host, port)`` addresses) on MicroPython's ``socket``, whose ``readinto`` reads exactly
   n bytes, whose ``accept`` returns a raw sockaddr and whose ``bind``/``connect`` want one.
@@ -107,7 +107,18 @@ class _Poll:
 
 
 def supply_names(clock):
-    """Put the CircuitPython-only names into ``sys.modules`` before any library imports them."""
+    """Put the CircuitPython-only names into ``sys.modules`` before any library imports them.
+
+    Also the exception classes CircuitPython has and this port lacks: adafruit_httpserver 4.8.2
+    names ``TimeoutError`` in ``except`` clauses (server.py lines 330 and 351) and ``BrokenPipeError``
+    (response.py lines 146, 969, 1001); naming a missing class there turns any socket error into a
+    NameError. The pool raises ``OSError`` with an errno, which those clauses handle next.
+    """
+    import builtins
+
+    for name in ("TimeoutError", "BrokenPipeError", "ConnectionError"):
+        if not hasattr(builtins, name):
+            setattr(builtins, name, type(name, (OSError,), {}))
     names = {}
     for name in dir(_time):
         if not name.startswith("__"):
@@ -412,10 +423,15 @@ class UnixPortPlatform(PcPlatform):
         raise SystemExit(1)
 
 
-def boot(code_path):
-    """The VM's entry point: supply the missing names, then run ``code.py`` as a board does."""
+def prepare():
+    """Supply the missing names and work around the library quirks (before anything imports them)."""
     supply_names(MonotonicClock())
     work_around_httpserver()
+
+
+def boot(code_path):
+    """The VM's entry point: prepare, then run ``code.py`` as a board does."""
+    prepare()
     with open(code_path) as f:
         source = f.read()
     exec(source, {"__name__": "__main__", "__file__": code_path})

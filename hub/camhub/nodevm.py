@@ -80,6 +80,12 @@ def render(frames: Path, node_id: str, frame_size: str, quality: int, fps: int) 
     work.rename(frames / name)
 
 
+def vm_argv(binary: str, heap: int, paths: list[Path], statement: str) -> list[str]:
+    """The command running ``statement`` in the VM with ``paths`` first on its ``sys.path``."""
+    path_list = repr([str(p) for p in paths])
+    return [binary, "-X", f"heapsize={heap}", "-c", f"import sys; sys.path[:0] = {path_list}; {statement}"]
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when this process dies (Linux)."""
     try:
@@ -125,12 +131,10 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int)
         stop_file = work / "stop"
         env = {**os.environ, **values, "CAMHUB_VM_FRAMES": str(frames), "CAMHUB_VM_STOP": str(stop_file),
                "CAMHUB_VM_QUIET": "1" if not log.isEnabledFor(logging.INFO) else "0"}
-        boot = (f"import sys; sys.path[:0] = [{str(lib)!r}]; from camhub_node import unixport; "
-                f"unixport.boot({firmware.code_py.as_posix()!r})")
+        boot = f"from camhub_node import unixport; unixport.boot({firmware.code_py.as_posix()!r})"
         stops = {sig: signal.signal(sig, lambda *_: stop_file.touch()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            vm = subprocess.Popen([binary, "-X", f"heapsize={heap}", "-c", boot], env=env,
-                                  preexec_fn=_die_with_parent)
+            vm = subprocess.Popen(vm_argv(binary, heap, [lib], boot), env=env, preexec_fn=_die_with_parent)
             while vm.poll() is None:
                 _serve_renders(frames, cfg.node_id, cfg.fps)
                 time.sleep(SERVICE_S)

@@ -1,0 +1,209 @@
+"""The node firmware on the MicroPython VM with a board's heap: how little heap, how little garbage.
+
+Four measurements, all on the MicroPython Unix port (``camhub node --sim --runtime micropython``,
+``-X heapsize``; objects there are about twice their ESP32 size, so these heaps are upper bounds):
+
+1. Smallest heap per frame size: the real node (``--heap H``) streams to two viewers for
+   ``--seconds``; a heap passes when the node stays up with no ``MemoryError`` in its output, no task
+   restart, no capture error, and both viewers get at least ``--min-share`` of the fps. Bisection in
+   16 KB steps between ``--low`` and ``--high``.
+2. A soak: ``--soak-size`` to two viewers for ``--soak`` seconds in a ``--soak-heap`` heap: frames
+   each viewer got, the lowest ``free_heap`` seen in ``/status``, MemoryErrors.
+3. Bytes allocated per frame in the send path (``gc.mem_alloc()`` deltas, ``vm_side.py alloc``) for
+   1, 2 and 4 viewers; per viewer is the slope. Target: at most 512 B per frame per viewer.
+4. Idle: CPU and allocation rate of a node with no viewers (camera running, MQTT connected to a
+   local mosquitto) beside an asyncio loop that runs only the same sampler.
+
+    .venv/bin/python benchmarks/node_vm.py                      # ≈ 6 min
+    .venv/bin/python benchmarks/node_vm.py --only alloc,idle    # ≈ 1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from vm import Drain, Vm  # noqa: E402
+
+from camhub.nodevm import parse_heap  # noqa: E402
+from tests.support.procs import Mosquitto, SimNode, free_port  # noqa: E402
+from tests.support.waiting import get_json  # noqa: E402
+
+MARKER = b"Content-Type: image/jpeg"
+STEP = 16 * 1024
+
+
+class Counter(threading.Thread):
+    """A viewer that counts parts (by their Content-Type line) until stopped."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.parts, self.stop = url, 0, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as resp:
+                tail = b""
+                while not self.stop.is_set():
+                    chunk = resp.read1(262144)
+                    if not chunk:
+                        return
+                    data = tail + chunk
+                    self.parts += data.count(MARKER)
+                    tail = data[-(len(MARKER) - 1):]
+        except OSError:
+            pass
+
+
+def stream_trial(heap: int, frame_size: str, fps: int, seconds: float) -> dict:
+    """Two viewers of a node in a ``heap``-byte VM for ``seconds``: what happened."""
+    node = SimNode("heap", None, fps=fps, frame_size=frame_size, runtime="micropython",
+                   extra=["--heap", str(heap)], env={"CAMHUB_WRITE_TIMEOUT_S": "10"})
+    viewers: list[Counter] = []
+    lowest = None
+    status: dict = {}
+    try:
+        node.wait_ready(timeout=60)
+        viewers = [Counter(node.url + "/stream") for _ in range(2)]
+        time.sleep(1.0)
+        start = [v.parts for v in viewers]
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and node.alive():
+            try:
+                status = get_json(node.url + "/status")
+                lowest = status["free_heap"] if lowest is None else min(lowest, status["free_heap"])
+            except OSError:
+                break
+            time.sleep(0.5)
+        got = [v.parts - s for v, s in zip(viewers, start, strict=True)]
+    except (RuntimeError, TimeoutError):
+        got = [0, 0]
+    finally:
+        for v in viewers:
+            v.stop.set()
+        alive = node.alive()
+        node.stop()
+    output = node.output()
+    errors = len(re.findall(r"MemoryError", output))
+    fps_got = [n / seconds for n in got]
+    return {"heap": heap, "alive": alive, "memory_errors": errors, "fps": fps_got, "lowest_free": lowest,
+            "restarts": status.get("task_restarts", {}), "capture_errors": status.get("capture_errors", 0)}
+
+
+def passes(trial: dict, fps: int, share: float) -> bool:
+    return (trial["alive"] and not trial["memory_errors"] and not trial["restarts"] and not trial["capture_errors"]
+            and min(trial["fps"]) >= share * fps)
+
+
+def smallest_heap(frame_size: str, args: argparse.Namespace) -> tuple[int | None, dict | None]:
+    low, high = parse_heap(args.low), parse_heap(args.high)
+    best = None
+    trial = stream_trial(high, frame_size, args.fps, args.seconds)
+    if not passes(trial, args.fps, args.min_share):
+        print(f"  {frame_size}: fails even at {high // 1024} KB: {trial}", flush=True)
+        return None, trial
+    best = trial
+    while high - low > STEP:
+        mid = (low + high) // 2 // STEP * STEP
+        trial = stream_trial(mid, frame_size, args.fps, args.seconds)
+        ok = passes(trial, args.fps, args.min_share)
+        print(f"  {frame_size} {mid // 1024:>5} KB: {'ok  ' if ok else 'FAIL'} fps {trial['fps'][0]:.1f}/"
+              f"{trial['fps'][1]:.1f}, MemoryErrors {trial['memory_errors']}, lowest free "
+              f"{trial['lowest_free']}", flush=True)
+        if ok:
+            high, best = mid, trial
+        else:
+            low = mid
+    return high, best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="heap,soak,alloc,idle", help="which parts, comma-separated")
+    parser.add_argument("--sizes", default="QVGA,VGA,SVGA,HD")
+    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=6.0, help="window of each heap trial")
+    parser.add_argument("--min-share", type=float, default=0.8, help="of the fps each viewer must get")
+    parser.add_argument("--low", default="128K")
+    parser.add_argument("--high", default="4M")
+    parser.add_argument("--soak", type=float, default=60.0)
+    parser.add_argument("--soak-size", default="VGA")
+    parser.add_argument("--soak-heap", default="1M")
+    parser.add_argument("--alloc-size", default="VGA")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    print(f"camhub node on the MicroPython Unix port, {os.cpu_count()} CPUs", flush=True)
+
+    if "heap" in parts:
+        print(f"\nsmallest heap, two viewers, {args.fps} fps, {args.seconds:.0f} s each trial:", flush=True)
+        rows = []
+        for size in args.sizes.split(","):
+            heap, trial = smallest_heap(size, args)
+            rows.append((size, heap, trial))
+        print(f"\n{'frame size':<12}{'smallest heap':>15}{'fps (2 viewers)':>18}{'lowest free':>14}")
+        for size, heap, trial in rows:
+            fps = f"{trial['fps'][0]:.1f}/{trial['fps'][1]:.1f}" if trial else "-"
+            print(f"{size:<12}{(f'{heap // 1024} KB' if heap else 'none'):>15}{fps:>18}"
+                  f"{str(trial['lowest_free'] if trial else '-'):>14}")
+
+    if "soak" in parts:
+        heap = parse_heap(args.soak_heap)
+        trial = stream_trial(heap, args.soak_size, args.fps, args.soak)
+        print(f"\nsoak: {args.soak_size} to two viewers for {args.soak:.0f} s in {heap // 1024} KB: alive "
+              f"{trial['alive']}, MemoryErrors {trial['memory_errors']}, fps {trial['fps'][0]:.1f}/"
+              f"{trial['fps'][1]:.1f}, lowest free_heap {trial['lowest_free']}, task restarts {trial['restarts']}")
+
+    if "alloc" in parts:
+        vm = Vm()
+        drain = Drain()
+        try:
+            vm.render(args.alloc_size, args.fps)
+            heap = parse_heap("1M")
+            print(f"\nsend path, {args.alloc_size}, {args.frames} frames, 1 MB heap (bytes per frame):")
+            print(f"{'viewers':<10}{'capture':>10}{'send path':>12}{'worst frame':>13}")
+            sends = {}
+            for viewers in (1, 2, 4):
+                r = vm.result(heap, "alloc", "camhub", args.alloc_size, args.frames, drain.port, viewers, vm.frames)
+                sends[viewers] = r["send_per_frame"]
+                print(f"{viewers:<10}{r['capture_per_frame']:>10.0f}{r['send_per_frame']:>12.0f}"
+                      f"{r['send_worst']:>13}")
+            print(f"per extra viewer: {(sends[4] - sends[1]) / 3:.0f} B/frame; per viewer at 2 viewers: "
+                  f"{sends[2] / 2:.0f} B/frame (target <= 512)")
+        finally:
+            drain.close()
+            vm.close()
+
+    if "idle" in parts:
+        vm = Vm()
+        broker = Mosquitto()
+        try:
+            vm.render("VGA", args.fps, node_id="idle")
+            env = {"CAMHUB_NODE_ID": "idle", "CAMHUB_FRAME_SIZE": "VGA", "CAMHUB_FPS": str(args.fps),
+                   "CAMHUB_HTTP_PORT": str(free_port()), "CAMHUB_ADVERTISE_HOST": "127.0.0.1",
+                   "CAMHUB_MQTT_HOST": "127.0.0.1", "CAMHUB_MQTT_PORT": str(broker.port)}
+            heap = parse_heap("1M")
+            node = vm.result(heap, "idle", "node", args.idle_seconds, env=env)
+            empty = vm.result(heap, "idle", "empty", args.idle_seconds)
+            print(f"\nidle ({args.idle_seconds:.0f} s, 1 MB heap){'':<14}{'CPU %':>8}{'alloc B/s':>12}")
+            print(f"{'node: VGA camera, MQTT, no viewers':<40}{node['cpu_percent']:>8.1f}{node['alloc_per_s']:>12.0f}")
+            print(f"{'empty asyncio loop':<40}{empty['cpu_percent']:>8.1f}{empty['alloc_per_s']:>12.0f}")
+        finally:
+            broker.stop()
+            vm.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
