@@ -191,7 +191,7 @@ class Motion:
             if state.busy:
                 state.skipped += 1
                 return
-            now = time.monotonic()  # (frame.arrived is the fan-out's wrapping ms tick)
+            now = time.monotonic()  # when it is handled here (frame.arrived: when the broker got it)
             if now < state.next_at:
                 return
             state.next_at = max(state.next_at, now - interval / 2) + interval

@@ -342,7 +342,7 @@ class CameraRecorder:
 
     def frame(self, frame: Frame) -> None:
         """The frame tap: called on the event loop for every frame of this camera."""
-        now = time.monotonic()  # (frame.arrived is the fan-out's wrapping ms tick)
+        now = time.monotonic()  # when it is handled here (frame.arrived: when the broker got it)
         self.last_frame = now
         at, jpeg = frame.capture_time, frame.jpeg
         if self.settings.preroll_s > 0:
