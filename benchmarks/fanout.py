@@ -236,7 +236,10 @@ def start_hub(ctx: Context, motion: bool = False) -> tuple[Process, list[str]]:
     defaults (motion on, recordings on motion, into the run's temporary state directory).
     """
     port = free_port()
-    env = {"CAMHUB_AUTH": "off"} if motion else {"CAMHUB_AUTH": "off", "CAMHUB_MOTION": "off", "CAMHUB_RECORD": "off"}
+    # The viewer caps are raised for the large-N runs (the relays have none).
+    env = {"CAMHUB_AUTH": "off", "CAMHUB_MAX_VIEWERS": "5000", "CAMHUB_MAX_VIEWERS_PER_CAMERA": "5000"}
+    if not motion:
+        env.update(CAMHUB_MOTION="off", CAMHUB_RECORD="off")
     if ctx.hub_discovery == "sources" or ctx.node_kind != "node":
         env["CAMHUB_SOURCES"] = ",".join(f"{i}={u}" for i, u in zip(ctx.node_ids, ctx.node_streams, strict=True))
     state = ctx.workdir / ("hub-motion-state" if motion else "hub-state")

@@ -57,7 +57,7 @@ class StreamError(Exception):
 class Viewer:
     """One HTTP client of an MJPEG stream and the frames it completed."""
 
-    __slots__ = ("kind", "cam", "host", "port", "target", "sock", "fd", "state", "acc", "chunked",
+    __slots__ = ("kind", "cam", "host", "port", "target", "sock", "fd", "state", "acc", "cacc", "chunked",
                  "cstate", "cleft", "left", "ts_us", "seq", "status", "error", "rate", "granted",
                  "started", "recv_times", "capture_us", "seqs", "lengths", "length", "bytes", "request",
                  "boundary")
@@ -78,7 +78,8 @@ class Viewer:
         self.sock.setblocking(False)
         self.fd = self.sock.fileno()
         self.state = HEAD
-        self.acc = bytearray()
+        self.acc = bytearray()  # a response head or part header split across receives
+        self.cacc = bytearray()  # a chunk-size line split across receives (a part header may be pending too)
         self.chunked = False
         self.cstate = CHUNK_SIZE
         self.cleft = 0
@@ -124,7 +125,7 @@ class Viewer:
                 if not self.cleft:
                     self.cstate = CHUNK_SIZE
             else:
-                line, pos = self._line(buf, pos, end, b"\r\n")
+                line, pos = self._line(buf, pos, end, b"\r\n", self.cacc)
                 if line is None:
                     return
                 try:
@@ -136,23 +137,25 @@ class Viewer:
                 self.cstate = CHUNK_DATA
                 self.cleft = size
 
-    def _line(self, buf: bytearray, pos: int, end: int, marker: bytes) -> tuple[bytes | None, int]:
-        """Bytes up to ``marker`` (accumulated across recvs) and the position after it."""
-        if not self.acc:
+    def _line(self, buf: bytearray, pos: int, end: int, marker: bytes,
+              acc: bytearray | None = None) -> tuple[bytes | None, int]:
+        """Bytes up to ``marker`` (accumulated across recvs in ``acc``) and the position after it."""
+        acc = self.acc if acc is None else acc
+        if not acc:
             i = buf.find(marker, pos, end)
             if i >= 0:
                 return bytes(buf[pos:i]), i + len(marker)
         take = min(end - pos, 4096)
-        before = len(self.acc)
-        self.acc += buf[pos:pos + take]
-        i = self.acc.find(marker, max(0, before - len(marker) + 1))
+        before = len(acc)
+        acc += buf[pos:pos + take]
+        i = acc.find(marker, max(0, before - len(marker) + 1))
         if i < 0:
-            if len(self.acc) > MAX_HEAD:
+            if len(acc) > MAX_HEAD:
                 raise StreamError("header too long")
             return None, pos + take
-        line = bytes(self.acc[:i])
+        line = bytes(acc[:i])
         used = i + len(marker) - before
-        self.acc.clear()
+        acc.clear()
         return line, pos + used
 
     def _head(self, buf: bytearray, pos: int, end: int) -> int:
