@@ -26,7 +26,7 @@ from tests.support.waiting import get_json, wait_until
 NODE = "alpha"
 FPS = 10
 ANNOUNCE_FIELDS = {"id", "name", "stream_url", "snapshot_url", "status_url", "board", "sensor", "frame_size",
-                   "width", "height", "fps", "jpeg_quality", "firmware", "ip"}
+                   "width", "height", "fps", "jpeg_quality", "firmware", "ip", "controls"}
 STATS_FIELDS = {"uptime_s", "frames", "fps", "clients", "dropped", "free_heap", "rssi"}
 NODE_ENV = {"CAMHUB_STATS_INTERVAL_S": "1", "CAMHUB_MQTT_KEEPALIVE_S": "4", "CAMHUB_WRITE_TIMEOUT_S": "2",
             "CAMHUB_NODE_NAME": "Alpha camera"}
@@ -86,6 +86,8 @@ def test_announce_carries_every_contract_field(broker: Mosquitto, watch: Observe
     assert announce["status_url"] == f"http://127.0.0.1:{idle.http_port}/status"
     assert (announce["frame_size"], announce["width"], announce["height"]) == ("QVGA", 320, 240)
     assert announce["fps"] == FPS and announce["board"] == "simulated" and announce["ip"] == "127.0.0.1"
+    # what `set` accepts: espcamera's JPEG quality range, 2-55
+    assert announce["controls"]["fps"] == [1, 30] and announce["controls"]["jpeg_quality"] == [2, 55]
     assert watch.wait_for(f"camhub/nodes/{NODE}/availability").text == "online"
     stats = watch.wait_for(f"camhub/nodes/{NODE}/stats").json()
     assert set(stats) == STATS_FIELDS
