@@ -92,3 +92,32 @@ def test_stream_keeps_serving_while_the_broker_is_down_and_presence_returns(mosq
         if second is not None:
             second.stop()
 
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_overwritten_announce_and_availability_are_reasserted(mosquitto: Mosquitto, observer: Observer,
+                                                             runtime: str) -> None:
+    """A spoofed retained empty announce or ``offline`` from another client does not stick."""
+    node_id = f"owner-{runtime}"
+    node = SimNode(node_id, mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT, runtime=runtime)
+    announce_topic = f"camhub/nodes/{node_id}/announce"
+    try:
+        node.wait_ready()
+        _availability(observer, node_id, "online")
+        original = observer.wait_for(announce_topic).payload
+        spoofed_at = time.time()
+        observer.publish(announce_topic, b"", retain=True)
+        observer.wait_for(announce_topic, lambda m: m.payload == original, timeout=10, after=spoofed_at)
+        spoofed_at = time.time() + 0.01
+        time.sleep(2.1)  # re-assertions are at most one per 2 s
+        observer.publish(f"camhub/nodes/{node_id}/availability", "offline", retain=True)
+        _availability(observer, node_id, "online", after=spoofed_at, timeout=10)
+        newcomer = Observer(mosquitto.port, [f"camhub/nodes/{node_id}/#"])
+        try:  # what the broker keeps is the node's own again
+            assert newcomer.wait_for(announce_topic).payload == original
+            assert newcomer.wait_for(f"camhub/nodes/{node_id}/availability").text == "online"
+        finally:
+            newcomer.close()
+        assert get_json(node.url + "/status")["mqtt"]["reasserts"] == 2
+    finally:
+        node.stop()

@@ -291,7 +291,7 @@ class Node:
             "http": {"requests": self.http.requests, "rejected": self.http.rejected, "errors": self.http.errors},
             "mqtt": {"connected": self.presence.connected, "connects": self.presence.connects,
                      "failures": self.presence.failures, "set_applied": self.presence.set_applied,
-                     "set_rejected": self.presence.set_rejected},
+                     "set_rejected": self.presence.set_rejected, "reasserts": self.presence.reasserts},
             "task_restarts": self.restarts,
             "runtime": runtime(), "heap_size": self.platform.heap_size(),
         })

@@ -10,6 +10,11 @@ the keep-alive, so minimqtt's blocking ``ping()`` is never needed. ``availabilit
 connection that fails is closed without DISCONNECT (so the broker publishes the will) and retried
 with capped exponential backoff; the stream keeps serving meanwhile. Runs on CircuitPython and
 CPython alike.
+
+The node owns its retained ``announce`` and ``availability``: it subscribes to both, and when
+another client overwrites them (a cleared announce, a spoofed ``offline``) it publishes its own
+again, at most once every REASSERT_MS so that two nodes configured with one id cannot flood the
+broker. The broker's ACL should stop such writes in the first place (docs/mqtt-acl.md).
 """
 
 import json
@@ -21,6 +26,7 @@ from adafruit_ticks import ticks_add, ticks_diff
 
 BACKOFF_MAX_S = 30
 MAX_SET_PAYLOAD = 512
+REASSERT_MS = 2000
 
 
 def _release(client):
@@ -47,6 +53,11 @@ class Presence:
         self.set_rejected = 0
         self.last_error = None
         self._announce_due = False
+        self._announced = None  # the announce payload last published (bytes)
+        self._overwritten = False  # another client wrote our announce or availability
+        self._reasserted_at = None
+        self._leaving = False
+        self.reasserts = 0
         self._availability = cfg.topic("availability")
         self._announce = cfg.topic("announce")
         self._stats = cfg.topic("stats")
@@ -74,6 +85,8 @@ class Presence:
         client.subscribe(self._set, qos=1)
         client.publish(self._availability, "online", retain=True, qos=1)
         self._publish_announce()
+        # Our own retained topics: overwritten by someone else, they are re-asserted (_on_message).
+        client.subscribe([(self._announce, 1), (self._availability, 1)])
         self.connected = True
         self.connects += 1
         self.node.log("MQTT connected to %s:%d" % (cfg.mqtt_host, cfg.mqtt_port))
@@ -85,7 +98,9 @@ class Presence:
             self.client = None
 
     def _publish_announce(self):
-        self.client.publish(self._announce, json.dumps(self.node.announce()), retain=True, qos=1)
+        payload = json.dumps(self.node.announce())
+        self._announced = payload.encode()
+        self.client.publish(self._announce, payload, retain=True, qos=1)
         self._announce_due = False
 
     def _publish_stats(self):
@@ -94,6 +109,14 @@ class Presence:
     # ---- the set topic ---------------------------------------------------------------------
 
     def _on_message(self, client, topic, message):
+        if topic == self._announce:
+            if bytes(message) != self._announced:
+                self._overwritten = True
+            return
+        if topic == self._availability:
+            if bytes(message) != b"online" and not self._leaving:
+                self._overwritten = True
+            return
         if topic != self._set:
             return
         error = None
@@ -153,6 +176,8 @@ class Presence:
             if self._announce_due:
                 self._publish_announce()
             now = node.clock()
+            if self._overwritten:
+                self._reassert(now)
             if ticks_diff(now, next_stats) >= 0:
                 self._publish_stats()
                 next_stats = ticks_add(next_stats, self._stats_every)
@@ -160,11 +185,23 @@ class Presence:
                     next_stats = ticks_add(now, self._stats_every)
             await node.nap(50, slice_ms=50)
 
+    def _reassert(self, now):
+        """Publish our announce and ``online`` again (called from the task, never from a callback)."""
+        if self._reasserted_at is not None and ticks_diff(now, self._reasserted_at) < REASSERT_MS:
+            return
+        self._overwritten = False
+        self._reasserted_at = now
+        self.reasserts += 1
+        self.client.publish(self._availability, "online", retain=True, qos=1)
+        self._publish_announce()
+        self.node.log("announce or availability overwritten by another client; re-asserted")
+
     def shutdown(self):
         """Publish ``offline`` and disconnect cleanly (best effort)."""
         client = self.client
         if client is None or not self.connected:
             return
+        self._leaving = True
         try:
             client.publish(self._availability, "offline", retain=True, qos=1)
             client.disconnect()

@@ -29,10 +29,13 @@ class Message:
 class Observer:
     """Subscribes to ``topics`` and records every message, retained ones included."""
 
-    def __init__(self, port: int, topics: list[str], host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, topics: list[str], host: str = "127.0.0.1",
+                 username: str | None = None, password: str | None = None) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()

@@ -50,9 +50,10 @@ def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None
 
 
 class Mosquitto:
-    """Debian's mosquitto, on a free loopback port (or ``port``, e.g. to restart it), anonymous access."""
+    """Debian's mosquitto, on a free loopback port (or ``port``, e.g. to restart it), anonymous access
+    unless ``users`` ({name: password}) and an ``acl`` (mosquitto's acl_file text) are given."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, users: dict[str, str] | None = None, acl: str | None = None) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -60,7 +61,24 @@ class Mosquitto:
         self.host = "127.0.0.1"
         self._dir = tempfile.TemporaryDirectory(prefix="camhub-mosquitto-")
         conf = Path(self._dir.name) / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        text = f"listener {self.port} 127.0.0.1\npersistence false\n"
+        if users is None:
+            text += "allow_anonymous true\n"
+        else:
+            passwd = Path(self._dir.name) / "passwd"
+            passwd.touch()
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True,
+                               capture_output=True)
+            passwd.chmod(0o644)  # run as root, mosquitto reads it after dropping to its own user
+            os.chmod(self._dir.name, 0o755)
+            text += f"allow_anonymous false\npassword_file {passwd}\n"
+        if acl is not None:
+            (Path(self._dir.name) / "acl").write_text(acl)
+            (Path(self._dir.name) / "acl").chmod(0o644)
+            os.chmod(self._dir.name, 0o755)
+            text += f"acl_file {Path(self._dir.name) / 'acl'}\n"
+        conf.write_text(text)
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
