@@ -5,6 +5,7 @@ import { getJSON } from './connection.js';
 import { NodeControls } from './controls.js';
 import * as fmt from './format.js';
 import { icon } from './icons.js';
+import { RecordingsPanel } from './recordings.js';
 
 const DETAIL_POLL_MS = 1000;
 const STREAM_RETRY_MS = [1000, 2000, 4000, 8000];
@@ -78,6 +79,7 @@ export class CameraView {
     this.details = $(root, '#camera-details');
     this.spark = $(root, '#fps-spark');
     this.controls = new NodeControls(root);
+    this.recordings = new RecordingsPanel(root);
 
     $(root, '#btn-fullscreen').addEventListener('click', () => this.#fullscreen());
     $(root, '#btn-prev').addEventListener('click', () => this.step(-1));
@@ -116,6 +118,8 @@ export class CameraView {
     }
     this.controls.show(id);
     this.controls.update(this.summary);
+    this.recordings.show(id);
+    this.recordings.update(this.summary);
     this.#poll();
   }
 
@@ -126,6 +130,7 @@ export class CameraView {
     clearInterval(this.captureTimer);
     this.#stopStream();
     this.controls.hide();
+    this.recordings.hide();
     if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
   }
 
@@ -151,6 +156,7 @@ export class CameraView {
     this.#renderDetails();
     this.#renderSpark();
     this.controls.update(summary);
+    this.recordings.update(summary);
     // The camera came back: if our stream had given up, start it again right away.
     if (summary && before && before !== summary.state && summary.state === 'streaming' && this.streamFailed) {
       this.#startStream(0);

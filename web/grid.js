@@ -92,7 +92,14 @@ class Tile {
     this.badge = el('span', 'badge');
     this.fpsChip = el('span', 'chip fps-chip');
     this.lastSeen = el('span', 'chip last-seen');
-    media.append(this.front, this.back, this.placeholder, this.badge, this.fpsChip, this.lastSeen);
+    this.motionChip = el('span', 'chip motion-chip');
+    this.motionChip.textContent = 'Motion';
+    this.motionChip.hidden = true;
+    this.recChip = el('span', 'chip rec-chip');
+    this.recChip.textContent = 'Rec';
+    this.recChip.hidden = true;
+    media.append(this.front, this.back, this.placeholder, this.badge, this.fpsChip, this.lastSeen, this.motionChip,
+      this.recChip);
 
     const body = el('div', 'tile-body');
     const head = el('div', 'tile-head');
@@ -132,6 +139,9 @@ class Tile {
     setText(this.badge, fmt.STATE_LABELS[state] || state);
 
     const streaming = state === 'streaming';
+    this.motionChip.hidden = !camera.motion?.active;
+    this.recChip.hidden = !camera.recording?.active;
+    this.recChip.title = camera.recording?.active ? `Recording since ${fmt.clockTime(camera.recording.since)}` : '';
     this.fpsChip.hidden = !streaming;
     if (streaming) setText(this.fpsChip, `${fmt.fps(camera.fps_in)} fps`);
 
