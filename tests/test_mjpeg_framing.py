@@ -33,6 +33,24 @@ def test_header_rejects_bad_values() -> None:
         mjpeg.write_part_header(bytearray(200), 160, 10, 1, 1, 1_000_000)
     with pytest.raises(ValueError):
         mjpeg.write_part_header(bytearray(200), 10, 10, 1, 1, 0)
+    for length, seq, ts in ((-1, 1, 1), (1, -1, 1), (1, 1, -1)):  # each one alone is refused
+        with pytest.raises(ValueError):
+            mjpeg.write_part_header(bytearray(200), 160, length, seq, ts, 0)
+
+
+def test_a_header_may_fill_the_room_before_the_jpeg_exactly() -> None:
+    room = mjpeg.part_header_length(1004, 42, 1764000000)
+    buf = bytearray(room)
+    assert mjpeg.write_part_header(buf, room, 1004, 42, 1764000000, 5) == 0
+    assert bytes(buf).startswith(b"--camhubframe\r\n") and bytes(buf).endswith(b"\r\n\r\n")
+
+
+def test_the_stream_response_head() -> None:
+    head = mjpeg.response_head(b"X-Camera-Id: door\r\n")
+    assert head == (b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=camhubframe\r\n"
+                    b"Cache-Control: no-cache, no-store, must-revalidate\r\nPragma: no-cache\r\n"
+                    b"Connection: close\r\nX-Camera-Id: door\r\n\r\n")
+    assert mjpeg.response_head().endswith(b"Connection: close\r\n\r\n")
 
 
 # Subscriber times are ticks_ms integers; the second base wraps (2**29) in the middle of each test.
@@ -138,3 +156,59 @@ def test_keepalive_only_when_idle_with_nothing_new(base: int) -> None:
     assert sub.keepalive_due(at(base, 1000), 1000)
     assert not sub.publish(2, at(base, 1000), busy=True)  # a new frame waits: send that, not a repeat
     assert not sub.keepalive_due(at(base, 5000), 1000)
+
+
+@TICK_BASES
+def test_a_viewers_report_carries_the_contract_fields_and_its_real_rate(base: int) -> None:
+    sub = Subscriber(7, "10.0.0.5:5000", "VLC/3.0", now=at(base, 0))
+    fresh = sub.as_dict(at(base, 0))
+    assert fresh == {"id": 7, "peer": "10.0.0.5:5000", "user_agent": "VLC/3.0", "connected_for_s": 0.0,
+                     "frames_sent": 0, "frames_dropped": 0, "frames_skipped": 0, "bytes_sent": 0, "fps": 0.0}
+    for i in range(1, 12):  # 11 frames of 10 bytes, one every 100 ms, each done at once
+        assert sub.publish(i, at(base, 100 * i))
+        sub.begin("f", i, 10, at(base, 100 * i))
+        assert sub.advance(10, at(base, 100 * i))
+        if i == 10:  # the first second's window closes at 1000 ms with 10 frames in it
+            assert sub.as_dict(at(base, 1000))["fps"] == 10.0
+    assert sub.as_dict(at(base, 1100))["fps"] == 10.0
+    assert not sub.publish(12, at(base, 1150), busy=True)
+    assert not sub.publish(13, at(base, 1160), busy=True)
+    assert not sub.publish(14, at(base, 1170), busy=True)  # 12 and 13 superseded while busy
+    sub.close("reset", at(base, 1234))
+    report = sub.as_dict(at(base, 1234))
+    assert report == {"id": 7, "peer": "10.0.0.5:5000", "user_agent": "VLC/3.0", "connected_for_s": 1.2,
+                      "frames_sent": 11, "frames_dropped": 2, "frames_skipped": 0, "bytes_sent": 110,
+                      "fps": 10.0, "reason": "reset"}
+    assert sub.frame is None
+    # three more frames over the next 3 s, then nothing: the rate follows, then decays
+    for t in (1500, 2700, 3900):
+        sub.publish(100 + t, at(base, t))
+        sub.begin("f", 100 + t, 1, at(base, t))
+        sub.advance(1, at(base, t))
+    assert sub.as_dict(at(base, 3900))["fps"] == round(1 * 1000 / 1200, 2)  # 1 frame in a 1.2 s window
+    sub.publish(9999, at(base, 4000))
+    sub.begin("f", 9999, 1, at(base, 4000))
+    sub.advance(1, at(base, 4000))
+    assert sub.as_dict(at(base, 5899))["fps"] == round(1000 / 1200, 2)  # the last window's rate...
+    assert sub.as_dict(at(base, 5900))["fps"] == 0.5  # ...until 2 s pass with one frame: it decays
+    assert sub.as_dict(at(base, 3900 - 10))["fps"] == 0.0  # ticks wrapped past the window start
+
+
+@TICK_BASES
+def test_no_byte_sent_is_no_progress_and_limits_hold_to_the_millisecond(base: int) -> None:
+    sub = Subscriber(1, "p", "ua", now=at(base, 0))
+    sub.publish(1, at(base, 0))
+    sub.begin("f1", 1, 10, at(base, 0))
+    assert sub.advance(0, at(base, 1500)) is False  # a zero-byte write does not reset the write timeout
+    assert sub.stalled(at(base, 2100), 2000)
+    slow = Subscriber(2, "p", "ua", now=at(base, 0), max_fps=0.5)  # ?fps=0.5: a frame every 2 s
+    assert slow.publish(1, at(base, 0))
+    slow.begin("f1", 1, 1, at(base, 0))
+    slow.advance(1, at(base, 0))
+    assert not slow.publish(2, at(base, 0))  # published in the same millisecond: held back
+    assert not slow.ready(at(base, 0)) and not slow.ready(at(base, 1999))
+    assert slow.publish(3, at(base, 2000))  # exactly the interval later: through
+    assert slow.frames_skipped == 1
+    slow.begin("f3", 3, 1, at(base, 2000))
+    assert slow.swap_unsent("f4", 4, 1, at(base, 2010))
+    assert not slow.stalled(at(base, 2020), 1000)  # the swapped-in frame restarts the write clock
