@@ -45,6 +45,7 @@ from camhub.nodevm import DEFAULT_HEAP, parse_heap  # noqa: E402
 from tests.support.allocations import loopback_pairs, measure  # noqa: E402
 
 MARKER = b"Content-Type: image/jpeg"
+LABELS = {"cpython": "CPython", "micropython": "MicroPy"}
 
 
 # ---- the example's pattern (benchmarks/example_pattern.py, shared with the VM) ------------------
@@ -358,7 +359,7 @@ def main() -> int:
                 else:
                     alloc = alloc_camhub(args.frame_size, args.frames) if kind == "camhub" else \
                         alloc_example(args.frame_size, args.frames)
-                columns.append((f"{kind} {runtime[:5]}", runtime, throttled, silent, alloc))
+                columns.append((f"{kind} {LABELS[runtime]}", runtime, throttled, silent, alloc))
     finally:
         if args.vm:
             args.vm.close()

@@ -20,6 +20,7 @@ unchanged. The parts:
 MicroPython only; it is copied to boards with the package but never imported there.
 """
 
+import errno
 import gc
 import os
 import re as _re
@@ -209,10 +210,15 @@ def _address(sockaddr):
 
 
 class PoolSocket:
-    """A ``socketpool.Socket`` on one of this port's sockets."""
+    """A ``socketpool.Socket`` on one of this port's sockets.
+
+    A receive that times out raises ``OSError(ETIMEDOUT)`` as socketpool's does (this port's raises
+    EAGAIN, as for a non-blocking socket with nothing to read).
+    """
 
     def __init__(self, raw):
         self._raw = raw
+        self._timeout = None  # None: blocking, 0: non-blocking, else seconds
 
     def fileno(self):
         return self._raw.fileno()
@@ -231,9 +237,11 @@ class PoolSocket:
         self._raw.connect(_sockaddr(address))
 
     def setblocking(self, flag):
+        self._timeout = None if flag else 0
         self._raw.setblocking(flag)
 
     def settimeout(self, seconds):
+        self._timeout = seconds
         self._raw.settimeout(seconds)
 
     def setsockopt(self, level, option, value):
@@ -246,11 +254,16 @@ class PoolSocket:
         self._raw.sendall(data)
 
     def recv(self, size):
-        return self._raw.recv(size)
+        try:
+            return self._raw.recv(size)
+        except OSError as error:
+            if error.errno == errno.EAGAIN and self._timeout:
+                raise OSError(errno.ETIMEDOUT) from None
+            raise
 
     def recv_into(self, buffer, nbytes=0):
         """Up to ``nbytes`` (default: the buffer's size) into ``buffer``; 0 at end of stream."""
-        data = self._raw.recv(nbytes or len(buffer))
+        data = self.recv(nbytes or len(buffer))
         n = len(data)
         if n:
             buffer[:n] = data
