@@ -15,6 +15,7 @@ from pathlib import Path
 
 from camhub.hub.announce import HubAddresses
 from tests.support.browser import chromium, page, require_chromium
+from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, serve_in_thread
@@ -100,11 +101,12 @@ def _status_with_host(port: int, host: str | None, path: str = "/api/hub") -> in
 def test_only_the_hubs_own_host_names_are_answered(tmp_path: Path) -> None:
     """DNS rebinding: a page on rebind.attacker.example pointed at the hub must not read it."""
     hub = HubProcess(free_port(), tmp_path, env={"CAMHUB_HUB_BROKER": "external",
-                                                 "CAMHUB_ALLOWED_HOSTS": "cams.example.org, *.home.arpa"}).wait_ready()
+                                                 "CAMHUB_ALLOWED_HOSTS": "cams.example.org, *.home.arpa",
+                                                 "CAMHUB_HUB_URL": "https://camhub.example.net/"}).wait_ready()
     try:
         port = hub.port
         for own in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", f"[::1]:{port}", "127.0.0.1",
-                    "cams.example.org", f"door.home.arpa:{port}"):
+                    "cams.example.org", f"door.home.arpa:{port}", "camhub.example.net"):
             assert _status_with_host(port, own) == 200, own
         for foreign in ("rebind.attacker.example", f"rebind.attacker.example:{port}", "example.org",
                         "cams.example.org.evil.example", "home.arpa.evil.example", "192.0.2.7"):
@@ -278,3 +280,23 @@ def test_a_spoofed_offline_or_cleared_announce_does_not_take_a_live_camera_away(
         finally:
             node.stopped.set()
             hub.stop()
+
+
+def test_many_viewer_connections_cost_a_few_log_lines(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
+    try:
+        with running(SimNode("busy", mosquitto.port, fps=10, frame_size="QQVGA")):
+            wait_until(lambda: get_json(hub.url + "/api/cameras/busy")["state"] == "streaming", what="streaming")
+            before = len(hub.output().splitlines())
+            for _ in range(4):  # bursts of 50 viewers that each read one frame and leave
+                readers = [StreamReader(hub.url + "/cameras/busy/stream", timeout=10) for _ in range(50)]
+                for reader in readers:
+                    reader.read_part()
+                    reader.close()
+            detail = wait_until(lambda: (d := get_json(hub.url + "/api/cameras/busy"))["viewers"] == 0 and d,
+                                what="the viewers gone")
+            assert len(detail["disconnects"]) > 0  # each one is still recorded, just not logged
+            added = hub.output().splitlines()[before:]
+    finally:
+        hub.stop()
+    assert len(added) <= 5, added[:10]

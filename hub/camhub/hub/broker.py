@@ -286,8 +286,6 @@ class Feed:
         self.dropped_closed += viewer.frames_dropped
         self.skipped_closed += viewer.frames_skipped
         self.disconnects.appendleft(viewer.info())
-        log.info("viewer %s of %s (%s) disconnected: %s after %d frames, %d dropped",
-                 viewer.id, self.camera_id, viewer.peer, reason, viewer.frames_sent, viewer.frames_dropped)
         if not viewer.done.done():
             viewer.done.set_result(reason)
         if self._on_viewer is not None:

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -77,7 +78,8 @@ class Hub:
         self.user_agent = f"camhub-hub/{__version__} (+{self.instance})"
         self.cameras = Cameras(config, self.broker, on_change=self._camera_changed,
                                hub_addresses=self.addresses, user_agent=self.user_agent)
-        self.hosts = HostCheck(config.host, config.allowed_hosts)
+        public = urlsplit(config.public_url).hostname if config.public_url else None
+        self.hosts = HostCheck(config.host, " ".join(filter(None, (config.allowed_hosts, public))))
         self.auth = Auth(config.auth_required, config.user, config.password, load_key(config.state_dir))
         self.embedded: EmbeddedBroker | None = None
         if config.embedded_broker:  # talk to our own broker where it listens (any address: loopback)
@@ -325,6 +327,10 @@ class Hub:
                  "bytes_sent": info["bytes_sent"], "user_agent": viewer.user_agent}
         if kind == "disconnect":
             event["reason"] = viewer.reason
+            # every disconnect is in the API and on MQTT; the log gets the first of a kind a minute
+            self.warnings.info(f"disconnect:{feed.camera_id}:{viewer.reason}",
+                               "viewer %s of %s (%s) disconnected: %s after %d frames, %d dropped", viewer.id,
+                               feed.camera_id, viewer.peer, viewer.reason, info["frames_sent"], info["frames_dropped"])
         self.mqtt.publish_event(feed.camera_id, event)
         if camera is not None:
             self.cameras.viewers_changed(camera)

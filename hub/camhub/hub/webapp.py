@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from camhub.hub.auth import NO_CREDENTIALS, THROTTLED, Auth
 from camhub.hub.camera_options import OptionError
 from camhub.hub.controls import ChangeRefused
+from camhub.hub.ratelimit import LogLimiter
 from camhub.resources import shipped
 from camhub_node import mjpeg
 
@@ -53,6 +54,7 @@ class RequestDeadline:
 
     def __init__(self, timeout: float = REQUEST_HEAD_TIMEOUT_S) -> None:
         self.timeout = timeout
+        self.log = LogLimiter(log)
         self.closed = 0
         # keyed by id(): aiohttp's handlers take no weak references; entries die with the sweep
         self._served: set[int] = set()
@@ -76,7 +78,8 @@ class RequestDeadline:
                     transport = protocol.transport
                     if transport is not None and not transport.is_closing():
                         self.closed += 1
-                        log.info("closing a connection that sent no complete request in %.0f s", self.timeout)
+                        self.log.info("slowloris", "closing a connection that sent no complete request in "
+                                      "%.0f s", self.timeout)
                         transport.close()
 
 
