@@ -229,20 +229,20 @@ def test_grid_and_camera_page_have_no_serious_accessibility_violations(world: Wo
 
 # Every control a keyboard user should reach on the current view (a native control taken out of the tab
 # order counts too): [id, how it looks unfocused] for each.
+# How an element and its parent look where a focus ring is drawn: outline, shadow, border.
+LOOK_JS = """(el) => [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
+    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ')"""
 CONTROLS_JS = """() => {
-  const look = (el) => [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
-    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ');
+  const look = LOOK;
   document.activeElement && document.activeElement.blur();
   return [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
     .filter((el) => (el.matches('a[href], button, input, select, textarea') || el.tabIndex >= 0) && !el.disabled
                     && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
     .map((el, i) => { el.dataset.kbd = String(i); return [String(i), look(el)]; });
-}"""
+}""".replace("LOOK", LOOK_JS)
 FOCUSED_JS = """() => { const el = document.activeElement;
   if (!el || !el.dataset.kbd) return null;
-  const look = [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
-    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ');
-  return [el.dataset.kbd, look, el.outerHTML.slice(0, 120)]; }"""
+  return [el.dataset.kbd, (LOOK)(el), el.outerHTML.slice(0, 120)]; }""".replace("LOOK", LOOK_JS)
 
 
 def _tab_through(world: World, where: str) -> None:
