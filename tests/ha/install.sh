@@ -17,8 +17,9 @@ mkdir -p "$DIR"
 "$VENV/bin/pip" install --quiet --upgrade pip
 # josepy 2.x (through acme / hass-nabucasa) makes every HTTP request answer 500 (no ComparableX509).
 "$VENV/bin/pip" install --quiet "homeassistant==$VERSION" "josepy<2"
-# The integrations the tests load (and what they depend on) pip-install their requirements at first start
-# otherwise: install them now, under HA's own constraints, so the tests can run HA with --skip-pip.
+# The integrations the tests load (and what they depend on, after_dependencies too: HA imports those, e.g.
+# analytics imports recorder) pip-install their requirements at first start otherwise: install them now,
+# under HA's own constraints, so the tests can run HA with --skip-pip.
 "$VENV/bin/python" tests/ha/requirements.py > "$DIR/requirements.txt"
 CONSTRAINTS="$("$VENV/bin/python" -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')"
 "$VENV/bin/pip" install --quiet -r "$DIR/requirements.txt" -c "$CONSTRAINTS" "josepy<2"

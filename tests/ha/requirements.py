@@ -37,6 +37,7 @@ def main() -> int:
         data = json.loads(manifest.read_text())
         requirements.update(data.get("requirements", []))
         todo.extend(data.get("dependencies", []))
+        todo.extend(data.get("after_dependencies", []))
     print("\n".join(sorted(requirements)))
     return 0
 

@@ -217,11 +217,14 @@ class Discovery:
         self._send(self.hub_state_topic, self.hub_state(), False)
 
     def publish_all(self) -> None:
-        """Every config, the hub's summary and every camera's latest snapshot, whatever was sent before."""
+        """Every config and state (the hub's summary, each camera's state and latest snapshot), whatever was
+        sent before."""
         for topic, payload in self.hub_configs().items():
             self._send(topic, payload, True)
+        now = time.monotonic()
         for camera in self._cameras():
             self.camera_changed(camera, force=True)
+            self.mqtt.publish_state(camera.id, camera.state_payload(now))
             self._publish_snapshot(camera, force=True)
         self._send(self.hub_state_topic, self.hub_state(), True)
 
