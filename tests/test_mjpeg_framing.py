@@ -28,6 +28,15 @@ def test_header_length_is_exact(length: int, seq: int, ts: int) -> None:
     assert bytes(buf[start:300]).endswith(b"\r\n\r\n")
 
 
+@pytest.mark.parametrize("length,seq,ts,us", [(0, 0, 0, 0), (1004, 42, 1764000000, 5), (2**31, 10**12, 2**40, 999999)])
+def test_the_hubs_formatted_header_is_the_in_place_one(length: int, seq: int, ts: int, us: int) -> None:
+    buf = bytearray(400)
+    start = mjpeg.write_part_header(buf, 300, length, seq, ts, us)
+    assert mjpeg.part_header(length, seq, ts, us) == bytes(buf[start:300])
+    with pytest.raises(ValueError):
+        mjpeg.part_header(length, seq, ts, 1_000_000)
+
+
 def test_header_rejects_bad_values() -> None:
     with pytest.raises(ValueError):
         mjpeg.write_part_header(bytearray(200), 160, 10, 1, 1, 1_000_000)

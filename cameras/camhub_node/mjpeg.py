@@ -80,6 +80,14 @@ def write_part_header(buf, end, length, seq, ts_s, ts_us):
     return start
 
 
+def part_header(length, seq, ts_s, ts_us):
+    """The same part header as ``write_part_header``, as new bytes, by %-formatting: for the hub,
+    where allocating is fine and formatting is ~15x faster than writing digit by digit (CPython)."""
+    if length < 0 or seq < 0 or ts_s < 0 or not 0 <= ts_us < 1000000:
+        raise ValueError("part header values out of range")
+    return (_START + b"%d" + _SEQ + b"%d" + _TS + b"%d.%06d" + _END) % (length, seq, ts_s, ts_us)
+
+
 def encode_part(jpeg, seq, ts_s, ts_us):
     """A whole part as a new bytearray (the hub encodes each frame once for all its viewers)."""
     n = len(jpeg)

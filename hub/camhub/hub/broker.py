@@ -73,12 +73,8 @@ class Frame:
         self.arrived = arrived
         self.jpeg = jpeg
         seconds = int(capture_time)
-        n = len(jpeg)
-        end = mjpeg.part_header_length(n, seq, seconds)
-        head = bytearray(end)
-        mjpeg.write_part_header(head, end, n, seq, seconds, int((capture_time - seconds) * 1_000_000))
-        self._head = head
-        self.size = end + n + len(mjpeg.TRAILER)
+        head = self._head = mjpeg.part_header(len(jpeg), seq, seconds, int((capture_time - seconds) * 1_000_000))
+        self.size = len(head) + len(jpeg) + len(mjpeg.TRAILER)
         self.fd = -1  # the memfd holding the part, or -1: written from memory
         if in_memfd and _HAVE_MEMFD:
             fd = os.memfd_create("camhub-frame", os.MFD_CLOEXEC)
