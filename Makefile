@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/node_stream.py
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/motion.py
 
 # Mutation testing of the core modules (slow, CPU-heavy; never part of `make test` or CI).
 # MODULES="subscriber.py auth.py" picks some; MUTATE_JOBS sets how many mutants run at once.

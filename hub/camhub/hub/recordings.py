@@ -257,8 +257,10 @@ class Store:
                 video.unlink()
             return None
         start = found.start if found.start is not None else int(start_ms) / 1000
+        # a time-lapse's timestamps are its playback pace: its last frame was written about when the file was
+        end = max(start, video.stat().st_mtime) if kind == "timelapse" else start + found.duration_s
         sidecar = {"id": rec_id, "camera": camera_id, "kind": kind, "start": round(start, 3),
-                   "end": round(start + found.duration_s, 3), "frames": found.frames, "bytes": found.bytes,
+                   "end": round(end, 3), "frames": found.frames, "bytes": found.bytes,
                    "peak": None, "recovered": True}
         self._write_sidecar(video, sidecar)
         log.info("recordings: recovered %s (%d frames) after an unclean stop", video, found.frames)
