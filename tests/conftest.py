@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import Phase, settings
 
 from tests.support.mqtt import Observer
 from tests.support.procs import Mosquitto
+
+# `make mutate` (tools/mutate.py) runs with this profile: one failing example kills a mutant, and
+# shrinking it would cost seconds for each of hundreds of mutants.
+settings.register_profile("mutate", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None)
 
 
 @pytest.fixture

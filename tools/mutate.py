@@ -9,7 +9,8 @@ from ``[tool.camhub.mutate]``: the one file mutated and the tests run against it
 
 Usage: ``python tools/mutate.py [--max-children N] [MODULE ...]`` (a MODULE is a path from that table or
 its file name, e.g. ``subscriber.py``). Prints killed/total per module and writes every surviving
-mutant's diff to ``build/mutate/<name>/survivors.txt``. A run starts from a fresh staging tree.
+mutant's diff to ``build/mutate/<name>/survivors.txt``. A run starts from a fresh staging tree;
+``--report`` only summarizes the last one.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def stage(name: str, module: str, test_args: list[str], also_copy: list[str]) ->
         f"also_copy = {toml_list(also_copy)}",
         f"pytest_add_cli_args_test_selection = {toml_list(test_args)}",
         # a mutant that makes a test wait forever is a kill, not two minutes of nothing
-        'pytest_add_cli_args = ["--timeout=60", "-p", "no:cacheprovider"]',
+        'pytest_add_cli_args = ["--timeout=60", "-p", "no:cacheprovider", "--hypothesis-profile=mutate"]',
         "",
     ])
     (tree / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + mutmut)
@@ -95,28 +96,35 @@ def summarize(codes: dict[str, int]) -> dict[str, int]:
     return {"total": len(codes), **{k: kinds[k] for k in ("killed", "timeout", "survived", "no_tests", "other")}}
 
 
+MUTMUT = [sys.executable, "-m", "mutmut"]
+ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def run_module(module: str, test_args: list[str], also_copy: list[str], max_children: int) -> dict[str, int]:
     name = Path(module).stem
     tree = stage(name, module, test_args, also_copy)
-    mutmut = [sys.executable, "-m", "mutmut"]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
     log = tree / "mutmut.log"
     with log.open("w") as out:
-        proc = subprocess.run([*mutmut, "run", "--max-children", str(max_children)], cwd=tree, env=env,
+        proc = subprocess.run([*MUTMUT, "run", "--max-children", str(max_children)], cwd=tree, env=ENV,
                               stdout=out, stderr=subprocess.STDOUT)
-    codes = results(tree, module)
-    if proc.returncode != 0 and not codes:
+    if proc.returncode != 0 and not results(tree, module):
         print(log.read_text()[-3000:])
         raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); log: {log}")
+    summary = report(tree, module)
+    summary["seconds"] = round(time.monotonic() - started)
+    return summary
+
+
+def report(tree: Path, module: str) -> dict[str, int]:
+    """The module's counts; every survivor's diff written to ``survivors.txt``."""
+    codes = results(tree, module)
     survivors = sorted(k for k, code in codes.items() if code in SURVIVED)
     with (tree / "survivors.txt").open("w") as out:
         for mutant in survivors:
-            shown = subprocess.run([*mutmut, "show", mutant], cwd=tree, env=env, capture_output=True, text=True)
+            shown = subprocess.run([*MUTMUT, "show", mutant], cwd=tree, env=ENV, capture_output=True, text=True)
             out.write(shown.stdout + "\n")
-    summary = summarize(codes)
-    summary["seconds"] = round(time.monotonic() - started)
-    return summary
+    return summarize(codes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-children", type=int, default=int(config.get("max_children", 1)),
                         help="mutants tested at once (default from [tool.camhub.mutate])")
+    parser.add_argument("--report", action="store_true",
+                        help="only summarize the last run (e.g. after `mutmut run` by hand in a staging tree)")
     parser.add_argument("module", nargs="*", help="modules to mutate (default: all in [tool.camhub.mutate.modules])")
     args = parser.parse_args(argv)
     chosen = [m for m in modules if not args.module or m in args.module or Path(m).name in args.module]
@@ -132,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no such module; choose from: {', '.join(modules)}")
     rows = []
     for module in chosen:
-        print(f"== {module}: mutmut with {' '.join(modules[module])}", flush=True)
-        s = run_module(module, modules[module], config.get("also_copy", []), args.max_children)
+        if args.report:
+            s = {**report(BUILD / Path(module).stem, module), "seconds": 0}
+        else:
+            print(f"== {module}: mutmut with {' '.join(modules[module])}", flush=True)
+            s = run_module(module, modules[module], config.get("also_copy", []), args.max_children)
         detected = s["killed"] + s["timeout"]
         rows.append(f"{module}: {detected}/{s['total']} killed ({s['timeout']} by timeout), {s['survived']} survived, "
                     f"{s['no_tests']} not covered, {s['other']} other, {s['seconds']} s")
