@@ -89,11 +89,12 @@ def test_a_board_without_a_pin_map_is_refused_at_start_with_what_to_do(monkeypat
         board.BoardPlatform().check_settings(_config())
 
 
-def test_a_pin_the_build_lacks_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pin_the_build_lacks_is_named_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     circuitpython.install(monkeypatch, "espressif_esp32s3_devkitc_1_n16r8")
-    boardcam = importlib.import_module("camhub_node.boardcam")
+    board = importlib.import_module("camhub_node.board")
     with pytest.raises(ConfigError, match=r"board\.CAM_DATA.*GPIO numbers"):
-        boardcam.BoardCamera(_config(CAMHUB_CAMERA_PINS="data=CAM_DATA pclk=1 vsync=2 href=3"))
+        board.BoardPlatform().check_settings(_config(CAMHUB_CAMERA_PINS="data=CAM_DATA pclk=1 vsync=2 href=3"))
+    assert circuitpython.Camera.made == []
 
 
 @pytest.mark.parametrize("text, error", [

@@ -17,17 +17,25 @@ import espcamera
 import microcontroller
 
 from camhub_node.config import ConfigError
-from camhub_node.pins import PIN_MAPS, XCLK_HZ
+from camhub_node.pins import PIN_MAPS, SIGNALS, XCLK_HZ
 
 
 def pin_map(cfg):
-    """This board's camera pins: CAMHUB_CAMERA_PINS if set, else the map for ``board.board_id``."""
-    if cfg.camera_pins is not None:
-        return cfg.camera_pins
-    pins = PIN_MAPS.get(board.board_id)
+    """This board's camera pins: CAMHUB_CAMERA_PINS if set, else the map for ``board.board_id``.
+
+    ConfigError if there is none, or if the CircuitPython build lacks one of its pins: found at
+    start, before Wi-Fi, so the board reports bad settings instead of failing later.
+    """
+    pins = cfg.camera_pins
+    if pins is None:
+        pins = PIN_MAPS.get(board.board_id)
     if pins is None:
         raise ConfigError("camhub has no camera pin map for board %r: set CAMHUB_CAMERA_PINS in settings.toml "
                           "(README: 'Adding a board')" % board.board_id)
+    for name in SIGNALS:
+        value = pins.get(name)
+        for one in value if isinstance(value, tuple) else (value,):
+            _pin({name: one}, name)
     return pins
 
 
