@@ -107,7 +107,8 @@ class Store:
     def stop(self, timeout: float = 10.0) -> None:
         """Close what is open and wait for the writer (blocking: call it from a worker thread)."""
         self._ops.put(None)
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a hub that stops before it started (bad settings) has no writer
+            self._thread.join(timeout)
 
     def submit(self, *op: Any) -> None:
         self._ops.put(op)
