@@ -339,3 +339,50 @@ def _ends(parts: list[bytes]) -> list[int]:
         total += len(part)
         ends.append(total)
     return ends
+
+
+def _fast_and_slow_agree(stream: bytes, boundary: str | None, cuts: list[int]) -> None:
+    fast, slow = MjpegParser(boundary, LIMIT), MjpegParser(boundary, LIMIT)
+    slow.fast_path = False
+    got, expected = feed_chunks(fast, stream, cuts), feed_chunks(slow, stream, cuts)
+    assert [(f.jpeg, f.seq, f.timestamp, f.headers) for f in got] == [
+        (f.jpeg, f.seq, f.timestamp, f.headers) for f in expected]
+    counters = ("frames", "dropped_oversize", "dropped_not_jpeg", "resyncs", "bytes_in")
+    assert [getattr(fast, c) for c in counters] == [getattr(slow, c) for c in counters]
+    assert fast.buffered <= slow.buffered  # (the fast path does not keep a part's trailing line break)
+
+
+_NODE = node_stream([fake_jpeg(1)])
+_PART = STYLES["standard"].part(fake_jpeg(2), 2)
+
+
+@pytest.mark.parametrize("stream,boundary", [
+    (_NODE + b"garbage between" + _NODE, mjpeg.BOUNDARY),  # a resync after a part taken whole
+    (_NODE + b"\r\n\r\n\r\n" + _NODE, mjpeg.BOUNDARY),  # extra blank lines are not garbage
+    (_PART.replace(b"Content-Type", b"--foo\r\nContent-Type") + _PART, "foo"),  # a boundary among headers
+    (_PART.replace(b"X-Frame-Seq", b" \r\nX-Frame-Seq") + _PART, "foo"),  # a blank-looking header line
+    (_PART.replace(b"\r\nX-Frame-Seq", b"\r\r\nX-Frame-Seq") + _PART, "foo"),
+    (_PART.replace(b"Content-Length: 204", b"Content-Length: 150") + _PART, "foo"),  # a wrong length
+    (_PART.replace(b"Content-Length: 204", b"Content-Length: 208").replace(EOI, EOI + b"\0\0\0\0") + _PART, "foo"),
+    (_PART.replace(b"--foo\r\n", b"--foo  \r\n") + _PART, "foo"),  # transport padding after the boundary
+])
+def test_whole_part_fast_path_agrees_on_known_cases(stream: bytes, boundary: str) -> None:
+    _fast_and_slow_agree(stream, boundary, [])
+    _fast_and_slow_agree(stream, boundary, [len(stream) // 2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(soup, st.sampled_from(["node", "standard", "lf_only", "no_gap_after_body"])), max_size=12),
+       st.sampled_from([None, "foo", mjpeg.BOUNDARY]), st.data())
+def test_whole_part_fast_path_agrees_with_the_state_machine(pieces: list, boundary: str | None,
+                                                            data: st.DataObject) -> None:
+    """Parts taken whole from a chunk give exactly what the general state machine gives."""
+    stream = b""
+    for i, piece in enumerate(pieces):
+        if piece == "node":
+            stream += node_stream([fake_jpeg(i)])
+        elif isinstance(piece, str):
+            stream += STYLES[piece].part(fake_jpeg(i), i)
+        else:
+            stream += piece
+    _fast_and_slow_agree(stream, boundary, data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
