@@ -3,8 +3,9 @@
 For each flood size N: a fresh mosquitto and hub (and one simulated node, so there is a stream to
 watch), then N bogus retained announces from one MQTT client as fast as the broker takes them
 (``http://127.0.0.1:9/stream``: nothing listens there). It reports how long the hub takes to
-have handled all of them (cameras registered + announces rejected), /healthz latency sampled
-every 20 ms meanwhile, the size of /api/cameras and of cameras.json afterwards, then
+have handled all of them (cameras registered + announces rejected; if it makes no progress for
+20 s, how many it got: mosquitto drops QoS 1 messages beyond a slow subscriber's queue), /healthz
+latency sampled every 20 ms meanwhile, the size of /api/cameras and of cameras.json afterwards, then
 ``--viewers`` stream connections in bursts of 100 (each reads its response head and one frame and
 closes), with the hub's log lines per 1,000 of them, and the hub's RSS before, after the flood and
 after the viewers.
@@ -145,15 +146,17 @@ def run(count: int, viewers: int, env: dict[str, str]) -> dict[str, object]:
         probe = HealthProbe(hub.url)
         started = time.monotonic()
         publish_s = flood(broker.port, count)
+        progress_at, handled = time.monotonic(), 0
         while True:  # handled = registered (beyond the one real camera) + rejected
             health = get_json(hub.url + "/api/hub")
-            handled = health["cameras_total"] - 1 + health["announces_rejected"]  # type: ignore[index]
-            if handled >= count:
+            now_handled = health["cameras_total"] - 1 + health["announces_rejected"]  # type: ignore[index]
+            if now_handled != handled:
+                handled, progress_at = now_handled, time.monotonic()
+            # an announce the broker dropped (a slow subscriber's queue is bounded) never arrives
+            if handled >= count or time.monotonic() - progress_at > 20:
                 break
-            if time.monotonic() - started > 600:
-                raise TimeoutError(f"the hub handled {handled} of {count} announces in 10 minutes")
             time.sleep(0.05)
-        handled_s = time.monotonic() - started
+        handled_s = progress_at - started
         time.sleep(3.0)  # the debounced save, pulls failing and retrying
         probe.stop.set()
         probe.join(10)
@@ -168,7 +171,8 @@ def run(count: int, viewers: int, env: dict[str, str]) -> dict[str, object]:
         viewer_lines = log_lines(hub) - lines_before
         text = hub.output()
         return {
-            "announces": count, "publish_s": round(publish_s, 2), "handled_s": round(handled_s, 2),
+            "announces": count, "handled": handled, "publish_s": round(publish_s, 2),
+            "handled_s": round(handled_s, 2),
             "cameras_total": health["cameras_total"], "rejected": health["announces_rejected"],  # type: ignore[index]
             "healthz_ms_p50": round(1000 * statistics.median(lat), 1),
             "healthz_ms_p99": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
