@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camhub.hub.announce import AllowedSources, AnnounceRejected, check_url, parse_announce, parse_static_sources
+from camhub.hub.announce import (
+    AllowedSources,
+    AnnounceRejected,
+    HubAddresses,
+    check_url,
+    parse_announce,
+    parse_static_sources,
+)
 from camhub.settings import SettingsError
 from tests.support.mqtt import Observer
 from tests.support.procs import Mosquitto, SimNode, running
@@ -169,3 +176,76 @@ def test_the_real_node_announce_is_accepted(mosquitto: Mosquitto, observer: Obse
     announce = parse_announce("porch", message.payload, DEFAULT)
     assert announce.stream_url.startswith("http://127.0.0.1:") and announce.stream_url.endswith("/stream")
     assert announce.width and announce.height and announce.fps
+
+
+def test_url_edges_that_real_cameras_use_pass_and_near_misses_do_not() -> None:
+    for url in ("http://192.168.1.9/~cam/stream!", "http://camera.lan./stream",  # FQDN with its root dot
+                "http://192.168.1.9/" + "a" * (1024 - len("http://192.168.1.9/")),  # exactly the 1024 limit
+                "http://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + "/s"):  # a 253-character host name
+        assert check_url(url, DEFAULT) == url
+    for url, detail in [("http://192.168.1.9/" + "a" * 1006, "1-1024 characters"),
+                        ("http://192.168.1.9/\x7f", "control or non-ASCII"), ("http://192.168.1.9:0/", "port 0"),
+                        ("http://camera..lan/", "valid host name"), ("ftp://192.168.1.9/", "not http"),
+                        ("http://" + "a" * 63 + "." * 191 + "/", "valid host name")]:
+        with pytest.raises(AnnounceRejected, match=detail):
+            check_url(url, DEFAULT)
+    with pytest.raises(AnnounceRejected) as info:
+        check_url("http://8.8.8.8/", AllowedSources.parse("10.0.0.0/8,192.168.0.0/16"))
+    assert str(info.value) == ("url_not_allowed: 8.8.8.8 is outside CAMHUB_ALLOWED_SOURCES "
+                               "(10.0.0.0/8,192.168.0.0/16)")
+    assert str(AnnounceRejected("bad_json")) == "bad_json"
+
+
+def test_announce_limits_are_inclusive_and_absent_fields_skip_only_themselves() -> None:
+    edge = parse_announce("door", payload(jpeg_quality=0, width=16384, height=1, fps=1000), DEFAULT)
+    assert (edge.jpeg_quality, edge.width, edge.height, edge.fps) == (0, 16384, 1, 1000.0)
+    assert parse_announce("door", payload(jpeg_quality=100, fps=0), DEFAULT).jpeg_quality == 100
+    assert parse_announce("door", payload(width=640.0), DEFAULT).width == 640  # JSON numbers may be floats
+    sparse = parse_announce("door", payload(name=..., sensor=..., width=..., fps=..., snapshot_url=...), DEFAULT)
+    assert (sparse.board, sparse.height, sparse.jpeg_quality, sparse.status_url) == (
+        GOOD["board"], 480, 15, GOOD["status_url"])  # the fields after an absent one are still read
+    exact = payload()
+    assert parse_announce("door", exact, DEFAULT, max_bytes=len(exact)).id == "door"
+    assert reason("door", payload(width=0)) == reason("door", payload(width=16385)) == "bad_field:width"
+    assert reason("door", payload(fps=1000.5)) == "bad_field:fps"
+
+
+def test_allowed_networks_take_host_bits_and_scoped_addresses() -> None:
+    lab = AllowedSources.parse("192.168.1.5/24, link-local")  # host bits set: the network is meant
+    assert lab.allows("192.168.1.77") and not lab.allows("192.168.2.1")
+    assert lab.allows("fe80::1%eth0")  # a link-local address as the resolver returns it, with its zone
+    assert not lab.allows("not-an-address")
+    assert str(AllowedSources.parse("10.0.0.0/8")) == "10.0.0.0/8"
+
+
+def test_static_source_errors_name_the_entry_and_the_fix() -> None:
+    assert parse_static_sources("door=http://10.0.0.7/cgi?res=hi&x=1", DEFAULT) == {
+        "door": "http://10.0.0.7/cgi?res=hi&x=1"}  # only the first "=" separates the id
+    for bad, message in [("yard=http://10.0.0.8/ Bad=http://10.0.0.9/", "CAMHUB_SOURCES: entry 2: the id must"),
+                         ("door=", "CAMHUB_SOURCES: door: expected id="),
+                         ("door=http://8.8.8.8/", "CAMHUB_SOURCES: door: url_not_allowed: 8.8.8.8 is outside "
+                          "CAMHUB_ALLOWED_SOURCES (127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,"
+                          "fc00::/7) (add its network to CAMHUB_ALLOWED_SOURCES)"),
+                         ("door=ftp://10.0.0.7/", "CAMHUB_SOURCES: door: bad_url: not http or https")]:
+        with pytest.raises(SettingsError) as info:
+            parse_static_sources(bad, DEFAULT)
+        assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(SettingsError) as info:
+        parse_static_sources("door=ftp://10.0.0.7/", DEFAULT)
+    assert "add its network" not in str(info.value)  # the hint only where the network is the problem
+
+
+def test_a_source_that_is_the_hub_itself_is_recognised() -> None:
+    hub = HubAddresses("0.0.0.0", 8000)
+    for url in ("http://127.0.0.1:8000/cameras/x/stream", "http://localhost:8000/", "http://[::1]:8000/",
+                "http://[::ffff:127.0.0.1]:8000/", "http://cam.localhost:8000/", "http://LOCALHOST.:8000/"):
+        assert hub.url_is_self(url), url
+    assert not hub.url_is_self("http://127.0.0.1:8001/")  # another port: another service
+    assert not hub.url_is_self("http://192.0.2.7:8000/")  # TEST-NET: not an address of this machine
+    assert not hub.url_is_self("http://camera.lan:8000/")  # names are checked when they are resolved
+    assert HubAddresses("", 80).url_is_self("http://127.0.0.1/") and HubAddresses("::", 443).url_is_self(
+        "https://127.0.0.1/")
+    lan = HubAddresses("192.0.2.50", 8000)  # bound to one address: only it (and loopback) is the hub
+    assert lan.url_is_self("http://192.0.2.50:8000/") and lan.is_self("127.0.0.1", 8000)
+    assert not lan.is_self("192.0.2.51", 8000) and not lan.is_self("0.0.0.0", 8001)
+    assert hub.is_self("0.0.0.0", 8000)  # "every address" includes this machine

@@ -99,7 +99,28 @@ def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tm
     for _ in range(FAILURE_LIMIT + 5):  # asking without credentials is no guess: never throttled
         assert auth.check(None, client="10.0.0.3") == "no_credentials"
     assert auth.check(good, client="10.0.0.3") is None
-    assert auth.failures["bad_credentials"] == FAILURE_LIMIT - 1 and auth.failures["throttled"] == 2
+    assert not auth.allows(good, client="10.0.0.1")  # allows() is the same check, for the same address
+    assert auth.failures["bad_credentials"] == FAILURE_LIMIT - 1 and auth.failures["throttled"] == 3
+
+
+def test_settings_files_read_like_the_board_and_errors_name_the_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('CIRCUITPY_WIFI_SSID = "Café"\nCAMHUB_DEBUG = true\nCAMHUB_QUIET = false\nCAMHUB_FPS = 7\n',
+                        encoding="utf-8")
+    monkeypatch.setenv("CAMHUB_FPS", "9")
+    monkeypatch.setenv("HOME_NOT_OURS", "x")
+    assert load_settings(settings) == {"CIRCUITPY_WIFI_SSID": "Café", "CAMHUB_DEBUG": "1", "CAMHUB_QUIET": "0",
+                                       "CAMHUB_FPS": "9"}  # the process environment overrides the file
+    assert load_settings(None)["CAMHUB_FPS"] == "9" and "CIRCUITPY_WIFI_SSID" not in load_settings(None)
+    for text, words in [("KEY = = 1\n", "not valid TOML"), ("[wifi]\nSSID = 1\n", "wifi must be a string or a "
+                                                                                 "number .* not dict")]:
+        settings.write_text(text)
+        with pytest.raises(SettingsError, match=f"^{settings}: {words}"):
+            load_settings(settings, {})
+    settings.write_bytes(b"CAMHUB_NODE_NAME = \"\xff\"\n")
+    with pytest.raises(SettingsError, match=f"^{settings}: not UTF-8 text"):
+        load_settings(settings, {})
 
 
 def test_the_hub_url_handed_to_home_assistant() -> None:

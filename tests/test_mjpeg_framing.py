@@ -42,9 +42,18 @@ def test_header_rejects_bad_values() -> None:
         mjpeg.write_part_header(bytearray(200), 160, 10, 1, 1, 1_000_000)
     with pytest.raises(ValueError):
         mjpeg.write_part_header(bytearray(200), 10, 10, 1, 1, 0)
-    for length, seq, ts in ((-1, 1, 1), (1, -1, 1), (1, 1, -1)):  # each one alone is refused
+    for length, seq, ts, us in ((-1, 1, 1, 0), (1, -1, 1, 0), (1, 1, -1, 0), (1, 1, 1, -1), (1, 1, 1, 10**6)):
+        with pytest.raises(ValueError):  # each one alone is refused, by both writers
+            mjpeg.write_part_header(bytearray(200), 160, length, seq, ts, us)
         with pytest.raises(ValueError):
-            mjpeg.write_part_header(bytearray(200), 160, length, seq, ts, 0)
+            mjpeg.part_header(length, seq, ts, us)
+
+
+@pytest.mark.parametrize("length,seq,ts,us", [(0, 0, 0, 0), (1004, 42, 1764000000, 5), (2**31, 10**12, 2**40, 999999)])
+def test_the_hubs_formatted_header_is_the_nodes_header(length: int, seq: int, ts: int, us: int) -> None:
+    buf = bytearray(mjpeg.HEADER_ROOM)
+    start = mjpeg.write_part_header(buf, mjpeg.HEADER_ROOM, length, seq, ts, us)
+    assert mjpeg.part_header(length, seq, ts, us) == bytes(buf[start:])
 
 
 def test_a_header_may_fill_the_room_before_the_jpeg_exactly() -> None:
