@@ -56,6 +56,9 @@ def test_motion_on_within_a_second_of_an_object_and_off_after_the_quiet_period(
             assert end["end"] - end["start"] > 2 and end["peak"] >= start["peak"]
             events = get_json(f"{hub.url}/api/cameras/yard/motion?since={appeared - 5}")
             assert len(events) == 1 and events[0]["peak"] == end["peak"]
+            with urllib.request.urlopen(f"{hub.url}/metrics", timeout=5) as resp:
+                metrics = resp.read().decode()
+            assert 'camhub_motion_events_total{camera="yard"} 1.0' in metrics
             late = Observer(mosquitto.port, [topic])  # retained: a late subscriber learns the state
             try:
                 assert late.wait_for(topic, timeout=5).text == "OFF"

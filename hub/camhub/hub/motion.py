@@ -108,6 +108,7 @@ class CameraMotion:
         self.analysed = 0
         self.skipped = 0  # frames that arrived while the previous one was still being analysed
         self.errors = 0
+        self.starts = 0  # motion events started
         self.events: deque[dict[str, Any]] = deque(maxlen=settings.history)
 
     def status(self) -> dict[str, Any]:
@@ -129,6 +130,7 @@ class CameraMotion:
                 self.peak = max(self.peak, score)
             elif self.streak >= self.settings.frames:
                 self.active = True
+                self.starts += 1
                 self.peak = score
                 return "start"
             return None

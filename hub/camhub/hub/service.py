@@ -219,6 +219,25 @@ class Hub:
             "camhub_http_requests_refused": ("Requests refused before any handler", "reason",
                                              {"host": self.hosts.refused}),
             "camhub_settings_refused": ("Camera settings changes refused", "reason", dict(self.settings_refused)),
+            **self._motion_and_recording_counters(),
+        }
+
+    def _motion_and_recording_counters(self) -> dict[str, tuple[str, str, dict[str, int]]]:
+        motion = self.motion.cameras
+        recorders = self.recordings.cameras
+        store = self.recordings.store
+        return {
+            "camhub_motion_frames_analysed": ("Frames analysed for motion", "camera",
+                                              {c: m.analysed for c, m in motion.items()}),
+            "camhub_motion_frames_skipped": ("Frames not analysed: the camera's previous one still was", "camera",
+                                             {c: m.skipped for c, m in motion.items()}),
+            "camhub_motion_frames_undecodable": ("Frames motion detection could not decode", "camera",
+                                                 {c: m.errors for c, m in motion.items()}),
+            "camhub_motion_events": ("Motion events started", "camera", {c: m.starts for c, m in motion.items()}),
+            "camhub_recording_frames_dropped": ("Frames not recorded: the disk writer was too far behind", "camera",
+                                                {c: r.dropped for c, r in recorders.items()}),
+            "camhub_recordings_deleted": ("Recordings deleted", "reason", {"retention": store.deleted}),
+            "camhub_recording_errors": ("Recording writes that failed", "kind", {"write": store.errors}),
         }
 
     def metrics(self) -> bytes:
