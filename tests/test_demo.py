@@ -11,15 +11,14 @@ import pytest
 
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import RUNTIMES, Process, camhub_cmd, free_port, wait_for_http
+from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
 from tests.support.waiting import get_json, wait_until
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c(runtime: str) -> None:
+def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
     port, mqtt_port = free_port(), free_port()
     demo = Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "2",
-                              "--fps", "5", "--frame-size", "QQVGA", "--runtime", runtime), name="demo")
+                              "--fps", "5", "--frame-size", "QQVGA"), name="demo")
     observer = None
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=demo.proc)
@@ -29,8 +28,8 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c(runtime: str) -> No
             x["state"] == "streaming" for x in c) and c, timeout=30, what="both demo cameras streaming")
         assert {c["name"] for c in cameras} == {"Front door", "Garden"}
         assert f"http://127.0.0.1:{port}/" in demo.output()  # the dashboard URL is printed
-        for camera in cameras:  # the nodes run on the asked-for interpreter
-            assert get_json(camera["announce"]["status_url"])["runtime"]["name"] == runtime
+        for camera in cameras:  # CPython unless asked otherwise
+            assert get_json(camera["announce"]["status_url"])["runtime"]["name"] == "cpython"
         demo.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert demo.proc.wait(30) == 0
         for node_id in ("front-door", "garden"):
@@ -40,6 +39,23 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c(runtime: str) -> No
         if observer:
             observer.close()
         demo.kill()
+
+
+def test_demo_runs_its_nodes_on_micropython_when_asked() -> None:
+    port, mqtt_port = free_port(), free_port()
+    demo = Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "1",
+                              "--fps", "5", "--frame-size", "QQVGA", "--runtime", "micropython", "--heap", "900K"),
+                   name="demo")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=demo.proc)
+        api = f"http://127.0.0.1:{port}/api/cameras"
+        camera = wait_until(lambda: (c := get_json(api)) and c[0]["state"] == "streaming" and c[0], timeout=30,
+                            what="the demo camera streaming")
+        status = get_json(camera["announce"]["status_url"])
+        assert status["runtime"]["name"] == "micropython"
+        assert status["heap_size"] == pytest.approx(900 * 1024, rel=0.05)
+    finally:
+        demo.stop(signal.SIGINT, timeout=30)  # the Ctrl-C story is the test above's
 
 
 def _demo(port: int, mqtt_port: int) -> Process:
