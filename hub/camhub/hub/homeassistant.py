@@ -60,7 +60,6 @@ class Discovery:
         self._snapshot_seq: dict[str, int] = {}
         self._snapshot_at: dict[str, float] = {}
         self._birth: asyncio.TimerHandle | None = None
-        self.births = 0
 
     # ---- topics and ids --------------------------------------------------------------------
     @property
@@ -197,6 +196,8 @@ class Discovery:
 
     def camera_changed(self, camera: Camera, force: bool = False) -> None:
         """Publish what changed for ``camera`` (its configs only when they differ) and the hub's summary."""
+        if all(c is not camera for c in self._cameras()):
+            return  # removed: a late state change of its stopping pull must not bring its entities back
         configs = self.camera_configs(camera)
         self._camera_topics[camera.id] = {t for t, p in configs.items() if p is not None}
         for topic, payload in configs.items():
@@ -211,9 +212,6 @@ class Discovery:
         self.mqtt.publish(self.snapshot_topic(camera_id), "", retain=True)
         self._snapshot_seq.pop(camera_id, None)
         self._snapshot_at.pop(camera_id, None)
-        self._send(self.hub_state_topic, self.hub_state(), False)
-
-    def viewers_changed(self) -> None:
         self._send(self.hub_state_topic, self.hub_state(), False)
 
     def publish_all(self) -> None:
@@ -232,7 +230,6 @@ class Discovery:
         """HA's birth (``online``) or will (``offline``); answer a birth after a short random delay."""
         if payload.strip().lower() != b"online":
             return
-        self.births += 1
         if self._birth is not None:
             self._birth.cancel()
         self._birth = asyncio.get_running_loop().call_later(random.uniform(*BIRTH_DELAY_S), self._answer_birth)
