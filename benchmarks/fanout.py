@@ -12,7 +12,7 @@ One invocation, one machine, everything on 127.0.0.1:
    background load on a shared machine spreads over all of them; each number is the rounds' median;
 4. a table per server and N, the hub's targets from issue #3 with pass/fail, ``--json`` raw results.
 
-Every child process is stopped at the end, also on Ctrl-C. ``--quick`` takes about a minute.
+Every child process is stopped at the end, also on Ctrl-C. ``--quick`` takes one to two minutes.
 See ``benchmarks/README.md`` for what each column means.
 """
 
@@ -655,7 +655,7 @@ def start_source(args: argparse.Namespace, children: Children, mqtt_port: int, n
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short windows: about a minute in all")
+    parser.add_argument("--quick", action="store_true", help="one round of short windows: one to two minutes")
     parser.add_argument("--viewers", help="fast viewer counts N per camera, comma separated (1,10,50,200; home 2)")
     parser.add_argument("--cameras", type=int, help="simulated nodes, each its own process, pulled by every "
                                                     "server (1; home 8)")
@@ -671,8 +671,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hub-discovery", choices=("mqtt", "sources"), default="mqtt",
                         help="how the hub finds the node: its MQTT announce, or CAMHUB_SOURCES")
     parser.add_argument("--rounds", type=int, help="sweeps over all N and servers; median per number (2; quick 1)")
-    parser.add_argument("--warmup", type=float, help="seconds between connecting and measuring (2.5; quick 1)")
-    parser.add_argument("--window", type=float, help="seconds measured per server and N (6; quick 2)")
+    parser.add_argument("--warmup", type=float, help="seconds between connecting and measuring (2.5, also quick: "
+                                                     "Node's JIT needs it)")
+    parser.add_argument("--window", type=float, help="seconds measured per server and N (6; quick 3)")
     parser.add_argument("--throttle-frames", type=float, default=2.0,
                         help="the throttled viewer reads this many frames' worth of bytes per second "
                              "(0: no throttled viewer)")
@@ -696,8 +697,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.rounds = max(1, args.rounds if args.rounds is not None else (1 if args.quick else 2))
     args.retries = max(0, args.retries if args.retries is not None else (0 if args.quick else 2))
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.5)
-    args.window = args.window if args.window is not None else (2.0 if args.quick else 6.0)
+    args.warmup = args.warmup if args.warmup is not None else 2.5
+    args.window = args.window if args.window is not None else (3.0 if args.quick else 6.0)
     home = args.home
     args.cameras = max(1, args.cameras or (8 if home else 1))
     args.fps = args.fps or (15 if home else 30)
