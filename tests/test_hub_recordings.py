@@ -6,6 +6,8 @@ decoding them), a different implementation from the hub's muxer.
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 import subprocess
 import time
@@ -196,3 +198,37 @@ def test_a_timelapse_keeps_one_frame_per_interval_and_plays_like_a_recording(
             assert len(stamps) == lapse["frames"] and stamps[1] - stamps[0] == 0.1  # plays at 10 frames/s
             with StreamReader(f"{hub.url}{lapse['stream']}") as reader:
                 assert [p.body for p in reader.parts(lapse["frames"])] == stored_jpegs(path, tmp_path / "x")
+
+
+def _get(url: str, password: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read(4096)  # a playback is endless enough: its start is enough
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_recordings_need_credentials_or_the_cameras_view_token_like_its_stream(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    password = "rec-pass-123"
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(5)
+        env = _always(camera.url, CAMHUB_AUTH="on", CAMHUB_HUB_PASSWORD=password)
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            api = f"{hub.url}/api/cameras/yard/recordings"
+            rec = wait_until(lambda: [r for r in json.loads(_get(api, password)[1]) if not r["open"]],
+                             what="a closed recording")[0]
+            token = json.loads(_get(f"{hub.url}/api/cameras/yard/urls", password)[1])["stream"].split("token=")[1]
+            for path in (rec["stream"], rec["download"]):
+                assert _get(hub.url + path)[0] == 401, path
+                assert _get(hub.url + path, "wrong")[0] == 401, path
+                status, body = _get(f"{hub.url}{path}?token={token}")
+                assert status == 200 and body, path
+            assert _get(f"{api}?token={token}")[0] == 401  # the token plays recordings; it does not list them
+            assert _get(f"{hub.url}/cameras/yard/recordings/{rec['id']}/stream?token={token}&speed=0")[0] == 400
+            assert _get(f"{hub.url}/cameras/yard/recordings/1-motion/stream?token={token}")[0] == 404
+            assert _get(f"{hub.url}/cameras/yard/recordings/..%2f..%2fcameras/video.mkv?token={token}")[0] == 404
