@@ -208,7 +208,7 @@ def test_manifest_from_a_board_is_distrusted() -> None:
         b'{"format": 1, "files": {"lib/a.py": {"sha256": "ab", "size": 1},'
         b' "../../etc/passwd": {"sha256": "cd", "size": 2}, "/boot.py": {"sha256": "ef", "size": 3}}}'
     )
-    assert set(manifest.files) == {"lib/a.py"} and "2 unsafe path(s)" in (warning or "")
+    assert set(manifest.files) == {"lib/a.py"} and warning == "manifest names 2 unsafe path(s); ignored"
     manifest, warning = Manifest.parse(b"\x00not json")
     assert manifest.files == {} and "every file is rewritten" in (warning or "")
 
@@ -230,6 +230,18 @@ def test_plan_rewrites_what_differs_or_is_missing_and_removes_only_stale_files_p
     idle = make_plan([same], Manifest({same.path: Entry(same.sha256, same.size)}), {same.path: same.size})
     assert not idle.changes and idle.bytes_to_write == 0
     assert make_plan([same], manifest, {**present, MARKER_PATH: 10}).marker_left
+
+
+def test_the_manifest_reads_back_what_was_written_through_every_change() -> None:
+    a, b = BoardFile("lib/a.py", b"alpha"), BoardFile("code.py", b"print(1)\n")
+    manifest = Manifest({}, "adafruit_camera_esp32s3", "9.x-20241120").with_files([a, b])
+    for changed in (manifest, manifest.without([a.path]), manifest.without([]).with_files([a])):
+        again, warning = Manifest.parse(changed.to_bytes())
+        assert warning is None and again == changed  # files, board and library set all kept
+    assert set(manifest.without([a.path]).files) == {b.path}
+    assert Manifest.parse(manifest.to_bytes())[0].files[a.path] == Entry(a.sha256, 5)
+    newer, warning = Manifest.parse(b'{"format": 2, "files": {"lib/a.py": {"sha256": "ab", "size": 1}}}')
+    assert newer.files == {} and warning == "manifest format 2 is not 1: every file is rewritten"
 
 
 def test_the_shipped_fleet_example_is_a_valid_fleet() -> None:
