@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
@@ -181,12 +182,15 @@ def test_the_real_node_announce_is_accepted(mosquitto: Mosquitto, observer: Obse
 def test_url_edges_that_real_cameras_use_pass_and_near_misses_do_not() -> None:
     for url in ("http://192.168.1.9/~cam/stream!", "http://camera.lan./stream",  # FQDN with its root dot
                 "http://192.168.1.9/" + "a" * (1024 - len("http://192.168.1.9/")),  # exactly the 1024 limit
-                "http://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + "/s"):  # a 253-character host name
+                "http://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + "/s",  # a 253-character host name
+                "http://cam.x/", "http://cam.x./"):  # one-letter labels, with and without the root dot
         assert check_url(url, DEFAULT) == url
     for url, detail in [("http://192.168.1.9/" + "a" * 1006, "1-1024 characters"),
                         ("http://192.168.1.9/\x7f", "control or non-ASCII"), ("http://192.168.1.9:0/", "port 0"),
                         ("http://camera..lan/", "valid host name"), ("ftp://192.168.1.9/", "not http"),
-                        ("http://" + "a" * 63 + "." * 191 + "/", "valid host name")]:
+                        ("http://" + "a" * 63 + "." * 191 + "/", "valid host name"),
+                        ("http://ok.-bad./", "valid host name"),  # the root dot does not hide a bad label
+                        ("http://" + ".".join(["a" * 63] * 3 + ["b" * 62]) + "/", "valid host name")]:  # 254
         with pytest.raises(AnnounceRejected, match=detail):
             check_url(url, DEFAULT)
     with pytest.raises(AnnounceRejected) as info:
@@ -249,3 +253,4 @@ def test_a_source_that_is_the_hub_itself_is_recognised() -> None:
     assert lan.url_is_self("http://192.0.2.50:8000/") and lan.is_self("127.0.0.1", 8000)
     assert not lan.is_self("192.0.2.51", 8000) and not lan.is_self("0.0.0.0", 8001)
     assert hub.is_self("0.0.0.0", 8000)  # "every address" includes this machine
+    assert hub.is_self(ipaddress.ip_address("::1"), 8000)  # as the resolver hands addresses over
