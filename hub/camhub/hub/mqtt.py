@@ -5,8 +5,8 @@ grows without bound: ``publish()`` puts the message in a queue that one sender t
 retained topic only the newest payload is kept (a camera's state replaces the one not yet sent);
 other messages (events) wait in a bounded queue, and when the broker cannot keep up or the link is
 down they are dropped and counted. A broker that stops answering (frozen, half-open) is noticed
-by a probe within a few seconds and reported as not connected; every retained camera state is
-re-published on reconnect.
+within a few seconds (an unacknowledged publish, or the short keep-alive) and reported as not
+connected; every retained camera state is re-published on reconnect.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 MAX_RETAINED_PENDING = 4096  # distinct retained topics waiting (cameras x a few topics each)
 MAX_EVENTS_PENDING = 1000  # non-retained messages waiting; older ones are dropped beyond this
 PUBLISH_TIMEOUT_S = 3.0  # a QoS 1 publish not acknowledged by then: the broker is stuck
-PROBE_INTERVAL_S = 2.0  # how often an idle link checks that the broker still answers
-PROBE_TIMEOUT_S = 3.0
+# A short keep-alive is the probe: paho pings after this long without traffic and drops the link
+# when a ping goes unanswered for as long again. (An UNSUBSCRIBE probe upset amqtt's shutdown.)
+KEEPALIVE_S = 3
 
 
 class BrokerStuck(aiomqtt.MqttError):
@@ -89,7 +90,8 @@ class MqttLink:
             client = aiomqtt.Client(
                 self.host, self.port, username=self.config.mqtt_user or None,
                 password=self.config.mqtt_password or None,
-                identifier=f"camhub-hub-{uuid.uuid4().hex[:8]}", keepalive=15, timeout=PUBLISH_TIMEOUT_S,
+                identifier=f"camhub-hub-{uuid.uuid4().hex[:8]}", keepalive=KEEPALIVE_S,
+                timeout=PUBLISH_TIMEOUT_S,
                 will=aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True),
             )
             # One sender means at most a couple of calls in flight: aiomqtt's "pending publish
@@ -111,7 +113,6 @@ class MqttLink:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._receive(client))
                         group.create_task(self._send(client))
-                        group.create_task(self._probe(client))
             except* aiomqtt.MqttError as errors:
                 self.connected = False
                 log.warning("MQTT link to %s down: %s; retrying in %.1f s", self.describe(),
@@ -148,17 +149,6 @@ class MqttLink:
                 self.connected = False  # say so now, not when the teardown is over
                 raise BrokerStuck(f"publish not acknowledged within {PUBLISH_TIMEOUT_S:g} s ({exc})") from None
             self.published += 1
-
-    async def _probe(self, client: aiomqtt.Client) -> None:
-        """A round trip every few seconds (UNSUBSCRIBE of a topic nobody uses: no side effects)."""
-        topic = f"{self.prefix}/hub/probe"
-        while True:
-            await asyncio.sleep(PROBE_INTERVAL_S)
-            try:
-                await client.unsubscribe(topic, timeout=PROBE_TIMEOUT_S)
-            except aiomqtt.MqttError:
-                self.connected = False
-                raise BrokerStuck(f"the broker did not answer within {PROBE_TIMEOUT_S:g} s") from None
 
     def _drop_events(self, reason: str) -> None:
         if self._events:
