@@ -386,3 +386,32 @@ def test_whole_part_fast_path_agrees_with_the_state_machine(pieces: list, bounda
         else:
             stream += piece
     _fast_and_slow_agree(stream, boundary, data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+
+
+@pytest.mark.parametrize("name", ["undeclared", "undeclared_no_length"])
+def test_an_undeclared_boundary_is_found_wherever_the_stream_is_cut(name: str) -> None:
+    style = STYLES[name]
+    jpegs = [fake_jpeg(i, 60) for i in range(3)]
+    # before the first part: "--" inside a line, a "--" line too long to be a boundary, one with bad characters
+    preamble = (b"x--not-a-boundary" + style.eol + b"--" + b"y" * 100 + style.eol
+                + b"--<b>not one either</b>" + style.eol)
+    data = preamble + style.stream(jpegs)
+    for size in (1, 2, 3, 5, 64, len(data)):
+        parser = MjpegParser(None, LIMIT)
+        frames = feed_chunks(parser, data, list(range(size, len(data), size)))
+        assert [f.jpeg for f in frames] == jpegs, f"chunks of {size} bytes"
+        assert parser.boundary == "myboundary"
+
+
+def test_every_resync_and_oversize_part_is_counted() -> None:
+    style, loose = STYLES["standard"], STYLES["no_content_length"]
+    wrong = style.part(fake_jpeg(1), 1).replace(b"Content-Length: %d" % len(fake_jpeg(1)), b"Content-Length: 150")
+    data = wrong + style.part(fake_jpeg(2), 2) + wrong + style.part(fake_jpeg(3), 3)
+    parser = MjpegParser("foo", LIMIT)
+    assert [f.seq for f in parser.feed(data)] == [1, 2, 1, 3]  # each wrong length recovered by scanning
+    assert parser.resyncs == 2
+    big = SOI + bytes(2 * LIMIT) + EOI
+    parser = MjpegParser("foo", LIMIT)
+    frames = parser.feed(loose.part(big, 1) + loose.part(fake_jpeg(2), 2) + loose.part(big, 3)
+                         + loose.part(fake_jpeg(4), 4) + loose.wire + b"--" + loose.eol)
+    assert [f.seq for f in frames] == [2, 4] and parser.dropped_oversize == 2
