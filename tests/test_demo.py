@@ -32,9 +32,10 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
             assert get_json(camera["announce"]["status_url"])["runtime"]["name"] == "cpython"
         demo.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert demo.proc.wait(30) == 0
-        for node_id in ("front-door", "garden"):
-            assert observer.wait_for(f"camhub/nodes/{node_id}/availability", lambda m: m.text == "offline").text
-        assert observer.wait_for("camhub/hub/availability", lambda m: m.text == "offline")
+        goodbyes = [observer.wait_for(f"camhub/nodes/{node_id}/availability", lambda m: m.text == "offline")
+                    for node_id in ("front-door", "garden")]
+        hub_goodbye = observer.wait_for("camhub/hub/availability", lambda m: m.text == "offline")
+        assert all(m.at <= hub_goodbye.at for m in goodbyes)  # the nodes' goodbyes came before the hub's
     finally:
         if observer:
             observer.close()

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from camhub import ports
@@ -23,6 +24,9 @@ from camhub.hub.config import config_from
 from camhub.settings import SettingsError
 
 log = logging.getLogger(__name__)
+
+NODES_STOP_S = 10.0  # how long the nodes get to say offline and exit before they are killed
+NODES_OFFLINE_S = 3.0  # how long the hub waits to hear the stopped nodes' offline
 
 DEMO_CAMERAS = [("front-door", "Front door"), ("garden", "Garden"), ("garage", "Garage"),
                 ("driveway", "Driveway"), ("porch", "Porch"), ("workshop", "Workshop"),
@@ -65,30 +69,32 @@ def _stop_nodes(nodes: list[subprocess.Popen[bytes]]) -> None:
     for node in nodes:
         if node.poll() is None:
             node.terminate()
+    deadline = time.monotonic() + NODES_STOP_S  # one deadline for all: Ctrl-C must not take minutes
     for node in nodes:
         try:
-            node.wait(10)
+            node.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             node.kill()
+            node.wait()
 
 
 async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
-    from camhub.hub.service import serve  # the hub's imports are heavy; only now
+    from camhub.hub.service import Hub, serve  # the hub's imports are heavy; only now
 
     settings = {k: v for k, v in os.environ.items() if k.startswith("CAMHUB_")}
     config = config_from(settings, host="127.0.0.1", port=args.port, mqtt_port=args.mqtt_port,
                          state_dir=state_dir, broker="embedded", auth="off", mqtt_listen="127.0.0.1")
-    ready, stop, interrupted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    stop, interrupted = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
-    hub = asyncio.create_task(serve(config, ready, stop))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({hub, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    ready: asyncio.Future[Hub] = loop.create_future()
+    hub = asyncio.create_task(serve(config, ready.set_result, stop))
+    await asyncio.wait({hub, ready}, return_when=asyncio.FIRST_COMPLETED)
     if hub.done():
-        waiter.cancel()
         hub.result()  # raises what stopped it
         return 1
+    running = ready.result()
     nodes = _start_nodes(args, args.mqtt_port)
     print(f"\ncamhub demo: {len(nodes)} simulated cameras, MQTT on 127.0.0.1:{args.mqtt_port}\n"
           f"  dashboard:  http://127.0.0.1:{args.port}/\n"
@@ -100,6 +106,8 @@ async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
     finally:
         print("camhub demo: stopping the nodes, then the hub", flush=True)
         await loop.run_in_executor(None, _stop_nodes, nodes)  # nodes say offline while the broker runs
+        if not hub.done():  # the hub has heard them (so has every subscriber) before it stops
+            await running.wait_offline([node_id for node_id, _ in DEMO_CAMERAS[: args.nodes]], NODES_OFFLINE_S)
         stop.set()
         await hub
     return 0

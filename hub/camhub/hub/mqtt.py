@@ -63,6 +63,7 @@ class MqttLink:
         self._idle = asyncio.Event()
         self._idle.set()
         self._extra: dict[str, Callable[[bytes], None]] = {}  # other topics the hub listens to
+        self._goodbye: asyncio.Event | None = None  # set when our own "offline" comes back (close())
 
     @property
     def pending(self) -> int:
@@ -107,6 +108,7 @@ class MqttLink:
                     await client.subscribe(f"{self.prefix}/nodes/+/announce", qos=1)
                     await client.subscribe(f"{self.prefix}/nodes/+/availability", qos=1)
                     await client.subscribe(f"{self.prefix}/nodes/+/stats", qos=0)
+                    await client.subscribe(self.availability_topic, qos=1)  # close() waits for its echo
                     for topic in self._extra:
                         await client.subscribe(topic, qos=1)
                     self._on_connect()
@@ -159,6 +161,10 @@ class MqttLink:
         self.messages_in += 1
         parts = message.topic.value.split("/")
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+        if message.topic.value == self.availability_topic:
+            if self._goodbye is not None and payload == b"offline":
+                self._goodbye.set()
+            return
         extra = self._extra.get(message.topic.value)
         if extra is not None:
             try:
@@ -223,11 +229,21 @@ class MqttLink:
     def publish_recordings(self, status: dict[str, Any]) -> None:
         self.publish(f"{self.prefix}/hub/recordings", status, retain=True)
 
-    async def close(self) -> None:
-        """Say ``offline`` (retained) before a clean shutdown."""
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    client.publish(self.availability_topic, b"offline", qos=1, retain=True), 3)
+    async def close(self, timeout: float = 3.0) -> None:
+        """Say ``offline`` (retained) before a clean shutdown; wait (at most ``timeout``) until it is passed on.
 
+        A broker acknowledges a publish before it forwards it, and amqtt drops what it has not
+        forwarded yet when it stops. So the hub waits for its own ``offline`` to come back on its
+        subscription: then it, and whatever the broker took in before it, has gone out.
+        """
+        client = self._client
+        if client is None:
+            return
+        self._goodbye = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await client.publish(self.availability_topic, b"offline", qos=1, retain=True)
+                await self._goodbye.wait()
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("MQTT goodbye not confirmed by %s within %g s (%s)", self.describe(), timeout,
+                        str(exc) or "no echo")

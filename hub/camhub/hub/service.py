@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +125,7 @@ class Hub:
                  "on" if self.auth.required else "off")
 
     async def stop(self) -> None:
+        """Stop everything, each step bounded in time; the embedded broker last, after the goodbyes."""
         self.stopping.set()
         self._notify()
         self.broker.close_all()
@@ -131,19 +133,34 @@ class Hub:
             camera.state = OFFLINE
             self.mqtt.publish_state(camera.id, camera.state_payload(time.monotonic()))
         await self.mqtt.flush(2.0)  # the offline states go out before the hub says goodbye
-        await self.mqtt.close()
+        await self.mqtt.close(timeout=3.0)  # returns once the broker has passed the goodbye on
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.cameras.stop()
+        if self._tasks:
+            await _bounded(asyncio.wait(self._tasks), 5.0, "the hub's tasks")
+        await _bounded(self.cameras.stop(), 5.0, "the camera pulls")
         if self._runner is not None:
-            await self._runner.cleanup()
+            await _bounded(self._runner.cleanup(), 5.0, "the HTTP server")
         if self.embedded is not None:
-            await self.embedded.stop()
+            await self.embedded.stop()  # bounded itself
         self._motion_pool.shutdown(wait=False, cancel_futures=True)
-        await self.recordings.stop()
+        await _bounded(self.recordings.stop(), 10.0, "the recordings writer")
+
+    async def wait_offline(self, camera_ids: list[str], timeout: float) -> None:
+        """Wait (at most ``timeout``) until each of these cameras has said ``offline`` (or is unknown)."""
+        changed = self.subscribe_changes()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed.clear()
+                    waiting = [i for i in camera_ids if (c := self.cameras.cameras.get(i)) and c.available]
+                    if not waiting:
+                        return
+                    await changed.wait()
+        except TimeoutError:
+            log.warning("no offline heard from %s within %g s", ", ".join(waiting), timeout)
+        finally:
+            self.unsubscribe_changes(changed)
 
     # ---- views for HTTP --------------------------------------------------------------------
     def summary(self, camera: Camera, now: float) -> dict[str, Any]:
@@ -377,9 +394,19 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def serve(config: HubConfig, ready: asyncio.Event | None = None,
+async def _bounded(step: Awaitable[Any], timeout: float, what: str) -> None:
+    """Await one shutdown step for at most ``timeout`` seconds; a step that fails or overruns is logged."""
+    try:
+        await asyncio.wait_for(step, timeout)
+    except TimeoutError:
+        log.warning("stopping %s took longer than %g s; going on", what, timeout)
+    except Exception:
+        log.exception("stopping %s failed; going on", what)
+
+
+async def serve(config: HubConfig, ready: Callable[[Hub], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run a hub until ``stop`` is set (by default: until SIGINT/SIGTERM)."""
+    """Run a hub until ``stop`` is set (by default: until SIGINT/SIGTERM); ``ready(hub)`` once it serves."""
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -393,7 +420,7 @@ async def serve(config: HubConfig, ready: asyncio.Event | None = None,
         await hub.stop()
         raise
     if ready is not None:
-        ready.set()
+        ready(hub)
     try:
         await stop.wait()
     finally:
