@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from camhub_node import mjpeg
 from camhub_node.subscriber import Subscriber
@@ -225,30 +223,3 @@ def test_no_byte_sent_is_no_progress_and_limits_hold_to_the_millisecond(base: in
     slow.begin("f3", 3, 1, at(base, 2000))
     assert slow.swap_unsent("f4", 4, 1, at(base, 2010))
     assert not slow.stalled(at(base, 2020), 1000)  # the swapped-in frame restarts the write clock
-
-
-_STATE = ("frame", "offset", "length", "pending", "last_seq", "started_at", "last_progress", "frames_sent",
-          "frames_dropped", "frames_skipped", "bytes_sent", "fps", "_fps_count", "_fps_since", "_age_ms")
-
-
-@given(st.lists(st.tuples(st.integers(0, 700), st.integers(1, 3), st.integers(0, 20), st.integers(0, 2)),
-                min_size=1, max_size=40), st.sampled_from([0, 2**29 - 2500]), st.sampled_from([0, 10]))
-def test_took_is_begin_then_advance(steps: list[tuple[int, int, int, int]], base: int, max_fps: int) -> None:
-    """The hub's one-call fast path keeps exactly the state and counters of ``begin`` + ``advance``."""
-    fused, split = (Subscriber(1, "p", "ua", now=at(base, 0), max_fps=max_fps) for _ in range(2))
-    ms = seq = 0
-    for gap, published, length, finish in steps:
-        ms += gap
-        now = at(base, ms)
-        for _ in range(published):  # frames published meanwhile: dropped or skipped, or taken below
-            seq += 1
-            started = fused.publish(seq, now)
-            assert split.publish(seq, now) is started
-        if fused.frame is None and started:
-            sent = (0, length // 2, length)[finish]  # nothing, a short write, or all of it
-            split.begin(f"f{seq}", seq, length, now)
-            done = split.advance(sent, now)
-            assert fused.took(f"f{seq}", seq, length, sent, now) is done
-        elif fused.frame is not None:  # finish the frame in flight
-            assert fused.advance(fused.length, now) is split.advance(split.length, now)
-        assert [getattr(fused, k) for k in _STATE] == [getattr(split, k) for k in _STATE]

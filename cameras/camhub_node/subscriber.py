@@ -107,17 +107,6 @@ class Subscriber:
         self.begin(frame, seq, length, now)
         return True
 
-    def took(self, frame, seq, length, sent, now):
-        """``begin(frame, seq, length, now)`` then ``advance(sent, now)``, in one call: the fan-out's
-        common case, a frame started and written at once (``sent`` may be 0 or short)."""
-        self.begin(frame, seq, length, now)
-        if sent > 0:
-            self.offset = sent
-            self.bytes_sent += sent
-        if self.offset < length:
-            return False
-        return self._finished(now)
-
     def advance(self, sent, now):
         """Record ``sent`` more bytes written; return True when the frame in flight completed."""
         if sent > 0:
@@ -126,10 +115,6 @@ class Subscriber:
             self.last_progress = now
         if self.offset < self.length:
             return False
-        return self._finished(now)
-
-    def _finished(self, now):
-        """The frame in flight went out whole: count it (returns True)."""
         self.frame = None
         self.frames_sent += 1
         self._fps_count += 1

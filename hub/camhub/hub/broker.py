@@ -176,29 +176,11 @@ class Feed:
         frame = Frame(jpeg, self.seq, capture_time, time.monotonic(),  # arrived: the hub's clock for frame ages
                       len(self.viewers) >= self.settings.memfd_min_viewers)
         self.latest = frame
-        seq, size, fd = frame.seq, frame.size, frame.fd
-        # The per-viewer hot path, one tight loop (issue #14): a viewer that is free takes the
-        # frame with one write and one ``took``; whatever does not complete at once (a short write,
-        # a full backlog) or fails goes the way ``_pump`` goes. A free viewer has no writer
-        # registered (``_pump`` drops it on completion), and it has just taken the latest frame, so
-        # nothing newer is waiting for it.
-        sendfile = os.sendfile
-        completed = 0
+        seq, size = frame.seq, frame.size
         for viewer in list(self.viewers.values()):
-            if not viewer.publish(seq, now):
-                continue
-            try:
-                sent = sendfile(viewer.fd, fd, 0, size) if fd >= 0 else frame.write(viewer.fd, 0)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._send_failed(viewer, exc)
-                continue
-            if viewer.took(frame, seq, size, sent, now):
-                completed += 1
-            else:
-                self._want_writable(viewer)
-        self.frames_out += completed
+            if viewer.publish(seq, now):
+                viewer.begin(frame, seq, size, now)
+                self._pump(viewer, now)
         for tap in self.taps:  # after the viewers: a tap never delays the fan-out
             try:
                 tap(frame)
@@ -220,8 +202,12 @@ class Feed:
             except BlockingIOError:
                 self._want_writable(viewer)
                 return
+            except BrokenPipeError:
+                self.remove(viewer, subscriber.CLOSED)
+                return
             except OSError as exc:
-                self._send_failed(viewer, exc)
+                log.debug("viewer %s on %s: send failed: %s", viewer.id, self.camera_id, exc)
+                self.remove(viewer, subscriber.RESET)
                 return
             if not viewer.advance(sent, now):
                 self._want_writable(viewer)  # a short write: the unsent backlog is at its limit
@@ -234,13 +220,6 @@ class Feed:
             if viewer.pending < 0 or latest is None or not viewer.ready(now):
                 return
             viewer.begin(latest, latest.seq, latest.size, now)
-
-    def _send_failed(self, viewer: Viewer, exc: OSError) -> None:
-        if isinstance(exc, BrokenPipeError):
-            self.remove(viewer, subscriber.CLOSED)
-        else:
-            log.debug("viewer %s on %s: send failed: %s", viewer.id, self.camera_id, exc)
-            self.remove(viewer, subscriber.RESET)
 
     def _want_writable(self, viewer: Viewer) -> None:
         if not viewer.writing:
