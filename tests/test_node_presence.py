@@ -3,6 +3,7 @@ on CPython and on the MicroPython Unix port), and streaming that carries on whil
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -41,17 +42,31 @@ def test_killed_node_goes_offline_by_its_last_will(mosquitto: Mosquitto, observe
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_clean_stop_says_offline_and_exits_zero(mosquitto: Mosquitto, observer: Observer, runtime: str) -> None:
+def test_clean_stop_says_offline_and_exits_zero(runtime: str) -> None:
     node_id = f"tidy-{runtime}"
-    node = SimNode(node_id, mosquitto.port, fps=5, frame_size="QQVGA", env=FAST_MQTT, runtime=runtime)
-    node.wait_ready()
-    _availability(observer, node_id, "online")
-    with StreamReader(node.url + "/stream") as reader:
-        reader.read_part()
-        stopped_at = time.time()
-        assert node.stop(signal.SIGTERM) == 0
-        _availability(observer, node_id, "offline", after=stopped_at - 0.5)
-    assert "Traceback" not in node.output()
+    broker = Mosquitto(log=True)
+    observer = Observer(broker.port, ["camhub/#"])
+    node = SimNode(node_id, broker.port, fps=5, frame_size="QQVGA", env=FAST_MQTT, runtime=runtime)
+    try:
+        node.wait_ready()
+        _availability(observer, node_id, "online")
+        with StreamReader(node.url + "/stream") as reader:
+            reader.read_part()
+            stopped_at = time.time()
+            assert node.stop(signal.SIGTERM) == 0
+            _availability(observer, node_id, "offline", after=stopped_at - 0.5)
+        assert "Traceback" not in node.output()
+        # The node itself said goodbye (a PUBLISH of the 7-byte "offline", then a DISCONNECT), rather than
+        # leaving it to the broker's last will: a will is what subscribers get after a crash.
+        log = broker.log_text()
+        goodbye = re.search(rf"Received PUBLISH from (\S+) \([^)]*'camhub/nodes/{node_id}/availability', \.\.\. "
+                            r"\(7 bytes\)\)", log)
+        assert goodbye, "the node did not publish offline itself"
+        assert f"Received DISCONNECT from {goodbye.group(1)}" in log, "the node did not disconnect cleanly"
+    finally:
+        node.stop()
+        observer.close()
+        broker.stop()
 
 
 def test_sigint_stops_cleanly_too(mosquitto: Mosquitto, observer: Observer) -> None:

@@ -157,9 +157,10 @@ class Presence:
                 self.last_error = "%s: %s" % (type(error).__name__, error)
                 node.log("MQTT connection to %s:%d failed (%s); retrying in about %d s"
                          % (self.cfg.mqtt_host, self.cfg.mqtt_port, self.last_error, backoff))
-            self._drop()
+                self._drop()
             if node.stopping:
-                break
+                break  # the connection stays open for shutdown() to say offline and DISCONNECT on it
+            self._drop()
             await node.nap(backoff * 1000 + random.getrandbits(10))  # up to ~1 s of jitter
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 

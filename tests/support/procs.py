@@ -51,9 +51,11 @@ def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None
 
 class Mosquitto:
     """Debian's mosquitto, on a free loopback port (or ``port``, e.g. to restart it), anonymous access
-    unless ``users`` ({name: password}) and an ``acl`` (mosquitto's acl_file text) are given."""
+    unless ``users`` ({name: password}) and an ``acl`` (mosquitto's acl_file text) are given; ``log=True``
+    keeps its full protocol log (every packet received and sent) for ``log_text()``."""
 
-    def __init__(self, port: int | None = None, users: dict[str, str] | None = None, acl: str | None = None) -> None:
+    def __init__(self, port: int | None = None, users: dict[str, str] | None = None, acl: str | None = None,
+                 log: bool = False) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -78,10 +80,19 @@ class Mosquitto:
             (Path(self._dir.name) / "acl").chmod(0o644)
             os.chmod(self._dir.name, 0o755)
             text += f"acl_file {Path(self._dir.name) / 'acl'}\n"
+        self._log = Path(self._dir.name) / "mosquitto.log"
+        if log:
+            self._log.touch()
+            self._log.chmod(0o666)  # mosquitto drops to its own user before it opens the file
+            os.chmod(self._dir.name, 0o755)
+            text += f"log_dest file {self._log}\nlog_type all\n"
         conf.write_text(text)
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
+
+    def log_text(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def stop(self) -> None:
         self.proc.terminate()
