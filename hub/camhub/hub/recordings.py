@@ -51,14 +51,16 @@ TIMELAPSE_FRAME_MS = 100  # a time-lapse plays at 10 frames per second
 
 @dataclass(frozen=True)
 class RecordSettings:
+    """What the recorder needs of the hub's settings (their defaults live in config.HubConfig)."""
+
     root: Path
-    preroll_s: float = 5.0
-    postroll_s: float = 10.0
-    segment_s: float = 300.0
-    keep_days: float = 7.0
-    max_gb: float = 10.0
-    min_free_gb: float = 1.0
-    timelapse_s: float = 0.0
+    preroll_s: float
+    postroll_s: float
+    segment_s: float
+    keep_days: float
+    max_gb: float
+    min_free_gb: float
+    timelapse_s: float
     max_pending_bytes: int = 64 * 1024 * 1024  # JPEGs waiting for the writer, all cameras
     idle_close_s: float = 5.0  # a camera that sends nothing for this long has its segment closed
 
