@@ -350,7 +350,7 @@ class CameraRecorder:
         now = time.monotonic()  # when it is handled here (frame.arrived: when the broker got it)
         self.last_frame = now
         at, jpeg = frame.capture_time, frame.jpeg
-        if self.settings.preroll_s > 0:
+        if self.settings.preroll_s > 0 and self.mode == "motion":  # only a motion recording starts early
             self.ring.append((at, jpeg))
             self.ring_bytes += len(jpeg)
             while self.ring and (at - self.ring[0][0] > self.settings.preroll_s
@@ -467,6 +467,8 @@ class Recordings:
         if recorder is not None and recorder.mode != mode:
             recorder.close()
             recorder.mode = mode
+            recorder.ring.clear()
+            recorder.ring_bytes = 0
             log.info("recording on %s: %s", camera_id, mode)
 
     def tick(self) -> None:
