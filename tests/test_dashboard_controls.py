@@ -68,17 +68,27 @@ def test_changing_the_fps_in_the_page_makes_the_node_re_announce_it(world: World
     options = pg.eval_on_selector_all("#ctl-frame-size option", "els => els.map(e => e.value)")
     assert options[:2] == ["R96X96", "QQVGA"] and "UXGA" in options  # what the node offers, smallest first
     assert (pg.get_attribute("#ctl-fps", "min"), pg.get_attribute("#ctl-fps", "max")) == ("1", "30")
+    # Every state the status line takes, in order: a node on loopback confirms within milliseconds, so
+    # "pending" may last less than one of Playwright's polls.
+    pg.evaluate("""() => {
+        const el = document.querySelector('#ctl-status');
+        window.ctlStates = [];
+        new MutationObserver(() => window.ctlStates.push([el.dataset.state, el.textContent]))
+            .observe(el, {attributes: true, childList: true, subtree: true, characterData: true});
+    }""")
     sent = time.time()
     pg.fill("#ctl-fps", "7")
     pg.click("#ctl-apply")
-    # The page shows the change as pending until the node says it runs at 7 fps ...
-    pg.wait_for_selector("#ctl-status[data-state='pending']", timeout=5000)
-    assert "7" in pg.inner_text("#ctl-status")
     announce = world.observer.wait_for("camhub/nodes/garage/announce", lambda m: m.json()["fps"] == 7,
                                        timeout=10, after=sent)
     assert announce.json()["frame_size"] == "QQVGA"  # only what was changed
     pg.wait_for_selector("#ctl-status[data-state='applied']", timeout=10000)
     assert "fps 7" in pg.inner_text("#ctl-status")
+    # ... and it was shown as pending (naming the change) until the node said it runs at 7 fps.
+    states = [state for state, _ in pg.evaluate("window.ctlStates")]
+    texts = dict(pg.evaluate("window.ctlStates"))
+    assert "pending" in states and states.index("pending") < states.index("applied"), states
+    assert "7" in texts["pending"]
     assert pg.input_value("#ctl-fps") == "7"
     assert [m.json() for m in world.observer.on("camhub/nodes/garage/set")] == [{"fps": 7}]
 
