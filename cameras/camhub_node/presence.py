@@ -27,6 +27,7 @@ from adafruit_ticks import ticks_add, ticks_diff
 BACKOFF_MAX_S = 30
 MAX_SET_PAYLOAD = 512
 REASSERT_MS = 2000
+CONFIRM_MS = 2000  # our own retained announce and "online" must come back this soon after subscribing
 
 
 def _release(client):
@@ -56,6 +57,8 @@ class Presence:
         self._announced = None  # the announce payload last published (bytes)
         self._overwritten = False  # another client wrote our announce or availability
         self._reasserted_at = None
+        self._confirm_by = None  # ticks by which our own retained topics must have come back
+        self._own_seen = 0  # bit 1: our announce came back, bit 2: our "online" did
         self._leaving = False
         self.reasserts = 0
         self._availability = cfg.topic("availability")
@@ -86,7 +89,11 @@ class Presence:
         client.publish(self._availability, "online", retain=True, qos=1)
         self._publish_announce()
         # Our own retained topics: overwritten by someone else, they are re-asserted (_on_message).
+        # A retained *empty* payload deletes rather than replaces, so one sent between our publish and
+        # this subscribe leaves nothing to deliver: what does not come back in time counts as overwritten.
+        self._own_seen = 0
         client.subscribe([(self._announce, 1), (self._availability, 1)])
+        self._confirm_by = ticks_add(self.node.clock(), CONFIRM_MS)
         self.connected = True
         self.connects += 1
         self.node.log("MQTT connected to %s:%d" % (cfg.mqtt_host, cfg.mqtt_port))
@@ -112,9 +119,13 @@ class Presence:
         if topic == self._announce:
             if bytes(message) != self._announced:
                 self._overwritten = True
+            else:
+                self._own_seen |= 1
             return
         if topic == self._availability:
-            if bytes(message) != b"online" and not self._leaving:
+            if bytes(message) == b"online":
+                self._own_seen |= 2
+            elif not self._leaving:
                 self._overwritten = True
             return
         if topic != self._set:
@@ -177,6 +188,10 @@ class Presence:
             if self._announce_due:
                 self._publish_announce()
             now = node.clock()
+            if self._confirm_by is not None and (self._own_seen == 3 or ticks_diff(now, self._confirm_by) >= 0):
+                if self._own_seen != 3:
+                    self._overwritten = True
+                self._confirm_by = None
             if self._overwritten:
                 self._reassert(now)
             if ticks_diff(now, next_stats) >= 0:
