@@ -213,7 +213,7 @@ class Fanout:
         sub = client.sub
         if sub.frame is not None:
             sub.frame.refs -= 1
-        sub.close(reason, now)
+        sub.close(reason)
         try:
             self._poll.unregister(client.sock)
         except (OSError, KeyError, ValueError):

@@ -51,7 +51,6 @@ class Subscriber:
         self._fps_count = 0
         self._fps_since = now
         self.reason = None
-        self.closed_at = None
 
     def rate_limited(self, now):
         """True while this subscriber's own fps limit holds frames back."""
@@ -148,11 +147,10 @@ class Subscriber:
         """True if a frame is in flight and no byte went out for ``timeout`` ms."""
         return self.frame is not None and ticks_diff(now, self.last_progress) > timeout
 
-    def close(self, reason, now):
+    def close(self, reason):
         """Mark closed with a reason (first reason wins); drop the frame reference."""
         if self.reason is None:
             self.reason = reason
-            self.closed_at = now
         self.frame = None
 
     def as_dict(self, now):

@@ -270,8 +270,7 @@ class Feed:
         """Disconnect a viewer, record why, and wake its HTTP handler."""
         if self.viewers.pop(viewer.id, None) is None:
             return
-        now = ticks_ms()
-        viewer.close(reason, now)
+        viewer.close(reason)
         viewer.closed_at_unix = time.time()
         if viewer.writing:
             self._loop.remove_writer(viewer.fd)
