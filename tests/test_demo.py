@@ -82,10 +82,15 @@ def test_demo_starts_again_at_once_on_the_same_ports() -> None:
         assert viewer.read_part().body  # frames flow through the first demo
         first.proc.send_signal(signal.SIGINT)
         assert first.proc.wait(30) == 0
+        # read to the hub's FIN before closing: closing with unread bytes sends RST, which ends the hub's side
+        # at once instead of leaving it in TIME_WAIT (what CI saw once)
+        while viewer.sock.recv(65536):
+            pass
         viewer.close()
     finally:
         first.kill()
-    assert _time_wait_on(port), "the stopped demo should have left a connection in TIME_WAIT on its port"
+    wait_until(lambda: _time_wait_on(port), timeout=5,
+               what="the stopped demo's side of the viewer's connection in TIME_WAIT on its port")
     second = _demo(port, mqtt_port)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=second.proc)
