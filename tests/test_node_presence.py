@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
+from tests.support.mqtt_gate import SubscribeGate
 from tests.support.procs import RUNTIMES, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
@@ -135,4 +136,32 @@ def test_overwritten_announce_and_availability_are_reasserted(mosquitto: Mosquit
             newcomer.close()
         assert get_json(node.url + "/status")["mqtt"]["reasserts"] == 2
     finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_announce_deleted_before_the_node_subscribes_comes_back(mosquitto: Mosquitto, observer: Observer,
+                                                                 runtime: str) -> None:
+    """A retained empty announce sent between the node's publish and its subscribe deletes the announce, so
+    no message ever tells the node; it notices its own announce did not come back and re-asserts it."""
+    node_id = f"unseen-{runtime}"
+    announce_topic = f"camhub/nodes/{node_id}/announce"
+    gate = SubscribeGate(mosquitto.port, announce_topic)  # the node reaches the broker through it
+    node = SimNode(node_id, gate.port, fps=5, frame_size="QQVGA", runtime=runtime,
+                   env={**FAST_MQTT, "CAMHUB_MQTT_TIMEOUT_MS": "1000"})  # it waits 4 s for a SUBACK
+    try:
+        original = observer.wait_for(announce_topic, timeout=20).payload
+        assert gate.held.wait(10), "the node should subscribe after announcing"
+        cleared_at = time.time()
+        observer.publish(announce_topic, b"", retain=True)
+        observer.wait_for(announce_topic, lambda m: m.payload == b"", after=cleared_at)  # the broker deleted it
+        gate.release()
+        observer.wait_for(announce_topic, lambda m: m.payload == original, timeout=10, after=cleared_at)
+        newcomer = Observer(mosquitto.port, [announce_topic])
+        try:  # what the broker keeps is the announce again
+            assert newcomer.wait_for(announce_topic).payload == original
+        finally:
+            newcomer.close()
+    finally:
+        gate.close()
         node.stop()

@@ -1,0 +1,86 @@
+"""A TCP relay in front of the real broker that holds a client's SUBSCRIBE to a topic until released.
+
+It opens, on demand, the window a client cannot control: between its PUBLISH of a retained message and its
+SUBSCRIBE to the same topic, another client may change that message. Bytes are relayed unchanged; the
+client-to-broker direction is cut at MQTT packet boundaries (fixed header, then the remaining length as a
+base-128 varint, MQTT 3.1.1 §2.2) only to find the SUBSCRIBE (packet type 8) naming the topic. The client
+waits for its SUBACK meanwhile: hold it for less than the client's receive timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+_SUBSCRIBE = 8
+
+
+class SubscribeGate:
+    """Relay ``127.0.0.1:port`` to the broker on ``broker_port``; the first SUBSCRIBE naming ``topic`` waits
+    for ``release()``."""
+
+    def __init__(self, broker_port: int, topic: str) -> None:
+        self._broker_port = broker_port
+        self._topic = topic.encode()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.held = threading.Event()  # a SUBSCRIBE arrived and is being held
+        self._released = threading.Event()
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self._released.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                broker = socket.create_connection(("127.0.0.1", self._broker_port))
+            except OSError:
+                return
+            self._sockets += [client, broker]
+            threading.Thread(target=self._client_to_broker, args=(client, broker), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(broker, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def _client_to_broker(self, client: socket.socket, broker: socket.socket) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                pending += data
+                while (size := _packet_size(pending)) is not None:
+                    packet, pending = pending[:size], pending[size:]
+                    if (packet[0] >> 4 == _SUBSCRIBE and self._topic in packet
+                            and not self._released.is_set()):
+                        self.held.set()
+                        self._released.wait(30)
+                    broker.sendall(packet)
+        with contextlib.suppress(OSError):
+            broker.shutdown(socket.SHUT_WR)
+
+
+def _packet_size(data: bytes) -> int | None:
+    """The length of the whole MQTT packet at the start of ``data``, or None while it is incomplete."""
+    length, shift = 0, 0
+    for i in range(1, min(len(data), 5)):
+        length |= (data[i] & 0x7F) << shift
+        if not data[i] & 0x80:
+            size = i + 1 + length
+            return size if len(data) >= size else None
+        shift += 7
+    return None
