@@ -9,12 +9,14 @@ turns its tile offline → the hub going away is shown, and its return is picked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 import camhub
 from tests.support.browser import assert_no_serious_axe_violations, chromium, page, require_chromium
@@ -112,6 +114,16 @@ def test_grid_lists_every_camera_by_name_with_hub_health(world: World) -> None:
     tile = world.page.locator('.tile[data-id="garage"]')
     assert "160×120" in tile.inner_text()
     assert tile.locator(".tile-board").inner_text() == "simulated"
+
+
+def test_a_tile_says_its_camera_name_first_and_shows_its_picture_above_it(world: World) -> None:
+    """A screen reader (and voice control) gets the camera's name before anything else on the tile."""
+    tile = world.page.locator('.tile[data-id="garage"]')
+    world.wait_js("document.querySelector('.tile[data-id=\"garage\"] img.frame.live')", "the garage's picture")
+    expect(tile).to_have_accessible_name(re.compile(r"^Garage\b"))
+    expect(tile).to_have_accessible_name(re.compile(r"Latest picture from Garage"))  # still described
+    picture, name = tile.locator(".tile-media").bounding_box(), tile.locator(".tile-name").bounding_box()
+    assert picture and name and picture["y"] + picture["height"] <= name["y"], "the picture should be on top"
 
 
 def test_eight_pictures_render_at_once_and_keep_changing(world: World) -> None:

@@ -119,7 +119,10 @@ class Tile {
     this.meta.append(this.boardEl, this.resEl);
 
     body.append(head, stats, this.meta);
-    a.append(media, body);
+    // The text first in the DOM, the picture first on screen (CSS order): the link's name, built from its
+    // content, then starts with the camera's name instead of the picture's description (the card pattern
+    // of Heydon Pickering's Inclusive Components; one link, so no focus order to go astray).
+    a.append(body, media);
     this.el = a;
   }
 
