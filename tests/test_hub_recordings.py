@@ -7,12 +7,15 @@ decoding them), a different implementation from the hub's muxer.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+from PIL import Image
 
 from tests.support import scenes
 from tests.support.mjpeg_client import StreamReader
@@ -161,6 +164,37 @@ def test_a_hub_killed_while_recording_restarts_with_every_closed_segment_intact_
             (interrupted,) = set(after) - set(before)
             assert after[interrupted]["recovered"] is True and after[interrupted]["frames"] >= 5
             assert len(ffprobe_packets(videos[-1])) == after[interrupted]["frames"]
+
+
+def ffprobe_size(path: Path) -> tuple[int, int]:
+    """The track's width and height as the file declares them."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=30, check=True).stdout
+    width, height = out.strip().split(",")
+    return int(width), int(height)
+
+
+def test_a_new_frame_size_starts_a_new_recording_whose_track_says_that_size(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A player sizes its picture from the track: each file holds frames of the one size its track declares."""
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(5, size=(160, 120))
+        env = _always(camera.url, CAMHUB_RECORD_SEGMENT_S="60")
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            recordings = f"{hub.url}/api/cameras/yard/recordings"
+            wait_until(lambda: any(r["open"] and r["frames"] >= 10 for r in get_json(recordings)), timeout=20,
+                       what="a recording under way")
+            camera.jpegs = scenes.still(5, size=(320, 240))  # e.g. the frame size changed from the dashboard
+            wait_until(lambda: closed(hub), timeout=20, what="the first recording closed at the change")
+            wait_until(lambda: any(r["open"] and r["frames"] >= 10 for r in get_json(recordings)), timeout=20,
+                       what="the rest recorded as a new recording")
+        videos = sorted((tmp_path / "recordings" / "yard").glob("*.mkv"))
+        assert len(videos) == 2
+        for video, size in zip(videos, [(160, 120), (320, 240)], strict=True):
+            assert ffprobe_size(video) == size
+            jpegs = stored_jpegs(video, tmp_path / video.stem)
+            assert len(jpegs) >= 10 and {Image.open(io.BytesIO(j)).size for j in jpegs} == {size}
 
 
 def test_recording_stops_and_says_so_when_the_disk_is_short_of_space(

@@ -79,6 +79,13 @@ class Segment:
         self.peak: float | None = None
         self.writer: segments.SegmentWriter | None = None  # the writer thread's
 
+    def restart(self, start: float) -> None:
+        """Carry on as a new recording from ``start`` (writer thread, when the frame size changed). The loop's
+        counters for the open segment may lose a frame or two to the race; the sidecar's come from the writer."""
+        self.start = self.end = start
+        self.id = f"{int(start * 1000)}-{self.kind}"
+        self.frames = self.bytes = 0
+
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "start": round(self.start, 3), "end": round(self.end, 3),
                 "frames": self.frames, "bytes": self.bytes, "peak": self.peak, "open": True}
@@ -179,6 +186,10 @@ class Store:
             jpeg, at, pts_ms = op[2], op[3], op[4]
             with self._lock:
                 self._pending -= len(jpeg)
+            if segment.writer is not None and segments.jpeg_size(jpeg) != segment.writer.size:
+                # the camera changed its frame size: a track has one size, so the rest is a new recording
+                self._close(segment, open_segments)
+                segment.restart(at if at is not None else time.time())
             if segment.writer is None:
                 if segment in open_segments:
                     return  # it failed to open: already counted

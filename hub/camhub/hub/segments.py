@@ -43,7 +43,7 @@ class SegmentWriter:
         self.frames = 0
         self.bytes = 0
         self.last_ms = -1
-        width, height = jpeg_size(first_jpeg)
+        self.size = width, height = jpeg_size(first_jpeg)  # a track has one size (see Store: a new size, a new file)
         path.parent.mkdir(parents=True, exist_ok=True)
         # one cluster per second and a flush per packet: a crash loses at most the last second
         self._out = av.open(str(path), "w", format="matroska", options={"cluster_time_limit": "1000"},
