@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import socket
@@ -19,6 +18,7 @@ from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, serve_in_thread
+from tests.support.relay import Relay
 from tests.support.waiting import get_json, wait_until
 
 
@@ -136,41 +136,9 @@ def test_hub_addresses_are_recognised_however_spelled() -> None:
     assert not HubAddresses("127.0.0.1", 8000).is_self("192.0.2.77", 8000)
 
 
-class Forwarder(threading.Thread):
-    """A TCP relay on a free port to ``target`` (a name or proxy in front of the hub, in effect)."""
-
-    def __init__(self, target: int) -> None:
-        super().__init__(daemon=True)
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.start()
-
-    def run(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def test_a_source_that_is_the_hub_itself_is_refused(mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
     hub = HubProcess(mosquitto.port, tmp_path).wait_ready()
-    relay = Forwarder(hub.port)
+    relay = Relay(hub.port)  # a name or proxy in front of the hub, in effect
     try:
         node = SimNode("real", mosquitto.port, fps=5, frame_size="QQVGA")
         with running(node):

@@ -1,4 +1,4 @@
-"""A TCP relay in front of the real broker that holds a client's SUBSCRIBE to a topic until released.
+"""A relay in front of the real broker that holds a client's SUBSCRIBE to a topic until released.
 
 It opens, on demand, the window a client cannot control: between its PUBLISH of a retained message and its
 SUBSCRIBE to the same topic, another client may change that message. Bytes are relayed unchanged; the
@@ -13,52 +13,29 @@ import contextlib
 import socket
 import threading
 
+from tests.support.relay import Relay
+
 _SUBSCRIBE = 8
 
 
-class SubscribeGate:
+class SubscribeGate(Relay):
     """Relay ``127.0.0.1:port`` to the broker on ``broker_port``; the first SUBSCRIBE naming ``topic`` waits
     for ``release()``."""
 
     def __init__(self, broker_port: int, topic: str) -> None:
-        self._broker_port = broker_port
         self._topic = topic.encode()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
         self.held = threading.Event()  # a SUBSCRIBE arrived and is being held
         self._released = threading.Event()
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(broker_port)
 
     def release(self) -> None:
         self._released.set()
 
     def close(self) -> None:
         self._released.set()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
+        super().close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                broker = socket.create_connection(("127.0.0.1", self._broker_port))
-            except OSError:
-                return
-            self._sockets += [client, broker]
-            threading.Thread(target=self._client_to_broker, args=(client, broker), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(broker, client), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def _client_to_broker(self, client: socket.socket, broker: socket.socket) -> None:
+    def client_to_target(self, client: socket.socket, target: socket.socket) -> None:
         pending = b""
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
@@ -69,9 +46,9 @@ class SubscribeGate:
                             and not self._released.is_set()):
                         self.held.set()
                         self._released.wait(30)
-                    broker.sendall(packet)
+                    target.sendall(packet)
         with contextlib.suppress(OSError):
-            broker.shutdown(socket.SHUT_WR)
+            target.shutdown(socket.SHUT_WR)
 
 
 def _packet_size(data: bytes) -> int | None:
