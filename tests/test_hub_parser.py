@@ -371,6 +371,27 @@ def test_whole_part_fast_path_agrees_on_known_cases(stream: bytes, boundary: str
     _fast_and_slow_agree(stream, boundary, [len(stream) // 2])
 
 
+@pytest.mark.parametrize("cuts", ["none", "per_part", "mid_gap"])
+@pytest.mark.parametrize("name", ["node", "standard", "no_gap_after_body", "padded"])
+def test_ordinary_parts_arriving_whole_take_the_fast_path(name: str, cuts: str) -> None:
+    """What the fast path exists for: every ordinary part lying whole in a chunk is taken from it (the state
+    machine would give the same frames, only slower, so only this counter tells the two apart)."""
+    jpegs = [real_jpeg(i, (160, 120)) for i in range(6)]
+    if name == "node":
+        parts, boundary = [node_stream([j]) for j in jpegs], mjpeg.BOUNDARY
+    elif name == "padded":  # a line break before each boundary line, as many servers send
+        parts, boundary = [b"\r\n" + STYLES["standard"].part(j, i) for i, j in enumerate(jpegs)], "foo"
+    else:
+        parts, boundary = [STYLES[name].part(j, i) for i, j in enumerate(jpegs)], STYLES[name].declared
+    stream, ends = b"".join(parts), _ends(parts)
+    chunk_ends = {"none": [], "per_part": ends, "mid_gap": [e + 10 for e in ends[:-1]]}[cuts]
+    parser = MjpegParser(boundary, 2 * 1024 * 1024)
+    frames = feed_chunks(parser, stream, chunk_ends)
+    assert [f.jpeg for f in frames] == jpegs
+    # (cut 10 bytes into each next part, none after the first is whole in a chunk: the state machine takes them)
+    assert parser.parts_whole == (1 if cuts == "mid_gap" else len(jpegs))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(soup, st.sampled_from(["node", "standard", "lf_only", "no_gap_after_body"])), max_size=12),
        st.sampled_from([None, "foo", mjpeg.BOUNDARY]), st.data())

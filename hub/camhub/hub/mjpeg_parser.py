@@ -113,6 +113,7 @@ class MjpegParser:
         self.dropped_not_jpeg = 0
         self.resyncs = 0
         self.bytes_in = 0
+        self.parts_whole = 0  # of ``frames``, taken by the fast path (what ordinary streams should take)
 
     @property
     def boundary(self) -> str | None:
@@ -207,6 +208,7 @@ class MjpegParser:
             return pos
         self._headers = headers
         self._emit(jpeg if end == length else jpeg[:end], out)
+        self.parts_whole += 1
         self._from = 0
         self._misses = 0
         self._expect = True
