@@ -152,6 +152,18 @@ def test_part_without_length_growing_past_the_limit_is_dropped() -> None:
     assert parser.dropped_oversize == 1
 
 
+@pytest.mark.parametrize("name", ["no_content_length", "standard"])
+def test_a_part_is_judged_by_its_size_exactly_at_the_limit(name: str) -> None:
+    """A JPEG of exactly ``max_frame_bytes`` passes and one byte more is dropped, with or without a length."""
+    style = STYLES[name]
+    at_limit, over = SOI + bytes(LIMIT - 4) + EOI, SOI + bytes(LIMIT - 3) + EOI
+    for cuts in ([], list(range(0, 4 * LIMIT, 700))):
+        parser = MjpegParser("foo", LIMIT)
+        frames = feed_chunks(parser, style.stream([at_limit, fake_jpeg(1), over, fake_jpeg(2)]), cuts)
+        assert [f.jpeg for f in frames] == [at_limit, fake_jpeg(1), fake_jpeg(2)]
+        assert parser.dropped_oversize == 1
+
+
 def test_parts_that_are_not_jpeg_are_dropped_and_counted() -> None:
     style = STYLES["standard"]
     no_soi = b"<html>not a picture</html>"
