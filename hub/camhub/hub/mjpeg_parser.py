@@ -82,7 +82,8 @@ class MjpegParser:
     """Incremental parser: ``feed(chunk)`` returns the frames completed by that chunk.
 
     Counters (read freely): ``frames``, ``dropped_oversize``, ``dropped_not_jpeg``, ``resyncs``
-    (framing lost and found again at a later boundary), ``bytes_in``.
+    (framing lost and found again at a later boundary), ``bytes_in``, ``parts_whole`` (of ``frames``, those
+    the fast path below took).
 
     A well-formed part that arrives whole inside one chunk (what a camhub node sends over a fast
     link) is taken by ``_whole_part`` straight from the chunk; anything else — or anything it is
@@ -113,7 +114,7 @@ class MjpegParser:
         self.dropped_not_jpeg = 0
         self.resyncs = 0
         self.bytes_in = 0
-        self.parts_whole = 0  # of ``frames``, taken by the fast path (what ordinary streams should take)
+        self.parts_whole = 0  # what ordinary streams should go through (tests check it)
 
     @property
     def boundary(self) -> str | None:
