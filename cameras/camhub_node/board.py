@@ -20,6 +20,7 @@ from camhub_node.boardcam import BoardCamera, pin_map
 from camhub_node.config import check_socket_budget
 
 WIFI_BACKOFF_MAX_S = 60
+SETTINGS_FILE = "/settings.toml"  # what os.getenv reads: the drive's root
 
 
 def _mac_suffix():
@@ -39,6 +40,9 @@ def _no_power_saving():
 class BoardPlatform:
     """What the node needs from its platform, on an ESP32-S3 board."""
 
+    settings_where = "settings.toml"
+    settings_note = None
+
     def __init__(self):
         self.board_name = board.board_id
         self.pool = None
@@ -50,6 +54,12 @@ class BoardPlatform:
 
     def defaults(self):
         return {"CAMHUB_NODE_ID": "cam-" + _mac_suffix()}
+
+    def setting_names(self):
+        """The keys of settings.toml: os.getenv reads them but cannot list them, so read the file."""
+        from camhub_node.keys import file_keys
+
+        return file_keys(SETTINGS_FILE)
 
     def check_settings(self, cfg):
         """ConfigError unless the settings fit this board: a camera pin map, and sockets."""
@@ -176,6 +186,9 @@ class BoardPlatform:
 
         print("%d camhub[%s] %s:" % (time.monotonic(), node_id, message))
         traceback.print_exception(error)
+
+    def warn(self, message):
+        print("camhub: warning: %s" % message)
 
     def bad_settings(self, error):
         # Nothing to run until settings.toml is fixed (saving it reloads code.py); stay reachable

@@ -7,6 +7,7 @@ code. ``camhub node --sim`` exports the settings to the environment before calli
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -26,6 +27,9 @@ class HostPlatform(PcPlatform):
         self._log = logging.getLogger("camhub.node")
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def setting_names(self):
+        return list(os.environ)
 
     def camera(self, cfg):
         from camhub_node.simcam import SimCamera
@@ -52,6 +56,9 @@ class HostPlatform(PcPlatform):
 
     def log(self, node_id, message):
         self._log.info("[%s] %s", node_id, message)
+
+    def warn(self, message):
+        self._log.warning(message)
 
     def log_exception(self, node_id, message, error):
         self._log.error("[%s] %s: %s", node_id, message, error, exc_info=error)

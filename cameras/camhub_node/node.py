@@ -315,9 +315,18 @@ def _platform():
     return HostPlatform()
 
 
+def warn_unknown_settings(platform):
+    """A warning for each ``CAMHUB_*`` setting the node does not know, with the key it probably
+    meant: a misspelt key is never read, so its default is used silently otherwise. The node still starts."""
+    from camhub_node import keys
+
+    return keys.report(platform.setting_names(), platform.settings_where, platform.warn, platform.settings_note)
+
+
 def main():
     """Run the node on this platform (the board's code.py and ``camhub node --sim`` call this)."""
     platform = _platform()
+    warn_unknown_settings(platform)
     try:
         cfg = Config(defaults=platform.defaults())
         check = getattr(platform, "check_settings", None)  # a board's limits: camera pins, sockets

@@ -6,6 +6,8 @@ no watchdog, no Wi-Fi. Plain code that runs on either interpreter.
 
 import sys
 
+from camhub_node.keys import ENVIRONMENT_NOTE
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEND_BUFFER = 32768  # bytes asked for; Linux doubles it
 
@@ -16,6 +18,10 @@ class PcPlatform:
     board_name = "simulated"
     cfg = None
     pool = None  # the socket pool: needs SOL_SOCKET and SO_SNDBUF
+    # `camhub node --sim` hands the node its settings in the environment, where os.getenv reads them;
+    # subclasses list the names there (setting_names).
+    settings_where = "the environment"
+    settings_note = ENVIRONMENT_NOTE
 
     def defaults(self):
         # Short blocking windows on a PC: a silent HTTP client or an MQTT read costs at most this.
@@ -49,6 +55,9 @@ class PcPlatform:
 
     def tick(self, node):
         pass  # no watchdog, no Wi-Fi
+
+    def warn(self, message):
+        print("camhub node: warning: %s" % message, file=sys.stderr)
 
     def bad_settings(self, error):
         print("camhub node: bad settings: %s" % error, file=sys.stderr)

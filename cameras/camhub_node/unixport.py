@@ -35,6 +35,8 @@ STOP_CHECK_S = 0.1
 RENDER_WAIT_MS = 60000  # an HD loop takes the CPython side a few seconds on a busy machine
 _SO_SNDBUF = 7  # Linux's value: this port's socket module does not name it
 _TICKS_MAX = (1 << 29) - 1  # adafruit_ticks' period, which the node's ticks_diff assumes
+# How the CPython side (camhub.nodevm) talks to this platform: environment variables, not settings.
+VM_KEYS = ("CAMHUB_VM_FRAMES", "CAMHUB_VM_STOP", "CAMHUB_VM_QUIET")
 
 
 # ---- what CircuitPython has and MicroPython lacks ----------------------------------------------
@@ -389,6 +391,25 @@ class UnixPortPlatform(PcPlatform):
         self._frames = os.getenv("CAMHUB_VM_FRAMES") or "."
         self._stop_file = os.getenv("CAMHUB_VM_STOP")
         self._quiet = os.getenv("CAMHUB_VM_QUIET") == "1"
+
+    def setting_names(self):
+        """The names in this process's environment (this port's os has getenv but no environ: Linux
+        lists them in /proc/self/environ), without this platform's own VM_KEYS."""
+        try:
+            with open("/proc/self/environ", "rb") as f:
+                entries = f.read().split(b"\0")
+        except OSError:
+            return []
+        names = []
+        for entry in entries:
+            cut = entry.find(b"=")
+            try:
+                name = entry[:cut].decode() if cut > 0 else None
+            except UnicodeError:
+                name = None
+            if name and name not in VM_KEYS:
+                names.append(name)
+        return names
 
     def camera(self, cfg):
         return FileCamera(self._frames, cfg.frame_size, cfg.jpeg_quality)
