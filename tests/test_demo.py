@@ -17,8 +17,9 @@ from tests.support.waiting import get_json, wait_until
 
 def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
     port, mqtt_port = free_port(), free_port()
+    # a misspelt variable in the environment: a warning, once (not again from each node)
     demo = Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "2",
-                              "--fps", "5", "--frame-size", "QQVGA"), name="demo")
+                              "--fps", "5", "--frame-size", "QQVGA"), env={"CAMHUB_FPSS": "5"}, name="demo")
     observer = None
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=demo.proc)
@@ -28,6 +29,7 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
             x["state"] == "streaming" for x in c) and c, timeout=30, what="both demo cameras streaming")
         assert {c["name"] for c in cameras} == {"Front door", "Garden"}
         assert f"http://127.0.0.1:{port}/" in demo.output()  # the dashboard URL is printed
+        assert demo.output().count("unknown setting CAMHUB_FPSS in the environment — did you mean CAMHUB_FPS?") == 1
         for camera in cameras:  # CPython unless asked otherwise
             assert get_json(camera["announce"]["status_url"])["runtime"]["name"] == "cpython"
         demo.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

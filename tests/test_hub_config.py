@@ -106,12 +106,13 @@ def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tm
 def test_settings_files_read_like_the_board_and_errors_name_the_file(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     settings = tmp_path / "settings.toml"
-    settings.write_text('CIRCUITPY_WIFI_SSID = "Café"\nCAMHUB_DEBUG = true\nCAMHUB_QUIET = false\nCAMHUB_FPS = 7\n',
-                        encoding="utf-8")
+    settings.write_text('CIRCUITPY_WIFI_SSID = "Café"\nCAMHUB_MOTION = true\nCAMHUB_HA_DISCOVERY = false\n'
+                        'CAMHUB_FPS = 7\n', encoding="utf-8")
     monkeypatch.setenv("CAMHUB_FPS", "9")
     monkeypatch.setenv("HOME_NOT_OURS", "x")
-    assert load_settings(settings) == {"CIRCUITPY_WIFI_SSID": "Café", "CAMHUB_DEBUG": "1", "CAMHUB_QUIET": "0",
-                                       "CAMHUB_FPS": "9"}  # the process environment overrides the file
+    # the process environment overrides the file
+    assert load_settings(settings) == {"CIRCUITPY_WIFI_SSID": "Café", "CAMHUB_MOTION": "1",
+                                       "CAMHUB_HA_DISCOVERY": "0", "CAMHUB_FPS": "9"}
     assert load_settings(None)["CAMHUB_FPS"] == "9" and "CIRCUITPY_WIFI_SSID" not in load_settings(None)
     for text, words in [("KEY = = 1\n", "not valid TOML"), ("[wifi]\nSSID = 1\n", "wifi must be a string or a "
                                                                                  "number .* not dict")]:

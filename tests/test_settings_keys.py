@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import logging
 import os
 import re
 import subprocess
@@ -22,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from camhub import nodevm
+from camhub.settings import SettingsError, load_settings
 from camhub_node import keys, node, unixport
 from tests.support import circuitpython
 from tests.support.mjpeg_client import StreamReader
-from tests.support.procs import ROOT, RUNTIMES, SimNode, camhub_cmd
+from tests.support.procs import ROOT, RUNTIMES, HubProcess, Mosquitto, SimNode, camhub_cmd, free_port
 from tests.test_node_cli import _clean_env
 
 KEY = re.compile(r"(?<![A-Za-z0-9_])(?:CAMHUB|CIRCUITPY)_[A-Z0-9_]*[A-Z0-9]")
@@ -166,6 +168,29 @@ def test_a_board_warns_on_its_console_about_each_unknown_key_and_starts(
 # ---- the hub and its settings file -----------------------------------------------------------------
 
 
+def test_a_settings_file_with_an_unknown_key_is_refused_and_the_environment_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('CAMHUB_HUB_PASWORD = "x"\nCIRCUITPY_WIFI_SSID = "home"\nCAMHUB_FPS = 5\n')
+    with pytest.raises(SettingsError) as refused:
+        load_settings(settings, {})
+    assert str(refused.value) == (f"{settings}: unknown setting CAMHUB_HUB_PASWORD — did you mean "
+                                  "CAMHUB_HUB_PASSWORD?")
+    settings.write_text('CAMHUB_HUB_PASWORD = "x"\nCAMHUB_FPSS = 5\n')
+    with pytest.raises(SettingsError, match=r"2 unknown settings.*\n  .*CAMHUB_HUB_PASSWORD\?\n  .*CAMHUB_FPS\?$"):
+        load_settings(settings, {})
+    settings.write_text('CAMHUB_HUB_PASSWORD = "x"\n')
+    with caplog.at_level(logging.WARNING, logger="camhub.settings"):
+        values = load_settings(settings, {"CAMHUB_FPSS": "5", "CAMHUB_OTHER_TOOL": "1", "CAMHUB_FPS": "7"})
+    assert values == {"CAMHUB_HUB_PASSWORD": "x", "CAMHUB_FPSS": "5", "CAMHUB_OTHER_TOOL": "1", "CAMHUB_FPS": "7"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "unknown setting CAMHUB_FPSS in the environment — did you mean CAMHUB_FPS?",
+        "unknown setting CAMHUB_OTHER_TOOL in the environment (no known setting is close: settings.toml.example "
+        "lists them all)",
+        keys.ENVIRONMENT_NOTE,
+    ]
+
+
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(camhub_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=_clean_env())
@@ -179,6 +204,38 @@ def _unknown_in(output: str) -> list[str]:
 def _unknown_here() -> set[str]:
     """Unknown CAMHUB_* variables this test run's own environment already has (a CI's, say)."""
     return {name for name, _ in keys.unknown(os.environ)}
+
+
+def test_the_hub_refuses_a_misspelt_key_in_its_settings_file(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('CIRCUITPY_WIFI_SSID = "home"\nCAMHUB_HUB_PASWORD = "secret-pw"\n')
+    # On loopback the hub would run open, without the password its owner believes is set.
+    result = _run("hub", "--settings", str(settings), "--host", "127.0.0.1", "--port", str(free_port()),
+                  "--state-dir", str(tmp_path / "state"), timeout=20)
+    assert result.returncode == 2
+    assert result.stderr == (f"camhub hub: {settings}: unknown setting CAMHUB_HUB_PASWORD — did you mean "
+                             "CAMHUB_HUB_PASSWORD?\n")
+    assert "secret-pw" not in result.stderr + result.stdout
+
+
+def test_the_hub_takes_the_whole_template_and_warns_about_the_environment_once(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # Every key of the template (board, node and hub keys) is known: only the addresses change.
+    template = (ROOT / "settings.toml.example").read_text(encoding="utf-8")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(template.replace('CAMHUB_MQTT_HOST = "192.168.1.10"', 'CAMHUB_MQTT_HOST = "127.0.0.1"')
+                        .replace("CAMHUB_MQTT_PORT = 1883", f"CAMHUB_MQTT_PORT = {mosquitto.port}"))
+    hub = HubProcess(None, tmp_path / "state", extra=["--settings", str(settings)],
+                     env={"CAMHUB_FPSS": "5", "CAMHUB_HUB_PASWORD": "x"})
+    try:
+        hub.wait_ready()
+        output = hub.output()
+    finally:
+        hub.stop()
+    assert "unknown setting CAMHUB_FPSS in the environment — did you mean CAMHUB_FPS?" in output
+    assert "unknown setting CAMHUB_HUB_PASWORD in the environment — did you mean CAMHUB_HUB_PASSWORD?" in output
+    assert output.count(keys.ENVIRONMENT_NOTE) == 1
+    assert set(_unknown_in(output)) - _unknown_here() == {"CAMHUB_FPSS", "CAMHUB_HUB_PASWORD"}  # none of the template
 
 
 # ---- the simulated node --------------------------------------------------------------------------
@@ -202,4 +259,13 @@ def test_a_simulated_node_warns_about_its_environment_and_streams(runtime: str) 
     assert sorted(set(_unknown_in(output)) - _unknown_here()) == ["CAMHUB_FPSS", "CAMHUB_NODEID"]
     assert len(_unknown_in(output)) == len(set(_unknown_in(output)))
 
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_simulated_node_refuses_a_misspelt_key_in_its_settings_file(tmp_path: Path, runtime: str) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f"CAMHUB_FPSS = 5\nCAMHUB_HTTP_PORT = {free_port()}\n")
+    result = _run("node", "--sim", "--settings", str(settings), "--runtime", runtime, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr == (f"camhub node: bad settings: {settings}: unknown setting CAMHUB_FPSS — did you mean "
+                             "CAMHUB_FPS?\n")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from camhub import ports
 from camhub.hub.config import config_from
-from camhub.settings import SettingsError
+from camhub.settings import SettingsError, load_settings, warn_unknown_environment
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_nodes(args: argparse.Namespace, mqtt_port: int) -> list[subprocess.Popen[bytes]]:
+def _start_nodes(args: argparse.Namespace, mqtt_port: int, unknown: set[str]) -> list[subprocess.Popen[bytes]]:
     nodes = []
     for node_id, name in DEMO_CAMERAS[: args.nodes]:
-        env = {**os.environ, "CAMHUB_NODE_NAME": name}
+        # without the unknown CAMHUB_* variables: the demo has warned about them once, not once per node
+        env = {**{k: v for k, v in os.environ.items() if k not in unknown}, "CAMHUB_NODE_NAME": name}
         # nodes log warnings only: the demo's console is for the hub and the URLs
         cmd = [sys.executable, "-m", "camhub", "--log-level", "WARNING", "node", "--sim", "--id", node_id,
                "--http-port", str(_free_port()), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port),
@@ -81,7 +82,8 @@ def _stop_nodes(nodes: list[subprocess.Popen[bytes]]) -> None:
 async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
     from camhub.hub.service import Hub, serve  # the hub's imports are heavy; only now
 
-    settings = {k: v for k, v in os.environ.items() if k.startswith("CAMHUB_")}
+    unknown = {name for name, _ in warn_unknown_environment(os.environ)}
+    settings = load_settings(None, warn_environment=False)
     config = config_from(settings, host="127.0.0.1", port=args.port, mqtt_port=args.mqtt_port,
                          state_dir=state_dir, broker="embedded", auth="off", mqtt_listen="127.0.0.1")
     stop, interrupted = asyncio.Event(), asyncio.Event()
@@ -95,7 +97,7 @@ async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
         hub.result()  # raises what stopped it
         return 1
     running = ready.result()
-    nodes = _start_nodes(args, args.mqtt_port)
+    nodes = _start_nodes(args, args.mqtt_port, unknown)
     print(f"\ncamhub demo: {len(nodes)} simulated cameras, MQTT on 127.0.0.1:{args.mqtt_port}\n"
           f"  dashboard:  http://127.0.0.1:{args.port}/\n"
           f"  a stream:   http://127.0.0.1:{args.port}/cameras/{DEMO_CAMERAS[0][0]}/stream\n"

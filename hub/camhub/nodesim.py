@@ -64,7 +64,9 @@ def node_environment(args: argparse.Namespace, environ: dict[str, str] | None = 
     path = args.settings
     if path is None and args.from_dir is not None and (args.from_dir / "settings.toml").is_file():
         path = args.from_dir / "settings.toml"
-    values = load_settings(path, environ)
+    # Unknown CAMHUB_* variables in the environment: the firmware warns about its environment itself
+    # (as a board does about its settings.toml), on either runtime, so not here too.
+    values = load_settings(path, environ, warn_environment=False)
     for attr, key in FLAG_KEYS.items():
         value = getattr(args, attr)
         if value is not None:
@@ -114,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(values)
     try:
         if args.from_dir is not None:
-            _library_path(args.from_dir / "lib")
+            if _library_path(args.from_dir / "lib"):
+                # The settings check imported the installed node package for its key list: the
+                # deployed one must be what code.py imports.
+                for name in [n for n in sys.modules if n == "camhub_node" or n.startswith("camhub_node.")]:
+                    del sys.modules[name]
             # A "/"-separated __file__, as on a board: code.py finds the drive's root from it.
             runpy.run_path((args.from_dir / "code.py").as_posix(), run_name="__main__")
             return 0

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import resource
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -436,15 +437,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except SettingsError as exc:
-        print(f"camhub hub: {exc}")
+        print(f"camhub hub: {exc}", file=sys.stderr)
         return 2
     _raise_fd_limit()
     try:
         asyncio.run(serve(config))
     except SettingsError as exc:  # found while starting, e.g. a bad CAMHUB_SOURCES entry
-        print(f"camhub hub: {exc}")
+        print(f"camhub hub: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"camhub hub: {exc}")
+        print(f"camhub hub: {exc}", file=sys.stderr)
         return 1
     return 0
