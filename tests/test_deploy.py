@@ -500,6 +500,48 @@ def test_fleet_file_mistakes_stop_before_any_board_is_touched(
     assert rc == 2 and "no such fleet file" in out
 
 
+def test_unknown_settings_are_listed_by_a_dry_run_and_stop_a_deploy_before_any_board_is_touched(
+    tmp_path: Path, firmware: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kitchen, garage = usb_drive(tmp_path / "kitchen"), usb_drive(tmp_path / "garage")
+    template = tmp_path / "settings.toml"  # the template every board starts from, with one typo
+    template.write_text((ROOT / "settings.toml.example").read_text() + 'CAMHUB_HUB_PASWORD = "x"\n')
+    fleet = write_fleet(tmp_path / "fleet.toml", [
+        {"id": "kitchen", "target": str(kitchen), "settings": {"CAMHUB_NODE_NAM": "Kitchen"}},
+        {"id": "garage", "target": str(garage), "settings": {"CIRCUITPY_WIFI_HOSTNAME": "cam-garage"}},
+    ], defaults={"CAMHUB_FPSS": 5, "CAMHUB_FPS": 5})
+    expected = [
+        "error: unknown setting CAMHUB_HUB_PASWORD in settings.toml — did you mean CAMHUB_HUB_PASSWORD?",
+        "error: unknown setting CAMHUB_FPSS in fleet.toml [defaults] — did you mean CAMHUB_FPS?",
+        "error: unknown setting CAMHUB_NODE_NAM in fleet.toml, board 'kitchen' settings — did you mean "
+        "CAMHUB_NODE_NAME?",
+    ]
+
+    def run(*extra: str) -> tuple[int, str]:
+        rc = main(["deploy", str(fleet), "--firmware", str(firmware), "--settings", str(template), *extra])
+        return rc, capsys.readouterr().out
+
+    rc, out = run("--dry-run")
+    assert rc == 2, out
+    assert out.splitlines()[:3] == expected  # first, before anything is planned
+    assert "kitchen → " in out and "garage → " in out  # the plan is still shown
+    assert "a deploy would stop before touching any board: 3 unknown setting(s)" in out
+    rc, out = run()
+    assert rc == 2
+    assert out.splitlines()[:3] == expected and "nothing was written" in out
+    assert os.listdir(kitchen) == ["boot_out.txt"] and os.listdir(garage) == ["boot_out.txt"]
+
+    # Keys the firmware being deployed knows are not unknown, even when this camhub does not know them.
+    fleet = write_fleet(tmp_path / "fleet.toml", [{"id": "kitchen", "target": str(kitchen),
+                                                   "settings": {"CAMHUB_NODE_NAM": "Kitchen"}}])
+    template.write_text((ROOT / "settings.toml.example").read_text())
+    keys_py = firmware / "camhub_node" / "keys.py"
+    keys_py.write_text(keys_py.read_text().replace("KNOWN = (\n", 'KNOWN = (\n    "CAMHUB_NODE_NAM",\n'))
+    rc, out = run()
+    assert rc == 0, out
+    assert "unknown setting" not in out and 'CAMHUB_NODE_NAM = "Kitchen"' in (kitchen / "settings.toml").read_text()
+
+
 def test_libraries_from_a_bundle_match_each_boards_circuitpython(
     tmp_path: Path, firmware: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

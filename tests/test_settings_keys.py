@@ -101,6 +101,18 @@ def test_every_listed_key_is_read_and_documented() -> None:
     assert not undocumented, f"listed but not in settings.toml.example: {sorted(undocumented)}"
 
 
+def test_deploy_also_knows_the_keys_of_the_firmware_it_deploys(tmp_path: Path) -> None:
+    from camhub.deploy.render import known_keys
+
+    assert known_keys(ROOT / "cameras" / "camhub_node") == keys.KNOWN
+    newer = tmp_path / "camhub_node"
+    newer.mkdir()
+    source = (ROOT / "cameras" / "camhub_node" / "keys.py").read_text()
+    (newer / "keys.py").write_text(source.replace('KNOWN = (\n', 'KNOWN = (\n    "CAMHUB_SOMETHING_NEW",\n'))
+    assert known_keys(newer) == (*keys.KNOWN, "CAMHUB_SOMETHING_NEW")
+    assert known_keys(tmp_path / "older") == keys.KNOWN  # a firmware without the list: camhub's own
+
+
 # ---- the suggestion --------------------------------------------------------------------------------
 
 TYPOS = {

@@ -3,7 +3,8 @@
 Boards are deployed concurrently; one failing board never stops the others. Progress shows files
 and bytes per board (a live display on a terminal, plain lines otherwise), then a summary table.
 Exit status: 0 when every board succeeded, 1 when any failed, 2 when the fleet file, the settings
-template or the firmware cannot be used at all.
+template or the firmware cannot be used at all, or the boards' settings hold an unknown ``CAMHUB_*``
+key (a dry run lists them, plans anyway and exits 2 too).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from camhub.deploy.bundle import BundleError, FirmwareBuilder, find_firmware
 from camhub.deploy.engine import BoardResult, deploy_board, human_bytes
 from camhub.deploy.fleet import Board, Fleet, FleetError, load_fleet
 from camhub.deploy.manifest import MARKER_PATH, Plan
-from camhub.deploy.render import RenderError, Template, load_template, merged_settings
+from camhub.deploy.render import RenderError, Template, known_keys, load_template, merged_settings, unknown_settings
 from camhub.deploy.targets import open_target
 
 PASSWORD_KEY = "CIRCUITPY_WEB_API_PASSWORD"
@@ -70,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1 or args.timeout <= 0:
         console.print("[bold red]error:[/] --jobs and --timeout must be positive", markup=True)
         return 2
+    # A misspelt key is never read (the node would only warn on its console): stop before any board
+    # is touched, as for fleet-file mistakes and as the hub does with the same settings file.
+    unknown = unknown_settings(template, fleet.defaults, boards, fleet.path.name, known_keys(builder.firmware.package))
+    for line in unknown:
+        console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    if unknown and not args.dry_run:
+        console.print("nothing was written: fix or remove these settings (keys of your own: another prefix than "
+                      "CAMHUB_), then deploy again", soft_wrap=True)
+        return 2
 
     if args.dry_run:
         console.print(f"Dry run: nothing is written. Firmware from {builder.firmware}", soft_wrap=True)
@@ -78,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         for result in results:
             _print_plan(console, result)
     _print_summary(console, results, args.dry_run)
+    if unknown:
+        console.print(f"[bold red]a deploy would stop before touching any board:[/] {len(unknown)} unknown "
+                      "setting(s), listed at the top", soft_wrap=True)
+        return 2
     return 0 if all(r.ok for r in results) else 1
 
 

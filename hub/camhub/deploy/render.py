@@ -10,14 +10,16 @@ compared before it is used.
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from camhub.deploy.fleet import SettingValue, read_text
+from camhub.deploy.fleet import Board, SettingValue, read_text
 from camhub.settings import SettingsError, parse_flat_toml
+from camhub_node import keys
 
 KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 NODE_ID_KEY = "CAMHUB_NODE_ID"
@@ -136,3 +138,38 @@ def _check(text: str, expected: Mapping[str, SettingValue], template: Template |
             f"{where}: the rendered settings.toml does not read back as written (keys {', '.join(keys)}); "
             "use only single-line KEY = value lines"
         )
+
+
+def known_keys(package: Path) -> tuple[str, ...]:
+    """The settings keys camhub knows plus those of the firmware being deployed (its ``keys.py``
+    ``KNOWN``, read with ``ast``, never run): a newer firmware's new keys are not unknown."""
+    try:
+        tree = ast.parse((package / "keys.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return keys.KNOWN  # a firmware from before the list
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["KNOWN"]:
+            try:
+                theirs = ast.literal_eval(node.value)
+            except ValueError:
+                break
+            if isinstance(theirs, tuple) and all(isinstance(k, str) for k in theirs):
+                return keys.KNOWN + tuple(k for k in theirs if k not in keys.KNOWN)
+    return keys.KNOWN
+
+
+def unknown_settings(
+    template: Template | None,
+    defaults: Mapping[str, SettingValue],
+    boards: Iterable[Board],
+    fleet_name: str,
+    known: tuple[str, ...] = keys.KNOWN,
+) -> list[str]:
+    """Each unknown ``CAMHUB_*`` key of the boards' settings.toml, where it is written (the template,
+    ``[defaults]`` or a board's settings: every rendered key comes from one of them) and the key it
+    probably meant."""
+    places: list[tuple[str, Mapping[str, SettingValue]]] = [(f"{fleet_name} [defaults]", defaults)]
+    if template is not None:
+        places.insert(0, (template.name, template.values))
+    places += [(f"{fleet_name}, board {board.id!r} settings", board.settings) for board in boards]
+    return [keys.describe(name, near, where) for where, values in places for name, near in keys.unknown(values, known)]
