@@ -46,9 +46,13 @@ def _tail(key):
     return key[key.find("_") + 1:]
 
 
-def common(a, b):
-    """The length of the longest common subsequence of ``a`` and ``b`` (one row of integers)."""
-    row = [0] * (len(b) + 1)
+def common(a, b, row=None):
+    """The length of the longest common subsequence of ``a`` and ``b``: one row of integers, ``row``
+    if given (at least ``len(b) + 1`` long; reused, so many comparisons allocate nothing)."""
+    if row is None:
+        row = [0] * (len(b) + 1)
+    for j in range(len(b) + 1):
+        row[j] = 0
     for ch in a:
         diag = 0
         for j in range(len(b)):
@@ -74,12 +78,13 @@ def nearest(key, known=KNOWN):
     tail = _tail(key)
     family = key[:len(key) - len(tail)]
     found, best = None, 599
+    row = [0] * (max(len(k) for k in known) + 1)
     for candidate in known:
         other = _tail(candidate)
         size = len(tail) + len(other)
         if 2000 * min(len(tail), len(other)) <= best * size:
             continue  # even a whole match of the shorter one could not beat the best so far
-        score = 2000 * common(tail, other) // size - (0 if candidate.startswith(family) else 5)
+        score = 2000 * common(tail, other, row) // size - (0 if candidate.startswith(family) else 5)
         if score > best:
             found, best = candidate, score
     return found
