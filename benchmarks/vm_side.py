@@ -12,6 +12,11 @@ Started by ``benchmarks/vm.py`` after ``camhub_node.unixport.prepare()``; prints
 - ``idle node|empty SECONDS``: CPU (``/proc/self/stat``) and allocation rate of the real node with no
   viewers (settings from the environment, as the node reads them) or of an asyncio loop running only
   the same sampler.
+- ``settings FILE ROUNDS``: what the start-up check of a board's settings.toml costs
+  (``camhub_node.keys``): heap kept by importing the key list, bytes allocated while importing it,
+  bytes and microseconds per check of FILE, microseconds per suggestion. Started by
+  ``benchmarks/settings_keys.py`` without ``prepare()`` (which imports the list itself), on
+  MicroPython's or CircuitPython's VM.
 """
 
 import gc
@@ -161,6 +166,41 @@ def idle(kind, seconds):
     asyncio.run(both())
 
 
+def settings(path, rounds):
+    gc.collect()
+    import camhub_node  # the package itself (a version string) is not the list's cost
+
+    gc.collect()
+    base = gc.mem_alloc()
+    gc.disable()
+    from camhub_node import keys
+
+    imported = gc.mem_alloc() - base  # compiling keys.py: what the import needs at its peak
+    gc.enable()
+    gc.collect()
+    kept = gc.mem_alloc() - base
+    gc.disable()
+    before = gc.mem_alloc()
+    keys.report(keys.file_keys(path), "settings.toml", lambda line: None)
+    check_bytes = gc.mem_alloc() - before
+    gc.enable()
+    started = time.ticks_us()
+    for _ in range(rounds):
+        keys.report(keys.file_keys(path), "settings.toml", lambda line: None)
+    check_us = time.ticks_diff(time.ticks_us(), started) / rounds
+    started = time.ticks_us()
+    for _ in range(rounds):
+        keys.nearest("CAMHUB_HUB_PASWORD")
+    nearest_us = time.ticks_diff(time.ticks_us(), started) / rounds
+    del sys.modules["camhub_node.keys"]
+    del camhub_node.keys
+    keys = None
+    gc.collect()
+    _result({"import_kept_bytes": kept, "import_allocated_bytes": imported, "check_bytes": check_bytes,
+             "check_us": check_us, "nearest_us": nearest_us,
+             "kept_after_forgetting_bytes": gc.mem_alloc() - base})
+
+
 def main(argv):
     mode = argv[0]
     if mode == "serve_example":
@@ -174,6 +214,8 @@ def main(argv):
         alloc(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
     elif mode == "idle":
         idle(argv[1], float(argv[2]))
+    elif mode == "settings":
+        settings(argv[1], int(argv[2]))
     else:
         print("unknown mode", mode)
         sys.exit(2)
