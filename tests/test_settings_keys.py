@@ -136,13 +136,27 @@ def test_a_misspelt_key_gets_the_key_it_probably_meant(typo: str, meant: str | N
     assert keys.unknown([typo, "CAMHUB_FPS", "CIRCUITPY_WIFI_SSD", "HOME"]) == [(typo, meant)]
 
 
+def test_the_nearest_key_rules() -> None:
+    # the key's own family before the other's, at equal likeness
+    assert keys.nearest("CAMHUB_WIFI_SID", ("CIRCUITPY_WIFI_SSID", "CAMHUB_WIFI_SSID")) == "CAMHUB_WIFI_SSID"
+    assert keys.nearest("CAMHUB_ABCD", ("CAMHUB_ABCX", "CAMHUB_ABCY")) == "CAMHUB_ABCX"  # then the first listed
+    assert keys.nearest("CAMHUB_ABCDE", ("CAMHUB_ABCXY",)) == "CAMHUB_ABCXY"  # 2 * 3 / 10 = 0.6: close
+    assert keys.nearest("CAMHUB_ABCDEF", ("CAMHUB_ABCXYZ",)) is None  # 2 * 3 / 12 = 0.5: not
+    # another list (deploy's: the firmware's own keys too) for the suggestion as well
+    assert keys.unknown(["CAMHUB_FPS_MAXX"], ("CAMHUB_FPS_MAX",)) == [("CAMHUB_FPS_MAXX", "CAMHUB_FPS_MAX")]
+
+
 def test_the_board_code_suggests_the_same_on_micropython(tmp_path: Path) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text("\n".join([
-        "# a comment = not a key", 'CIRCUITPY_WIFI_SSID = "home"', "CAMHUB_FPS=5", *(f'{t} = "x"' for t in TYPOS),
-        "[table]", 'CAMHUB_AFTER_A_TABLE = "os.getenv cannot read this"']) + "\n")
+        "# a comment = not a key", "# CAMHUB_WATCHDOG_S = 30", "", 'CIRCUITPY_WIFI_SSID = "home"', "CAMHUB_FPS=5",
+        '  CAMHUB_CAMERA_PINS = "data=11,9,8,10,12,18,17,16 xclk=15"', "= 5", "X=1",
+        *(f'{t} = "x"' for t in TYPOS), "[table]", 'CAMHUB_AFTER_A_TABLE = "os.getenv cannot read this"']) + "\n")
+    # the keys of KEY = value lines of the root table: no comments, nothing after a [table]
+    assert keys.file_keys(str(settings)) == ["CIRCUITPY_WIFI_SSID", "CAMHUB_FPS", "CAMHUB_CAMERA_PINS", "X",
+                                             *TYPOS]
     expected = keys.unknown(keys.file_keys(str(settings)))
-    assert [name for name, _ in expected] == list(TYPOS)  # file_keys: root-table keys only, comments skipped
+    assert [name for name, _ in expected] == list(TYPOS)
     code = f"from camhub_node import keys; print(repr(keys.unknown(keys.file_keys({str(settings)!r}))))"
     binary = nodevm.find_micropython()
     assert binary is not None, nodevm.MISSING

@@ -46,11 +46,9 @@ def _tail(key):
     return key[key.find("_") + 1:]
 
 
-def common(a, b, row=None):
-    """The length of the longest common subsequence of ``a`` and ``b``: one row of integers, ``row``
-    if given (at least ``len(b) + 1`` long; reused, so many comparisons allocate nothing)."""
-    if row is None:
-        row = [0] * (len(b) + 1)
+def common(a, b, row):
+    """The length of the longest common subsequence of ``a`` and ``b``, in ``row``: integers, at least
+    ``len(b) + 1`` of them, reused so that comparing with every known key allocates nothing."""
     for j in range(len(b) + 1):
         row[j] = 0
     for ch in a:
