@@ -19,7 +19,7 @@ from pathlib import Path
 
 from camhub.deploy.fleet import Board, SettingValue, read_text
 from camhub.settings import SettingsError, parse_flat_toml
-from camhub_node import keys
+from camhub_node.keys import KNOWN, describe, unknown
 
 KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 NODE_ID_KEY = "CAMHUB_NODE_ID"
@@ -146,7 +146,7 @@ def known_keys(package: Path) -> tuple[str, ...]:
     try:
         tree = ast.parse((package / "keys.py").read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
-        return keys.KNOWN  # a firmware from before the list
+        return KNOWN  # a firmware from before the list
     for node in tree.body:
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["KNOWN"]:
             try:
@@ -154,8 +154,8 @@ def known_keys(package: Path) -> tuple[str, ...]:
             except ValueError:
                 break
             if isinstance(theirs, tuple) and all(isinstance(k, str) for k in theirs):
-                return keys.KNOWN + tuple(k for k in theirs if k not in keys.KNOWN)
-    return keys.KNOWN
+                return KNOWN + tuple(k for k in theirs if k not in KNOWN)
+    return KNOWN
 
 
 def unknown_settings(
@@ -163,7 +163,7 @@ def unknown_settings(
     defaults: Mapping[str, SettingValue],
     boards: Iterable[Board],
     fleet_name: str,
-    known: tuple[str, ...] = keys.KNOWN,
+    known: tuple[str, ...] = KNOWN,
 ) -> list[str]:
     """Each unknown ``CAMHUB_*`` key of the boards' settings.toml, where it is written (the template,
     ``[defaults]`` or a board's settings: every rendered key comes from one of them) and the key it
@@ -172,4 +172,4 @@ def unknown_settings(
     if template is not None:
         places.insert(0, (template.name, template.values))
     places += [(f"{fleet_name}, board {board.id!r} settings", board.settings) for board in boards]
-    return [keys.describe(name, near, where) for where, values in places for name, near in keys.unknown(values, known)]
+    return [describe(name, near, where) for where, values in places for name, near in unknown(values, known)]
