@@ -41,7 +41,7 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
     finally:
         if observer:
             observer.close()
-        demo.kill()
+        demo.stop(signal.SIGINT, timeout=30)  # a failed test too: SIGKILL would leave the nodes (own sessions) running
 
 
 def test_demo_runs_its_nodes_on_micropython_when_asked() -> None:
