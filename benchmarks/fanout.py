@@ -169,6 +169,11 @@ class Server:
     ready_timeout: float = 20.0
 
 
+def source_root(tree: Path) -> Path:
+    """Where another checkout keeps the camhub package: ``src/`` (``hub/`` before the src layout)."""
+    return tree / "src" if (tree / "src" / "camhub").is_dir() else tree / "hub"
+
+
 def _relay_urls(port: int, cameras: int) -> list[str]:
     """Where a relay started with one ``--upstream`` per camera serves camera k (``relay_args``)."""
     return [f"http://127.0.0.1:{port}/stream"] if cameras == 1 else [
@@ -242,7 +247,7 @@ def start_hub(ctx: Context, motion: bool = False, tree: Path | None = None) -> t
     if not motion:
         env.update(CAMHUB_MOTION="off", CAMHUB_RECORD="off")
     if tree is not None:
-        env["PYTHONPATH"] = f"{tree / 'hub'}{os.pathsep}{tree / 'cameras'}"  # ahead of the editable install
+        env["PYTHONPATH"] = f"{source_root(tree)}{os.pathsep}{tree / 'cameras'}"  # ahead of the editable install
     if ctx.hub_discovery == "sources" or ctx.node_kind != "node":
         env["CAMHUB_SOURCES"] = ",".join(f"{i}={u}" for i, u in zip(ctx.node_ids, ctx.node_streams, strict=True))
     name = "hub-tree" if tree is not None else "hub-motion" if motion else "hub"
@@ -715,8 +720,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
     if args.hub_tree is not None:
         tree = args.hub_tree.resolve()
-        if not (tree / "hub" / "camhub").is_dir():
-            parser.error(f"--hub-tree {tree}: no hub/camhub there")
+        if not (source_root(tree) / "camhub").is_dir():
+            parser.error(f"--hub-tree {tree}: no src/camhub (or hub/camhub) there")
         SERVERS["hub-tree"] = Server("hub-tree", f"camhub hub from {tree}", lambda ctx: start_hub(ctx, tree=tree),
                                      _command_missing("hub"), ready_timeout=40.0)
         if "hub-tree" not in args.server_list:

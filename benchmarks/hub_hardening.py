@@ -203,7 +203,8 @@ def main() -> int:
     env = {"CAMHUB_STATE_INTERVAL_S": "30"}
     if args.tree is not None:
         tree = args.tree.resolve()
-        env["PYTHONPATH"] = os.pathsep.join([str(tree / "hub"), str(tree / "cameras")])
+        src = tree / "src" if (tree / "src" / "camhub").is_dir() else tree / "hub"  # older checkouts: hub/
+        env["PYTHONPATH"] = os.pathsep.join([str(src), str(tree / "cameras")])
     results = [run(int(n), args.viewers, env) for n in args.announces.split(",") if n]
     keys = list(results[0])
     width = max(len(k) for k in keys)

@@ -41,7 +41,7 @@ from example_pattern import example_response_class  # noqa: E402
 from example_pattern import serve_example as serve_pattern  # noqa: E402
 from vm import Drain, Vm, cpu_seconds, vm_pid  # noqa: E402
 
-from camhub.nodevm import DEFAULT_HEAP, parse_heap  # noqa: E402
+from camhub.sim.vm import DEFAULT_HEAP, parse_heap  # noqa: E402
 from tests.support.allocations import loopback_pairs, measure  # noqa: E402
 
 MARKER = b"Content-Type: image/jpeg"

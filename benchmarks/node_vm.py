@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from vm import Drain, Vm  # noqa: E402
 
-from camhub.nodevm import parse_heap  # noqa: E402
+from camhub.sim.vm import parse_heap  # noqa: E402
 from tests.support.procs import Mosquitto, SimNode, free_port  # noqa: E402
 from tests.support.waiting import get_json  # noqa: E402
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from camhub import nodevm  # noqa: E402
+from camhub.sim import vm as nodevm  # noqa: E402
 
 TYPOS = ('CAMHUB_HUB_PASWORD = "x"', "CAMHUB_FPSS = 5", "CAMHUB_QUALITY = 20")
 HEAP = 1024 * 1024

@@ -1,6 +1,6 @@
 """Benchmark code in the MicroPython VM, driven from CPython: its lib/, frames, command and results.
 
-The VM is the one ``camhub node --sim --runtime micropython`` uses (``camhub.nodevm``): the same
+The VM is the one ``camhub node --sim --runtime micropython`` uses (``camhub.sim.vm``): the same
 ``lib/`` (what deploy copies), the same pre-rendered JPEG loops, ``camhub_node.unixport.prepare()``
 first; ``benchmarks/vm_side.py`` is the code that runs inside.
 """
@@ -15,8 +15,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from camhub import nodevm
 from camhub.deploy.bundle import find_firmware
+from camhub.sim import vm as nodevm
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from camhub import nodevm
 from camhub.deploy.bundle import find_firmware
+from camhub.sim import vm as nodevm
 from tests.support.mjpeg_client import StreamReader
 from tests.support.procs import ROOT, SimNode
 from tests.support.waiting import get_json

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from camhub import nodevm
 from camhub.settings import SettingsError, load_settings
+from camhub.sim import vm as nodevm
 from camhub_node import keys, node, unixport
 from tests.support import circuitpython
 from tests.support.mjpeg_client import StreamReader
@@ -32,7 +32,7 @@ from tests.test_node_cli import _clean_env
 
 KEY = re.compile(r"(?<![A-Za-z0-9_])(?:CAMHUB|CIRCUITPY)_[A-Z0-9_]*[A-Z0-9]")
 # Names that look like settings and are not: the Matroska tag segments.py stores a segment's start
-# time under, and how camhub.nodevm talks to the VM's platform (unixport.VM_KEYS, never settings).
+# time under, and how camhub.sim.vm talks to the VM's platform (unixport.VM_KEYS, never settings).
 NOT_SETTINGS = {"CAMHUB_START", *unixport.VM_KEYS}
 # Read by CircuitPython itself, never by camhub's code (CircuitPython docs/environment.rst).
 READ_BY_CIRCUITPYTHON = {"CIRCUITPY_WEB_API_PORT"}

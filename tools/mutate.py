@@ -1,7 +1,8 @@
 """``make mutate``: mutation testing (mutmut) of the core modules whose tests are fast, one module at a time.
 
 mutmut mutates packages found under ``./``, ``src/`` or ``source/`` and names each mutant by its module
-path; camhub's packages live under ``hub/`` and ``cameras/``. So every module is run in a staging tree,
+path; ``camhub`` lives under ``src/`` but the node package under ``cameras/`` (the firmware's own
+place, which mutmut does not import mutants from). So every module is run in a staging tree,
 ``build/mutate/<name>/``: both packages under ``src/`` (mutmut drops the ``src.`` prefix, so mutant names
 match the imports, and puts its mutated copy first on ``sys.path``), a copy of ``tests/`` and of the
 files the tests read from the repository root, and a ``pyproject.toml`` whose ``[tool.mutmut]`` is made
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "mutate"
-PACKAGES = {"camhub": ROOT / "hub" / "camhub", "camhub_node": ROOT / "cameras" / "camhub_node"}
+PACKAGES = {"camhub": ROOT / "src" / "camhub", "camhub_node": ROOT / "cameras" / "camhub_node"}
 # mutmut's exit codes (mutmut/stats.py), folded into what the summary reports
 KILLED = {1, 3}
 TIMEOUT = {36, -24, 24, 152, 255}
@@ -41,7 +42,7 @@ def load_config() -> dict:
 
 
 def staged_path(module: str) -> str:
-    """``hub/camhub/hub/auth.py`` -> ``src/camhub/hub/auth.py`` (its path in the staging tree)."""
+    """``cameras/camhub_node/mjpeg.py`` -> ``src/camhub_node/mjpeg.py`` (its path in the staging tree)."""
     for package, source in PACKAGES.items():
         prefix = str(source.relative_to(ROOT)) + "/"
         if module.startswith(prefix):

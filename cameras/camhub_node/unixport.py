@@ -13,7 +13,7 @@ unchanged. The parts:
 - ``SocketPool``: the ``socketpool`` API (``recv_into``, ``accept`` returning ``(socket, (host,
   port))``, ``(host, port)`` addresses) on MicroPython's ``socket``, whose ``readinto`` reads exactly
   n bytes, whose ``accept`` returns a raw sockaddr and whose ``bind``/``connect`` want one.
-- ``FileCamera``: JPEG loops rendered by the CPython side (``camhub.nodevm``, with Pillow, before the
+- ``FileCamera``: JPEG loops rendered by the CPython side (``camhub.sim.vm``, with Pillow, before the
   VM starts and on reconfigure), read into one reused buffer as ``espcamera`` ``take()`` hands one out.
 - A clean stop: the CPython side turns SIGTERM/SIGINT into a stop file; the node then says offline.
 

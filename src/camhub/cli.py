@@ -15,9 +15,9 @@ import sys
 from camhub import __version__
 
 COMMANDS = {
-    "demo": ("camhub.demo", "embedded MQTT broker + simulated nodes + the hub, in one command"),
+    "demo": ("camhub.sim.demo", "embedded MQTT broker + simulated nodes + the hub, in one command"),
     "hub": ("camhub.hub.service", "run the hub: discovery, one pull per camera, fan-out, dashboard"),
-    "node": ("camhub.nodesim", "run the real node firmware on this PC (--sim)"),
+    "node": ("camhub.sim.node", "run the real node firmware on this PC (--sim)"),
     "deploy": ("camhub.deploy.command", "put the firmware, libraries and settings on a fleet of boards"),
     "example": ("camhub.example", "print a commented settings.toml or fleet.toml to start from"),
 }

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from camhub import ports
 from camhub.hub.config import config_from
 from camhub.settings import SettingsError, load_settings, warn_unknown_environment
+from camhub.sim import ports
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"camhub demo: --nodes must be 1..{len(DEMO_CAMERAS)}")
         return 2
     if args.runtime == "micropython":
-        from camhub import nodevm
+        from camhub.sim import vm as nodevm
 
         if nodevm.find_micropython() is None:
             print(nodevm.MISSING.replace("camhub node:", "camhub demo:"))

@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
-    from camhub import nodevm
     from camhub.deploy.bundle import NODE_PACKAGE, BundleError, Firmware, find_firmware
+    from camhub.sim import vm as nodevm
 
     try:
         heap = nodevm.parse_heap(args.heap or nodevm.DEFAULT_HEAP)

@@ -1,0 +1,1 @@
+"""The node firmware's PC runners: ``camhub node --sim`` (CPython, or the MicroPython VM) and ``camhub demo``."""
