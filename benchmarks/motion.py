@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 from camhub.hub import segments  # noqa: E402
-from camhub.hub.broker import Frame  # noqa: E402
-from camhub.hub.motion import Detector, Motion, MotionSettings  # noqa: E402
-from camhub.hub.ratelimit import LogLimiter  # noqa: E402
+from camhub.hub.core.broker import Frame  # noqa: E402
+from camhub.hub.taps.motion import Detector, Motion, MotionSettings  # noqa: E402
+from camhub.hub.util.ratelimit import LogLimiter  # noqa: E402
 from tests.support import scenes  # noqa: E402
 
 SIZES = {"VGA": (640, 480), "HD": (1280, 720)}

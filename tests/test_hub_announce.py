@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camhub.hub.announce import (
+from camhub.hub.ingest.announce import (
     AllowedSources,
     AnnounceRejected,
     HubAddresses,

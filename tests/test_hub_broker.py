@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from camhub.hub.broker import Broker, FanoutSettings, Feed
+from camhub.hub.core.broker import Broker, FanoutSettings, Feed
 
 BOUNDARY = b"--camhubframe\r\n"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from camhub.hub.auth import FAILURE_LIMIT, Auth, load_key
 from camhub.hub.config import config_from
+from camhub.hub.http.auth import FAILURE_LIMIT, Auth, load_key
 from camhub.settings import SettingsError, load_settings
 
 

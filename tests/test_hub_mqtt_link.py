@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from camhub.hub.config import HubConfig
-from camhub.hub.mqtt import MqttLink
+from camhub.hub.mqtt.link import MqttLink
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto
 from tests.support.waiting import get_json, wait_until

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from camhub.hub.mjpeg_parser import (
+from camhub.hub.ingest.parser import (
     HEADER_ALLOWANCE,
     MjpegParser,
     ParsedFrame,

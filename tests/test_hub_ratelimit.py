@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from camhub.hub.ratelimit import AttemptThrottle, LogLimiter
+from camhub.hub.util.ratelimit import AttemptThrottle, LogLimiter
 
 
 class Clock:

@@ -271,9 +271,9 @@ def test_recordings_need_credentials_or_the_cameras_view_token_like_its_stream(
 def test_only_a_motion_recorder_keeps_a_preroll_ring(tmp_path: Path) -> None:
     """The pre-roll ring holds seconds of every camera's JPEGs: memory spent only where a motion recording may
     need it (in process: the recorder as the broker's frame tap drives it, without a writer thread)."""
-    from camhub.hub.broker import Frame
-    from camhub.hub.motion import CameraMotion, MotionSettings
-    from camhub.hub.recordings import CameraRecorder, RecordSettings, Store
+    from camhub.hub.core.broker import Frame
+    from camhub.hub.taps.motion import CameraMotion, MotionSettings
+    from camhub.hub.taps.recordings import CameraRecorder, RecordSettings, Store
 
     store = Store(RecordSettings(root=tmp_path, preroll_s=5.0, postroll_s=10.0, segment_s=300.0, keep_days=7.0,
                                  max_gb=10.0, min_free_gb=0.0, timelapse_s=0.0), lambda: None)

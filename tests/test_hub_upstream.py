@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from camhub.hub.announce import HubAddresses
-from camhub.hub.upstream import Upstream
+from camhub.hub.ingest.announce import HubAddresses
+from camhub.hub.ingest.upstream import Upstream
 from tests.support.procs import Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, QuirkyCamera
 

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import av
 from aiohttp import web
 
-from camhub.hub import segments, webapp
-from camhub.hub.recordings import RECORDING_ID
+from camhub.hub.http import server as webapp
+from camhub.hub.taps import segments
+from camhub.hub.taps.recordings import RECORDING_ID
 from camhub_node import mjpeg
 
 if TYPE_CHECKING:
-    from camhub.hub.service import Hub
+    from camhub.hub.app import Hub
 
 MAX_PLAYBACKS = 16  # recordings played at once, hub-wide (each holds a file and a worker-thread read)
 BATCH = 8  # frames read per trip to the worker thread

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from camhub.hub.cameras import Cameras
+from camhub.hub.core.cameras import Cameras
 
 
 class HubCollector:

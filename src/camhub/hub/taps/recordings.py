@@ -37,10 +37,10 @@ from typing import Any
 
 import av
 
-from camhub.hub import segments
-from camhub.hub.broker import Frame
-from camhub.hub.motion import CameraMotion
-from camhub.hub.ratelimit import LogLimiter
+from camhub.hub.core.broker import Frame
+from camhub.hub.taps import segments
+from camhub.hub.taps.motion import CameraMotion
+from camhub.hub.util.ratelimit import LogLimiter
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from camhub import __version__
-from camhub.hub.cameras import OFFLINE, STREAMING, Camera
-from camhub.hub.controls import controls_of
+from camhub.hub.core.cameras import OFFLINE, STREAMING, Camera
+from camhub.hub.core.controls import controls_of
 
 if TYPE_CHECKING:
     from camhub.hub.config import HubConfig
-    from camhub.hub.mqtt import MqttLink
+    from camhub.hub.mqtt.link import MqttLink
 
 log = logging.getLogger(__name__)
 

@@ -24,22 +24,29 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from camhub import __version__
-from camhub.hub import recordings_http, webapp
-from camhub.hub.announce import AllowedSources, AnnounceRejected, HubAddresses, parse_announce, parse_static_sources
-from camhub.hub.auth import Auth, load_key
-from camhub.hub.broker import Broker, FanoutSettings, Feed, Viewer
-from camhub.hub.camera_options import CameraOptions
-from camhub.hub.cameras import OFFLINE, Camera, Cameras
 from camhub.hub.config import HubConfig, add_arguments, config_from_args
-from camhub.hub.controls import ChangeRefused, check_change, controls_of, current_settings
-from camhub.hub.embedded_broker import EmbeddedBroker
-from camhub.hub.homeassistant import Discovery
-from camhub.hub.hostcheck import HostCheck
-from camhub.hub.metrics import HubCollector, render
-from camhub.hub.motion import Motion, MotionSettings
-from camhub.hub.mqtt import MqttLink
-from camhub.hub.ratelimit import LogLimiter
-from camhub.hub.recordings import Recordings, RecordSettings
+from camhub.hub.core.broker import Broker, FanoutSettings, Feed, Viewer
+from camhub.hub.core.cameras import OFFLINE, Camera, Cameras
+from camhub.hub.core.controls import ChangeRefused, check_change, controls_of, current_settings
+from camhub.hub.core.options import CameraOptions
+from camhub.hub.http import recordings as recordings_http
+from camhub.hub.http import server as webapp
+from camhub.hub.http.auth import Auth, load_key
+from camhub.hub.http.hostcheck import HostCheck
+from camhub.hub.http.metrics import HubCollector, render
+from camhub.hub.ingest.announce import (
+    AllowedSources,
+    AnnounceRejected,
+    HubAddresses,
+    parse_announce,
+    parse_static_sources,
+)
+from camhub.hub.mqtt.embedded import EmbeddedBroker
+from camhub.hub.mqtt.link import MqttLink
+from camhub.hub.publish.homeassistant import Discovery
+from camhub.hub.taps.motion import Motion, MotionSettings
+from camhub.hub.taps.recordings import Recordings, RecordSettings
+from camhub.hub.util.ratelimit import LogLimiter
 from camhub.settings import SettingsError
 
 log = logging.getLogger(__name__)

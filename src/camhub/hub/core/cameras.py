@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from camhub.hub.announce import HubAddresses
-from camhub.hub.broker import Broker, Feed
 from camhub.hub.config import HubConfig
-from camhub.hub.upstream import Upstream
+from camhub.hub.core.broker import Broker, Feed
+from camhub.hub.ingest.announce import HubAddresses
+from camhub.hub.ingest.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import secrets
 from collections import Counter
 from pathlib import Path
 
-from camhub.hub.ratelimit import AttemptThrottle
+from camhub.hub.util.ratelimit import AttemptThrottle
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from camhub import __version__
-from camhub.hub.announce import AllowedSources, AnnounceRejected, HubAddresses, check_url
-from camhub.hub.mjpeg_parser import MjpegParser, boundary_from_content_type
+from camhub.hub.ingest.announce import AllowedSources, AnnounceRejected, HubAddresses, check_url
+from camhub.hub.ingest.parser import MjpegParser, boundary_from_content_type
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from camhub.hub.auth import NO_CREDENTIALS, THROTTLED, Auth
-from camhub.hub.camera_options import OptionError
-from camhub.hub.controls import ChangeRefused
-from camhub.hub.ratelimit import LogLimiter
+from camhub.hub.core.controls import ChangeRefused
+from camhub.hub.core.options import OptionError
+from camhub.hub.http.auth import NO_CREDENTIALS, THROTTLED, Auth
+from camhub.hub.util.ratelimit import LogLimiter
 from camhub.resources import shipped
 from camhub_node import mjpeg
 
 if TYPE_CHECKING:
-    from camhub.hub.service import Hub
+    from camhub.hub.app import Hub
 
 log = logging.getLogger(__name__)
 

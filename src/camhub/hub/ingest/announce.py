@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from camhub.hub.controls import ControlError, parse_controls
+from camhub.hub.core.controls import ControlError, parse_controls
 from camhub.settings import SettingsError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -116,7 +116,7 @@ class Announce:
     jpeg_quality: int | None = None
     firmware: str | None = None
     ip: str | None = None
-    controls: dict[str, Any] | None = None  # what the node's ``set`` accepts (camhub.hub.controls)
+    controls: dict[str, Any] | None = None  # what the node's ``set`` accepts (camhub.hub.core.controls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

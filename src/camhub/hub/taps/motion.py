@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from camhub.hub.broker import Frame
-from camhub.hub.ratelimit import LogLimiter
+from camhub.hub.core.broker import Frame
+from camhub.hub.util.ratelimit import LogLimiter
 
 log = logging.getLogger(__name__)
 

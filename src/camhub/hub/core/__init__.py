@@ -1,0 +1,1 @@
+"""The hub's own model: cameras and their registry, options, controls, identity, events, and the frame broker."""

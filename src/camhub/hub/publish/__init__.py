@@ -1,0 +1,1 @@
+"""The hub -> MQTT: its status topics and Home Assistant discovery."""
