@@ -55,8 +55,8 @@ def test_fleet_file_parses_boards_defaults_and_targets() -> None:
     kitchen, garage = fleet.boards
     assert fleet.defaults == {"CAMHUB_FPS": 10}
     assert kitchen.target == "/fleets/drives/kitchen"  # relative to the fleet file
-    assert kitchen.settings == {"CAMHUB_NODE_NAME": "Kitchen"} and not kitchen.is_web
-    assert garage.is_web and garage.password == "s3cret"
+    assert kitchen.settings == {"CAMHUB_NODE_NAME": "Kitchen"}
+    assert garage.target == "http://cam-garage.local" and garage.password == "s3cret"
     assert "s3cret" not in repr(garage)  # never printed by accident
     assert [b.id for b in fleet.select(["garage"])] == ["garage"]
     with pytest.raises(FleetError, match="--only names no board 'attic'"):
@@ -247,4 +247,4 @@ def test_the_manifest_reads_back_what_was_written_through_every_change() -> None
 def test_the_shipped_fleet_example_is_a_valid_fleet() -> None:
     fleet = parse_fleet((ROOT / "fleet.toml.example").read_text(), ROOT / "fleet.toml.example")
     assert [b.id for b in fleet.boards] == ["kitchen", "garage"]
-    assert fleet.boards[1].is_web and fleet.boards[1].settings["CAMHUB_FPS"] == 5
+    assert fleet.boards[1].target.startswith("http://") and fleet.boards[1].settings["CAMHUB_FPS"] == 5

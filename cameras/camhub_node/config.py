@@ -37,7 +37,16 @@ CONTROLS = {
     "frame_size": sorted(FRAME_SIZES, key=lambda n: (FRAME_SIZES[n][0] * FRAME_SIZES[n][1], n)),
 }
 
-_SLUG = "abcdefghijklmnopqrstuvwxyz0123456789-_"
+# What ``set`` accepts (the keys of CONTROLS, in this order): the node's handler and the hub's check.
+SETTABLE = ("fps", "jpeg_quality", "frame_size")
+
+# The one id rule for a camera (a node's CAMHUB_NODE_ID, a CAMHUB_SOURCES entry, a fleet board): the
+# node refuses to start with any other id, the hub refuses any other announce, the API any other path,
+# deploy any other board. It is a topic level, a URL path segment and a file name.
+ID_MAX_LEN = 32
+_ID_FIRST = "abcdefghijklmnopqrstuvwxyz0123456789"
+_ID_CHARS = _ID_FIRST + "-_"
+ID_RULE = "1 to 32 of a-z 0-9 _ -, starting with a letter or digit"
 _SECRET_KEYS = ("CAMHUB_MQTT_PASSWORD", "CIRCUITPY_WIFI_PASSWORD", "CIRCUITPY_WEB_API_PASSWORD")
 
 
@@ -87,13 +96,17 @@ def _text(getenv, key, default, max_len=128):
     return value
 
 
+def is_valid_id(value):
+    """Whether ``value`` is a camera id by the one rule (ID_RULE)."""
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_LEN or value[0] not in _ID_FIRST:
+        return False
+    return all(ch in _ID_CHARS for ch in value)
+
+
 def check_node_id(value, key="CAMHUB_NODE_ID"):
-    """The id must be a slug: it is a topic level and part of URLs."""
-    if not value or len(value) > 32:
-        raise ConfigError("%s must be 1 to 32 characters, not %r" % (key, value))
-    for ch in value:
-        if ch not in _SLUG:
-            raise ConfigError("%s may hold only lower-case letters, digits, '-' and '_', not %r" % (key, value))
+    """The node's id, or ConfigError: the hub would refuse every announce of a node with another."""
+    if not is_valid_id(value):
+        raise ConfigError("%s must be %s (the hub refuses any other), not %r" % (key, ID_RULE, value))
     return value
 
 

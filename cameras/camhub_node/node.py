@@ -21,6 +21,7 @@ from camhub_node import __version__, subscriber
 from camhub_node.config import (
     CONTROLS,
     FRAME_SIZES,
+    SETTABLE,
     Config,
     ConfigError,
     check_fps,
@@ -31,8 +32,6 @@ from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.http import HttpFront
 from camhub_node.presence import Presence
-
-_SETTABLE = ("fps", "jpeg_quality", "frame_size")
 
 
 class Node:
@@ -213,7 +212,7 @@ class Node:
         if not isinstance(request, dict) or not request:
             return "expected a JSON object with fps, jpeg_quality and/or frame_size"
         for key in request:
-            if key not in _SETTABLE:
+            if key not in SETTABLE:
                 return "unknown key %r" % (key,)
         try:
             fps = check_fps(request["fps"], "fps") if "fps" in request else self.cfg.fps

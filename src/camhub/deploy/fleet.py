@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from camhub_node.config import ID_RULE, is_valid_id
+
 SettingValue = str | int
 
-BOARD_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # CircuitPython's settings.toml parser reads bare keys only.
 SETTING_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOP_KEYS = {"defaults", "board"}
@@ -36,10 +37,6 @@ class Board:
     target: str
     settings: dict[str, SettingValue]
     password: str | None = field(default=None, repr=False)
-
-    @property
-    def is_web(self) -> bool:
-        return self.target.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -128,13 +125,13 @@ def _board(raw: object, index: int, base: Path, problems: list[str]) -> Board | 
         problems.append(f"{where}: must be a table")
         return None
     board_id = raw.get("id")
-    if isinstance(board_id, str) and BOARD_ID.fullmatch(board_id):
+    if is_valid_id(board_id):
         where = f"board {board_id!r}"
     elif board_id is None:
         problems.append(f"{where}: missing id")
     else:
         problems.append(
-            f"{where}: id {board_id!r} is not a slug (1-32 of a-z, 0-9, '-', '_'; starting with a letter or digit)"
+            f"{where}: id {board_id!r} is not a slug ({ID_RULE}: the node and the hub refuse any other)"
         )
     for key in sorted(set(raw) - BOARD_KEYS):
         problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(BOARD_KEYS))})")
@@ -154,7 +151,7 @@ def _board(raw: object, index: int, base: Path, problems: list[str]) -> Board | 
         problems.append(f"{where}: password is only used with a web-workflow (http://) target")
 
     settings = _settings(raw.get("settings", {}), f"{where} settings", problems)
-    if not isinstance(board_id, str) or not BOARD_ID.fullmatch(board_id) or target is None:
+    if not isinstance(board_id, str) or not is_valid_id(board_id) or target is None:
         return None
     return Board(id=board_id, target=target, settings=settings, password=password)
 
