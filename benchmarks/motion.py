@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import logging
 import statistics
 import sys
 import tempfile
@@ -32,10 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from camhub.hub import segments  # noqa: E402
 from camhub.hub.core.broker import Frame  # noqa: E402
+from camhub.hub.taps import segments  # noqa: E402
 from camhub.hub.taps.motion import Detector, Motion, MotionSettings  # noqa: E402
-from camhub.hub.util.ratelimit import LogLimiter  # noqa: E402
 from tests.support import scenes  # noqa: E402
 
 SIZES = {"VGA": (640, 480), "HD": (1280, 720)}
@@ -89,7 +87,8 @@ async def detection_delays(runs: int) -> list[float]:
                 if event["phase"] == "start":
                     started.append(time.monotonic())
 
-            motion = Motion(MotionSettings(), True, pool, on_event, LogLimiter(logging.getLogger(__name__)))
+            motion = Motion(MotionSettings(), True, pool)
+            motion.emitted.connect(on_event)
             tap = motion.tap(f"cam{run}")
             seq = 0
             for jpeg in still:  # 3 s of a still scene: the background is learnt

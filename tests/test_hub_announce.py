@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camhub.hub.ingest.announce import (
+from camhub.hub.ingest.announce import parse_announce
+from camhub.hub.ingest.sources import (
     AllowedSources,
     AnnounceRejected,
     HubAddresses,
     check_url,
-    parse_announce,
     parse_static_sources,
 )
 from camhub.settings import SettingsError

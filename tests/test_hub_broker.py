@@ -159,8 +159,8 @@ async def test_slow_viewer_sees_recent_frames_not_old_ones(tcp_pair, memfd_min_v
 
 async def test_disconnects_are_recorded_with_their_reason(tcp_pair) -> None:
     events: list[tuple[str, int, str | None]] = []
-    broker = Broker(FanoutSettings(write_timeout_s=0.6, send_buffer=4096),
-                    on_viewer=lambda kind, feed, v: events.append((kind, v.id, v.reason)))
+    broker = Broker(FanoutSettings(write_timeout_s=0.6, send_buffer=4096))
+    broker.viewers.connect(lambda kind, feed, v: events.append((kind, v.id, v.reason)))
     feed = broker.feed("cam")
     jpeg = jpeg_of((10, 20, 30), (320, 240), noise=60)
     leaving, leaving_viewer = await _connect(feed, tcp_pair)

@@ -59,13 +59,13 @@ def test_view_tokens_open_one_camera_only(tmp_path: Path) -> None:
     key = load_key(tmp_path)
     assert load_key(tmp_path) == key and (tmp_path / "token.key").stat().st_mode & 0o777 == 0o600
     auth = Auth(True, "admin", "pw", key)
-    assert auth.allows("Basic YWRtaW46cHc=")  # admin:pw
-    assert not auth.allows("Basic YWRtaW46cHg=")
-    assert not auth.allows("Basic !!notbase64")
+    assert auth.check("Basic YWRtaW46cHc=") is None  # admin:pw
+    assert auth.check("Basic YWRtaW46cHg=") == "bad_credentials"
+    assert auth.check("Basic !!notbase64") == "bad_credentials"
     token = auth.view_token("door")
-    assert auth.allows(None, "door", token)
-    assert not auth.allows(None, "yard", token)
-    assert not auth.allows(None, None, token)
+    assert auth.check(None, "door", token) is None
+    assert auth.check(None, "yard", token) == "bad_token"
+    assert auth.check(None, None, token) == "bad_token"
 
 
 @pytest.mark.parametrize("host", ["hub.lan", "camhub", "::", "0.0.0.0", "192.168.1.20", "10.0.0.5", "fe80::1",
@@ -86,7 +86,7 @@ def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tm
     auth = Auth(True, "admin", "pa:ss", key)
     good = "Basic " + base64.b64encode(b"admin:pa:ss").decode()  # the password itself holds a colon
     assert auth.check(good, client="10.0.0.1") is None
-    assert auth.allows("basic  " + good[6:], client="10.0.0.1")  # any-case scheme, any spaces (RFC 7235)
+    assert auth.check("basic  " + good[6:], client="10.0.0.1") is None  # any-case scheme, any spaces (RFC 7235)
     assert auth.check(None, client="10.0.0.1") == "no_credentials"  # a browser's first request
     assert auth.check(None, "door", "\udcff", client="10.0.0.1") == "bad_token"  # undecodable: a 401, no crash
     assert auth.check("Basic " + base64.b64encode(b"admin:pa").decode(), client="10.0.0.1") == "bad_credentials"
@@ -99,7 +99,7 @@ def test_refusals_are_counted_by_reason_and_guessing_is_throttled_per_address(tm
     for _ in range(FAILURE_LIMIT + 5):  # asking without credentials is no guess: never throttled
         assert auth.check(None, client="10.0.0.3") == "no_credentials"
     assert auth.check(good, client="10.0.0.3") is None
-    assert not auth.allows(good, client="10.0.0.1")  # allows() is the same check, for the same address
+    assert auth.check(good, client="10.0.0.1") == "throttled"  # still, for the same address
     assert auth.failures["bad_credentials"] == FAILURE_LIMIT - 1 and auth.failures["throttled"] == 3
 
 

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from camhub.hub.ingest.announce import HubAddresses
+from camhub.hub.ingest.sources import HubAddresses
 from tests.support.browser import chromium, page, require_chromium
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer

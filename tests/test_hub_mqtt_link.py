@@ -9,19 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from camhub.hub.config import HubConfig
-from camhub.hub.mqtt.link import MqttLink
+from camhub.hub.mqtt.link import LinkSettings, MqttLink
+from camhub.hub.mqtt.topics import Topics
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto
 from tests.support.waiting import get_json, wait_until
 
 
 async def _connected_link(mosquitto: Mosquitto, tmp_path: Path) -> tuple[MqttLink, asyncio.Task[None]]:
-    async def ignore(*_: object) -> None:
-        return None
-
-    config = HubConfig(state_dir=tmp_path, mqtt_host="127.0.0.1", mqtt_port=mosquitto.port)
-    link = MqttLink(config, "127.0.0.1", mosquitto.port, ignore, lambda: None)
+    link = MqttLink(LinkSettings("127.0.0.1", mosquitto.port), Topics())
     task = asyncio.create_task(link.run())
     for _ in range(100):
         if link.connected:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from camhub.hub.ingest.announce import HubAddresses
+from camhub.hub.ingest.sources import HubAddresses
 from camhub.hub.ingest.upstream import Upstream
 from tests.support.procs import Mosquitto, SimNode, free_port, running
 from tests.support.quirky_camera import Quirks, QuirkyCamera
@@ -223,20 +223,21 @@ async def test_a_name_resolving_outside_the_allowed_networks_is_never_contacted(
         assert camera.connections == 0 and not sink.frames
 
 
-async def test_offline_restart_and_stop(sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+async def test_stop_closes_the_connection_and_a_moved_camera_gets_a_new_pull(
+        sink: Sink, make_upstream: Callable[..., Upstream]) -> None:
+    """What the hub does when a camera goes offline (stop) and when it moves (stop, then pull the new URL)."""
     async with QuirkyCamera(Quirks()) as first, QuirkyCamera(Quirks(), jpegs=list(reversed(first.jpegs))) as second:
         upstream = make_upstream(first.url)
         await until(lambda: len(sink.frames) >= 3, "frames from the first camera")
-        upstream.set_offline()
-        assert upstream.state == "offline"
-        await until(lambda: first.open_connections == 0, "the connection to close when offline")
+        await upstream.stop()
+        await until(lambda: first.open_connections == 0, "stop() to close the connection")
         count = len(sink.frames)
         await asyncio.sleep(0.2)
         assert len(sink.frames) == count
-        upstream.restart(second.url)
+        moved = make_upstream(second.url)
         await until(lambda: second.frames_sent >= 3 and len(sink.frames) >= count + 3, "frames from the new URL")
-        assert sink.states[-1] == "streaming" and "offline" in sink.states
-        await upstream.stop()
+        assert moved.state == "streaming"
+        await moved.stop()
         await until(lambda: second.open_connections == 0, "stop() to close the connection")
         assert first.connections == 1 and second.connections == 1
 

@@ -16,7 +16,7 @@ from camhub import __version__
 
 COMMANDS = {
     "demo": ("camhub.sim.demo", "embedded MQTT broker + simulated nodes + the hub, in one command"),
-    "hub": ("camhub.hub.app", "run the hub: discovery, one pull per camera, fan-out, dashboard"),
+    "hub": ("camhub.hub.command", "run the hub: discovery, one pull per camera, fan-out, dashboard"),
     "node": ("camhub.sim.node", "run the real node firmware on this PC (--sim)"),
     "deploy": ("camhub.deploy.command", "put the firmware, libraries and settings on a fleet of boards"),
     "example": ("camhub.example", "print a commented settings.toml or fleet.toml to start from"),

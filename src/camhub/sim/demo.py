@@ -80,7 +80,7 @@ def _stop_nodes(nodes: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
-    from camhub.hub.app import Hub, serve  # the hub's imports are heavy; only now
+    from camhub.hub.command import Hub, serve  # the hub's imports are heavy; only now
 
     unknown = {name for name, _ in warn_unknown_environment(os.environ)}
     settings = load_settings(None, warn_environment=False)

@@ -24,12 +24,15 @@ import logging
 import os
 import socket
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from adafruit_ticks import ticks_ms
 
+from camhub.hub.util.counters import Family
+from camhub.hub.util.ratelimit import LogLimiter
+from camhub.hub.util.signals import Signal
 from camhub_node import mjpeg, subscriber
 from camhub_node.subscriber import Subscriber
 
@@ -121,7 +124,7 @@ class Viewer(Subscriber):
 
     def info(self) -> dict[str, object]:
         """The viewer as the API and the MQTT events show it."""
-        data = self.as_dict(ticks_ms())
+        data: dict[str, object] = self.as_dict(ticks_ms())
         data["connected_at"] = round(self.connected_at_unix, 3)
         if self.closed_at_unix is not None:
             data["closed_at"] = round(self.closed_at_unix, 3)
@@ -131,14 +134,13 @@ class Viewer(Subscriber):
 
 ViewerListener = Callable[[str, "Feed", Viewer], None]
 FrameTap = Callable[[Frame], None]  # sees every published frame, on the event loop: must return at once
-FeedListener = Callable[["Feed"], None]
 
 
 class Feed:
     """One camera's frame cache and its viewers."""
 
     def __init__(self, camera_id: str, settings: FanoutSettings, ids: Iterator[int],
-                 on_viewer: ViewerListener | None = None) -> None:
+                 on_viewer: ViewerListener | None = None, tap_errors: Counter[str] | None = None) -> None:
         self.camera_id = camera_id
         self.settings = settings
         self._ids = ids
@@ -152,8 +154,8 @@ class Feed:
         self.bytes_out_closed = 0
         self.dropped_closed = 0
         self.skipped_closed = 0
-        self.taps: list[FrameTap] = []  # motion, recordings: they keep a reference, never a copy
-        self.tap_errors = 0
+        self.taps: list[tuple[str, FrameTap]] = []  # motion, recordings: they keep a reference, never a copy
+        self.tap_errors: Counter[str] = Counter() if tap_errors is None else tap_errors  # by tap (hub-wide)
 
     # ---- counters --------------------------------------------------------------------------
     @property
@@ -168,6 +170,10 @@ class Feed:
     def bytes_out(self) -> int:
         return self.bytes_out_closed + sum(v.bytes_sent for v in self.viewers.values())
 
+    def add_tap(self, name: str, tap: FrameTap) -> None:
+        """``tap`` sees every frame of this feed after the viewers; its failures are counted under ``name``."""
+        self.taps.append((name, tap))
+
     # ---- frames ----------------------------------------------------------------------------
     def publish(self, jpeg: bytes, capture_time: float) -> Frame:
         """Make ``jpeg`` the latest frame and hand it to every viewer that is free to take it."""
@@ -181,13 +187,14 @@ class Feed:
             if viewer.publish(seq, now):
                 viewer.begin(frame, seq, size, now)
                 self._pump(viewer, now)
-        for tap in self.taps:  # after the viewers: a tap never delays the fan-out
+        for name, tap in self.taps:  # after the viewers: a tap never delays the fan-out
             try:
                 tap(frame)
             except Exception:
-                self.tap_errors += 1
-                if self.tap_errors in (1, 100) or self.tap_errors % 10000 == 0:
-                    log.exception("frame tap on %s failed (%d so far)", self.camera_id, self.tap_errors)
+                self.tap_errors[name] += 1
+                errors = self.tap_errors[name]
+                if errors in (1, 100) or errors % 10000 == 0:
+                    log.exception("frame tap %s on %s failed (%d so far)", name, self.camera_id, errors)
         return frame
 
     def _pump(self, viewer: Viewer, now: int) -> None:
@@ -307,23 +314,36 @@ class Feed:
 
 
 class Broker:
-    """All cameras' feeds; viewer ids are unique across the hub."""
+    """All cameras' feeds; viewer ids are unique across the hub.
 
-    def __init__(self, settings: FanoutSettings, on_viewer: ViewerListener | None = None,
-                 on_feed: FeedListener | None = None) -> None:
+    ``viewers`` says when a viewer connects or disconnects (``"connect"``/``"disconnect"``, the feed,
+    the viewer); ``feed_made`` when a camera's feed is made (where its frame taps are attached).
+    """
+
+    def __init__(self, settings: FanoutSettings) -> None:
         self.settings = settings
         self._ids = itertools.count(1)
-        self._on_viewer = on_viewer
-        self._on_feed = on_feed  # a new feed: where its frame taps are attached
         self.feeds: dict[str, Feed] = {}
+        self.viewers: Signal[[str, Feed, Viewer]] = Signal()
+        self.feed_made: Signal[[Feed]] = Signal()
+        self.tap_errors: Counter[str] = Counter()  # frames a tap failed on, by tap, all feeds
+        self._warnings = LogLimiter(log)
 
     def feed(self, camera_id: str) -> Feed:
         feed = self.feeds.get(camera_id)
         if feed is None:
-            feed = self.feeds[camera_id] = Feed(camera_id, self.settings, self._ids, self._on_viewer)
-            if self._on_feed is not None:
-                self._on_feed(feed)
+            feed = self.feeds[camera_id] = Feed(camera_id, self.settings, self._ids, self._viewer, self.tap_errors)
+            self.feed_made.emit(feed)
         return feed
+
+    def _viewer(self, kind: str, feed: Feed, viewer: Viewer) -> None:
+        if kind == "disconnect":
+            # every disconnect is in the API and on MQTT; the log gets the first of a kind a minute
+            info = viewer.info()
+            self._warnings.info(f"disconnect:{feed.camera_id}:{viewer.reason}",
+                                "viewer %s of %s (%s) disconnected: %s after %d frames, %d dropped", viewer.id,
+                                feed.camera_id, viewer.peer, viewer.reason, info["frames_sent"], info["frames_dropped"])
+        self.viewers.emit(kind, feed, viewer)
 
     @property
     def viewer_count(self) -> int:
@@ -344,3 +364,7 @@ class Broker:
             now = ticks_ms()
             for feed in list(self.feeds.values()):
                 feed.tick(now)
+
+    def counters(self) -> Iterable[Family]:
+        yield Family("camhub_frame_tap_errors", "Frames a frame tap (motion, recordings) failed on", "tap",
+                     dict(self.tap_errors))

@@ -14,7 +14,7 @@ from typing import Any
 
 from camhub_node import config as node_config
 
-SETTABLE = ("fps", "jpeg_quality", "frame_size")
+SETTABLE = node_config.SETTABLE  # what a node's ``set`` takes: the node's own list
 _SIZE_NAME = re.compile(r"[A-Z0-9_]{1,16}")
 MAX_SIZES = 64
 
@@ -131,3 +131,9 @@ def check_change(announce: dict[str, Any] | None, source: str, online: bool, bod
 def current_settings(announce: dict[str, Any] | None) -> dict[str, Any]:
     """What the node last announced for each setting."""
     return {key: (announce or {}).get(key) for key in SETTABLE}
+
+
+def summary(announce: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """What a camera's summary in the API shows: what its node's settings accept (None: no node)."""
+    controls = controls_of(announce, source)
+    return {"controls": None if controls is None else controls.to_dict()}

@@ -1,20 +1,21 @@
 """Per-camera hub options set through the API (motion on/off, recording mode), kept across restarts.
 
 Settings give the defaults for every camera; this file holds only what was changed for one camera,
-in ``<state_dir>/camera-options.json``, written atomically.
+in ``<state_dir>/camera-options.json`` (written atomically, off the event loop). ``changed`` tells the
+parts an option concerns (motion detection, recordings) the camera's new options.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from camhub.hub.util.files import SoonWriter, read_json
+from camhub.hub.util.signals import Signal
 
 CHOICES: dict[str, tuple[str, ...]] = {"motion": ("on", "off"), "record": ("off", "motion", "always")}
+FILE_NAME = "camera-options.json"
 
 
 class OptionError(ValueError):
@@ -22,17 +23,13 @@ class OptionError(ValueError):
 
 
 class CameraOptions:
-    def __init__(self, path: Path, defaults: dict[str, str]) -> None:
-        self.path = path
+    def __init__(self, state_dir: Path, defaults: dict[str, str]) -> None:
+        self.path = state_dir / FILE_NAME
         self.defaults = defaults
         self._values: dict[str, dict[str, str]] = {}
-        try:
-            saved = json.loads(path.read_text())
-        except FileNotFoundError:
-            saved = {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
-            saved = {}
+        self._writer = SoonWriter(self.path, lambda: json.dumps(self._values, indent=1), 0.0, "camera options")
+        self.changed: Signal[[str, dict[str, str]]] = Signal()  # (camera id, all its options)
+        saved = read_json(self.path)
         for camera_id, options in saved.items() if isinstance(saved, dict) else ():
             if isinstance(options, dict):
                 self._values[str(camera_id)] = {k: v for k, v in options.items() if v in CHOICES.get(k, ())}
@@ -53,14 +50,10 @@ class CameraOptions:
             if value not in CHOICES[name]:
                 raise OptionError(f"{name} must be one of {', '.join(CHOICES[name])}")
         self._values.setdefault(camera_id, {}).update(changes)
-        self._save()
-        return self.all(camera_id)
+        self._writer.soon()
+        options = self.all(camera_id)
+        self.changed.emit(camera_id, options)
+        return options
 
-    def _save(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._values, indent=1))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.warning("cannot save camera options to %s: %s", self.path, exc)
+    async def flush(self) -> None:
+        await self._writer.flush()

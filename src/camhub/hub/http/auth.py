@@ -17,11 +17,13 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
+from camhub.hub.util.counters import Family
+from camhub.hub.util.files import atomic_write
 from camhub.hub.util.ratelimit import AttemptThrottle
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,8 @@ def load_key(state_dir: Path) -> bytes:
             return key
     except FileNotFoundError:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
+    atomic_write(path, key, mode=0o600)
     return key
 
 
@@ -96,6 +95,6 @@ class Auth:
         self.failures[reason] += 1
         return reason
 
-    def allows(self, authorization: str | None, camera_id: str | None = None, token: str | None = None,
-               client: str = "") -> bool:
-        return self.check(authorization, camera_id, token, client) is None
+    def counters(self) -> Iterable[Family]:
+        yield Family("camhub_auth_failures", "Requests refused for missing or wrong credentials", "reason",
+                     dict(self.failures))

@@ -1,32 +1,36 @@
 """``/metrics``: the hub's counters in Prometheus text format, read at scrape time.
 
 The hot paths keep plain integers; this collector turns them into metric families only when
-Prometheus asks, so a frame costs no metric-library call.
+Prometheus asks, so a frame costs no metric-library call. Per camera: what its pull and its feed
+count; besides: every ``Family`` of every part the composition root registered (``counted``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from camhub.hub.core.cameras import Cameras
+from camhub.hub.core.camera import STREAMING
+from camhub.hub.core.registry import Cameras
+from camhub.hub.util.counters import Counted, Family
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector:
-    def __init__(self, cameras: Cameras, rejections: Counter[str], refusals: Counter[str],
-                 mqtt_connected: Callable[[], bool],
-                 counters: Callable[[], Mapping[str, tuple[str, str, Mapping[str, int]]]] | None = None) -> None:
+    def __init__(self, cameras: Cameras, counted: Sequence[Counted]) -> None:
         self._cameras = cameras
-        self._rejections = rejections
-        self._refusals = refusals
-        self._mqtt_connected = mqtt_connected
-        # more labelled counters: name -> (help, label name, {label value: count})
-        self._counters = counters or dict
+        self._counted = counted
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._per_camera()
+        for part in self._counted:
+            yield from (_family(f) for f in part.counters())
+
+    def _per_camera(self) -> Iterable[Metric]:
         labels = ["camera"]
         frames_in = CounterMetricFamily("camhub_camera_frames_in", "Frames received from the camera", labels=labels)
         fps_in = GaugeMetricFamily("camhub_camera_fps_in", "Frames per second received", labels=labels)
@@ -42,41 +46,49 @@ class HubCollector:
                                          labels=labels)
         errors = CounterMetricFamily("camhub_camera_ingest_errors", "Upstream data rejected, by kind",
                                      labels=["camera", "kind"])
-        for camera in self._cameras.cameras.values():
+        for camera in self._cameras:
             cid = [camera.id]
-            upstream = camera.upstream
+            pull = camera.pull
             feed = camera.feed
-            frames_in.add_metric(cid, upstream.frames_in if upstream else 0)
-            fps_in.add_metric(cid, upstream.fps_in if upstream else 0.0)
-            up.add_metric(cid, 1.0 if camera.state == "streaming" else 0.0)
+            frames_in.add_metric(cid, pull.frames_in if pull else 0)
+            fps_in.add_metric(cid, pull.fps_in if pull else 0.0)
+            up.add_metric(cid, 1.0 if camera.state == STREAMING else 0.0)
             viewers.add_metric(cid, len(feed.viewers))
             frames_out.add_metric(cid, feed.frames_out)
             dropped.add_metric(cid, feed.dropped_total)
             skipped.add_metric(cid, feed.skipped_total)
             bytes_out.add_metric(cid, feed.bytes_out)
-            reconnects.add_metric(cid, upstream.reconnects if upstream else 0)
-            for kind, count in (upstream.errors.items() if upstream else ()):
+            reconnects.add_metric(cid, pull.reconnects if pull else 0)
+            for kind, count in (pull.errors.items() if pull else ()):
                 errors.add_metric([camera.id, kind], count)
-        yield from (frames_in, fps_in, up, viewers, frames_out, dropped, skipped, bytes_out, reconnects, errors)
-        rejected = CounterMetricFamily("camhub_announces_rejected", "MQTT announces rejected", labels=["reason"])
-        for reason, count in self._rejections.items():
-            rejected.add_metric([reason], count)
-        yield rejected
-        refused = CounterMetricFamily("camhub_viewers_refused", "Viewer requests refused", labels=["reason"])
-        for reason, count in self._refusals.items():
-            refused.add_metric([reason], count)
-        yield refused
-        mqtt = GaugeMetricFamily("camhub_mqtt_connected", "1 while the hub's MQTT link is up")
-        mqtt.add_metric([], 1.0 if self._mqtt_connected() else 0.0)
-        yield mqtt
-        for name, (text, label, counts) in self._counters().items():
-            family = CounterMetricFamily(name, text, labels=[label])
-            for value, count in counts.items():
-                family.add_metric([value], count)
-            yield family
+        return (frames_in, fps_in, up, viewers, frames_out, dropped, skipped, bytes_out, reconnects, errors)
+
+
+def _family(family: Family) -> Metric:
+    labels = [family.label] if family.label else []
+    metric: CounterMetricFamily | GaugeMetricFamily
+    if family.kind == "gauge":
+        metric = GaugeMetricFamily(family.name, family.help, labels=labels)
+    else:
+        metric = CounterMetricFamily(family.name, family.help, labels=labels)
+    for value, count in family.values.items():
+        metric.add_metric([value] if family.label else [], count)
+    return metric
 
 
 def render(collector: HubCollector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)  # type: ignore[arg-type]
+    registry.register(collector)
     return generate_latest(registry)
+
+
+COLLECTOR = web.AppKey("metrics", HubCollector)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=render(request.app[COLLECTOR]), headers={"Content-Type": CONTENT_TYPE})
+
+
+def add_routes(app: web.Application, collector: HubCollector) -> None:
+    app[COLLECTOR] = collector
+    app.router.add_get("/metrics", metrics)

@@ -9,33 +9,41 @@ credentials, or the camera's view token (the routes carry a ``media`` part, whic
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av
 from aiohttp import web
 
-from camhub.hub.http import server as webapp
+from camhub.hub.http.responses import camera_or_404, error, http_error, json_response, query_number, time_range
+from camhub.hub.http.services import services
+from camhub.hub.http.streams import take_connection
 from camhub.hub.taps import segments
 from camhub.hub.taps.recordings import RECORDING_ID
 from camhub_node import mjpeg
 
-if TYPE_CHECKING:
-    from camhub.hub.app import Hub
-
 MAX_PLAYBACKS = 16  # recordings played at once, hub-wide (each holds a file and a worker-thread read)
 BATCH = 8  # frames read per trip to the worker thread
+MAX_OFFSET_S = 7 * 86400.0
 
 
-def add_routes(app: web.Application) -> None:
+class Playbacks:
+    """Recordings being played back now, against the limit."""
+
+    def __init__(self, limit: int = MAX_PLAYBACKS, write_timeout_s: float = 10.0) -> None:
+        self.limit = limit
+        self.write_timeout_s = write_timeout_s  # a viewer that takes nothing for this long is gone
+        self.playing = 0
+
+
+PLAYBACKS = web.AppKey("playbacks", Playbacks)
+
+
+def add_routes(app: web.Application, playbacks: Playbacks) -> None:
+    app[PLAYBACKS] = playbacks
     app.router.add_get("/api/cameras/{camera_id}/recordings", api_recordings)
     app.router.add_get("/cameras/{camera_id}/recordings/{rec}/{media:video\\.mkv}", download)
     app.router.add_get("/cameras/{camera_id}/recordings/{rec}/{media:stream}", playback)
-
-
-def _bad(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 def _urls(camera_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -44,47 +52,32 @@ def _urls(camera_id: str, item: dict[str, Any]) -> dict[str, Any]:
 
 
 async def api_recordings(request: web.Request) -> web.Response:
-    hub: Hub = webapp._hub(request)
-    camera = webapp._camera(request)
-    since, until = webapp.time_range(request)
-    items = hub.recordings.recorder_for(camera.id).recordings(since, until)
-    return webapp._json([_urls(camera.id, item) for item in items])
+    camera = camera_or_404(request)
+    since, until = time_range(request)
+    items = services(request).recordings.recorder_for(camera.id).recordings(since, until)
+    return json_response([_urls(camera.id, item) for item in items])
 
 
-def _recording(request: web.Request) -> tuple[Hub, str, dict[str, Any]]:
-    hub: Hub = webapp._hub(request)
-    camera = webapp._camera(request)
+def _recording(request: web.Request) -> tuple[str, dict[str, Any]]:
+    camera = camera_or_404(request)
     rec_id = request.match_info["rec"]
     found = None
     if RECORDING_ID.match(rec_id):
-        found = next((r for r in hub.recordings.recorder_for(camera.id).recordings() if r["id"] == rec_id), None)
+        found = next((r for r in services(request).recordings.recorder_for(camera.id).recordings()
+                      if r["id"] == rec_id), None)
     if found is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": "unknown recording", "id": rec_id[:64]}),
-                               content_type="application/json")
-    return hub, camera.id, found
+        raise http_error(web.HTTPNotFound, "unknown recording", id=rec_id[:64])
+    return camera.id, found
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    hub, camera_id, found = _recording(request)
-    path = hub.recordings.store.path(camera_id, found["id"])
+    camera_id, found = _recording(request)
+    path = services(request).recordings.store.path(camera_id, found["id"])
     if not path.is_file():
-        return webapp._error(503, "the recording has no data on disk yet", id=found["id"])
+        return error(503, "the recording has no data on disk yet", id=found["id"])
     return web.FileResponse(path, headers={
         "Content-Type": "video/x-matroska",
         "Content-Disposition": f'attachment; filename="{camera_id}-{found["id"]}.mkv"'})
-
-
-def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _bad(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise _bad(f"{name} must be in [{low:g}, {high:g}]")
-    return value
 
 
 def _take(frames: Generator[tuple[int, bytes], None, None], count: int) -> list[tuple[int, bytes]]:
@@ -97,24 +90,25 @@ def _take(frames: Generator[tuple[int, bytes], None, None], count: int) -> list[
 
 
 async def playback(request: web.Request) -> web.StreamResponse:
-    hub, camera_id, found = _recording(request)
-    offset = _number(request, "t", 0.0, 0.0, 7 * 86400.0)
-    speed = _number(request, "speed", 1.0, 0.1, 64.0)
-    if hub.playbacks >= MAX_PLAYBACKS:
-        return webapp._error(503, "too many recordings playing", id=found["id"])
-    path = hub.recordings.store.path(camera_id, found["id"])
+    camera_id, found = _recording(request)
+    offset = query_number(request, "t", 0.0, 0.0, MAX_OFFSET_S) or 0.0
+    speed = query_number(request, "speed", 1.0, 0.1, 64.0) or 1.0
+    playbacks = request.app[PLAYBACKS]
+    if playbacks.playing >= playbacks.limit:
+        return error(503, "too many recordings playing", id=found["id"])
+    path = services(request).recordings.store.path(camera_id, found["id"])
     try:
         frames = segments.read(path, int(offset * 1000))
         batch = await asyncio.to_thread(_take, frames, BATCH)
     except (OSError, av.error.FFmpegError):
-        return webapp._error(503, "the recording cannot be read yet", id=found["id"])
-    taken = webapp.take_connection(request, b"X-Camera-Id: " + camera_id.encode() + b"\r\nX-Recording-Id: "
-                                   + found["id"].encode() + b"\r\n")
+        return error(503, "the recording cannot be read yet", id=found["id"])
+    taken = take_connection(request, b"X-Camera-Id: " + camera_id.encode() + b"\r\nX-Recording-Id: "
+                            + found["id"].encode() + b"\r\n")
     if taken is None:
         await asyncio.to_thread(frames.close)
         return web.Response()
     sock, transport, _peer = taken
-    hub.playbacks += 1
+    playbacks.playing += 1
     loop = asyncio.get_running_loop()
     try:
         began = first = None
@@ -131,12 +125,12 @@ async def playback(request: web.Request) -> web.StreamResponse:
                 seq += 1
                 part = mjpeg.encode_part(jpeg, seq, seconds, int((captured - seconds) * 1_000_000))
                 # a viewer that takes nothing for this long is gone (as for live viewers)
-                await asyncio.wait_for(loop.sock_sendall(sock, part), hub.config.write_timeout_s)
+                await asyncio.wait_for(loop.sock_sendall(sock, part), playbacks.write_timeout_s)
             batch = await asyncio.to_thread(_take, frames, BATCH)
     except (OSError, TimeoutError):
         pass  # the viewer left, or stopped reading
     finally:
-        hub.playbacks -= 1
+        playbacks.playing -= 1
         await asyncio.to_thread(frames.close)
         sock.close()
         transport.close()

@@ -126,11 +126,6 @@ class MjpegParser:
         """Bytes the parser currently holds."""
         return len(self._buf) + self._got
 
-    @property
-    def max_buffered(self) -> int:
-        """The most ``buffered`` can ever be: the frame limit plus a fixed allowance."""
-        return self.max_frame_bytes + HEADER_ALLOWANCE + _STEP + self._slack() + 256
-
     def feed(self, data: bytes | bytearray | memoryview) -> list[ParsedFrame]:
         """Consume ``data`` (any size, any split); return the frames it completed, in order."""
         if not isinstance(data, bytes):

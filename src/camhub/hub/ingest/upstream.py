@@ -2,8 +2,8 @@
 
 States (reported through ``on_state`` on every change): ``connecting`` until frames flow,
 ``streaming`` while they do, ``stalled`` once a stream that flowed is lost (no frame for
-``stall_s``, closed, reset) and while it is being re-established, ``offline`` when the owner says
-the camera is gone (``set_offline``) and also after ``offline_after`` failed attempts in a row
+``stall_s``, closed, reset) and while it is being re-established, ``offline`` after
+``offline_after`` failed attempts in a row
 (a camera that accepts and never answers, sends HTML, or parts too big to keep): it is still
 retried, and ``last_error`` says what went wrong. Failures are retried with capped exponential
 backoff and jitter; the backoff resets once frames flow again.
@@ -36,12 +36,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from camhub import __version__
-from camhub.hub.ingest.announce import AllowedSources, AnnounceRejected, HubAddresses, check_url
+from camhub.hub.core.camera import CONNECTING, OFFLINE, STALLED, STREAMING
 from camhub.hub.ingest.parser import MjpegParser, boundary_from_content_type
+from camhub.hub.ingest.sources import AllowedSources, AnnounceRejected, HubAddresses, check_url
 
 log = logging.getLogger(__name__)
-
-CONNECTING, STREAMING, STALLED, OFFLINE = "connecting", "streaming", "stalled", "offline"
 
 FrameCallback = Callable[[bytes, int | None, float | None], None]
 StateCallback = Callable[[str], None]
@@ -230,7 +229,7 @@ class Upstream:
 
     # ---- control ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Begin pulling (from inside the event loop); reconnects until stop() or set_offline()."""
+        """Begin pulling (from inside the event loop); reconnects until stop()."""
         if self._task is None or self._task.done():
             self._lost = False
             self.failures = 0
@@ -244,24 +243,6 @@ class Upstream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def set_offline(self) -> None:
-        """The owner knows the camera is gone (availability said so): stop pulling, state offline."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-        self.connected = False
-        self._set_state(OFFLINE)
-
-    def restart(self, new_url: str | None = None) -> None:
-        """Pull again now (from ``new_url`` if the camera moved), with a fresh backoff."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-        if new_url is not None:
-            self.url = new_url
-        self.connected = False
-        self.start()
 
     # ---- what others read ------------------------------------------------------------------
     @property

@@ -61,7 +61,8 @@ def _broker_class() -> type:
 
     if not hasattr(Broker, "_publish_retained_messages_for_subscription"):  # another amqtt: no workaround
         log.debug("amqtt has no _publish_retained_messages_for_subscription; using its broker as is")
-        return Broker
+        broker: type = Broker
+        return broker
     return CamhubBroker
 
 

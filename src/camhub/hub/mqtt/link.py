@@ -1,4 +1,4 @@
-"""The hub's MQTT link: discovery in (announce, availability, stats), status out (availability, state, events).
+"""The hub's MQTT link: one connection; what the parts subscribe to comes in, what they publish goes out.
 
 One connection, kept up with capped exponential backoff. Publishing never blocks the hub and never
 grows without bound: ``publish()`` puts the message in a queue that one sender task drains. For a
@@ -6,7 +6,9 @@ retained topic only the newest payload is kept (a camera's state replaces the on
 other messages (events) wait in a bounded queue, and when the broker cannot keep up or the link is
 down they are dropped and counted. A broker that stops answering (frozen, half-open) is noticed
 within a few seconds (an unacknowledged publish, or the short keep-alive) and reported as not
-connected; every retained camera state is re-published on reconnect.
+connected; ``connected`` tells the parts each time the link is up (they re-publish their retained
+state). Of the contract the link knows only the hub's availability (its will); the parts subscribe
+with ``subscribe`` and publish on the topics of ``topics.Topics``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import logging
 import random
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
-from camhub.hub.config import HubConfig
+from camhub.hub.mqtt.topics import Topics
+from camhub.hub.util.counters import Family
+from camhub.hub.util.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +40,37 @@ PUBLISH_TIMEOUT_S = 3.0  # a QoS 1 publish not acknowledged by then: the broker 
 KEEPALIVE_S = 3
 
 
+Handler = Callable[[str, bytes], Awaitable[None] | None]  # (topic, payload)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Where the broker is and who the hub is on it."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    embedded: bool = False  # the hub's own broker (shown in the API)
+
+
 class BrokerStuck(aiomqtt.MqttError):
     """The broker accepted the connection but stopped acknowledging."""
 
 
 class MqttLink:
-    """Subscribes to node topics and publishes the hub's own; ``run()`` until cancelled."""
+    """Subscribes for the parts and publishes for them; ``run()`` until cancelled."""
 
-    def __init__(self, config: HubConfig, host: str, port: int,
-                 on_node_message: Callable[[str, str, bytes], Awaitable[None]],
-                 on_connect: Callable[[], None]) -> None:
-        self.config = config
-        self.host = host
-        self.port = port
-        self.prefix = config.topic_prefix
-        self._on_node_message = on_node_message
-        self._on_connect = on_connect
+    def __init__(self, settings: LinkSettings, topics: Topics) -> None:
+        self.settings = settings
+        self.host = settings.host
+        self.port = settings.port
+        self.topics = topics
         self._client: aiomqtt.Client | None = None
         self.connected = False
+        self.up: Signal[[]] = Signal()  # the link is (again) up: re-publish retained state
         self.messages_in = 0
-        self.ignored_messages = 0
+        self.ignored = 0  # messages no subscription wanted (a broker that sends more than asked for)
         self.published = 0
         self.dropped: Counter[str] = Counter()  # messages not sent, by reason
         self._retained: dict[str, tuple[str | bytes, int]] = {}  # topic -> newest (payload, qos)
@@ -62,7 +78,7 @@ class MqttLink:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._extra: dict[str, Callable[[bytes], None]] = {}  # other topics the hub listens to
+        self._subscriptions: list[tuple[str, int, Handler]] = []  # (topic filter, QoS, handler)
         self._goodbye: asyncio.Event | None = None  # set when our own "offline" comes back (close())
 
     @property
@@ -71,26 +87,36 @@ class MqttLink:
 
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "broker": self.describe(), "messages_in": self.messages_in,
-                "published": self.published, "pending": self.pending, "dropped": dict(self.dropped)}
+                "published": self.published, "pending": self.pending, "dropped": dict(self.dropped),
+                "ignored": self.ignored}
 
-    def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
-        """Also subscribe to ``topic`` (exact, no wildcards) from the next connection on."""
-        self._extra[topic] = handler
+    def counters(self) -> Iterable[Family]:
+        yield Family("camhub_mqtt_connected", "1 while the hub's MQTT link is up", "",
+                     {"": 1.0 if self.connected else 0.0}, kind="gauge")
+        yield Family("camhub_mqtt_messages_dropped", "MQTT messages the hub did not publish", "reason",
+                     dict(self.dropped))
+        yield Family("camhub_mqtt_messages_ignored", "MQTT messages received that no subscription wanted", "reason",
+                     {"unsubscribed_topic": self.ignored})
+
+    def subscribe(self, topic_filter: str, qos: int, handler: Handler) -> None:
+        """Receive ``topic_filter`` (MQTT wildcards allowed) from the next connection on: ``handler(topic,
+        payload)`` for each message, in order (an async handler is awaited before the next message)."""
+        self._subscriptions.append((topic_filter, qos, handler))
 
     @property
     def availability_topic(self) -> str:
-        return f"{self.prefix}/hub/availability"
+        return self.topics.hub_availability
 
     def describe(self) -> str:
-        kind = "embedded" if self.config.embedded_broker else "external"
+        kind = "embedded" if self.settings.embedded else "external"
         return f"{kind} {self.host}:{self.port}"
 
     async def run(self) -> None:
         delay = 0.5
         while True:
             client = aiomqtt.Client(
-                self.host, self.port, username=self.config.mqtt_user or None,
-                password=self.config.mqtt_password or None,
+                self.host, self.port, username=self.settings.user or None,
+                password=self.settings.password or None,
                 identifier=f"camhub-hub-{uuid.uuid4().hex[:8]}", keepalive=KEEPALIVE_S,
                 timeout=PUBLISH_TIMEOUT_S,
                 will=aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True),
@@ -105,13 +131,10 @@ class MqttLink:
                     delay = 0.5
                     log.info("MQTT connected to %s", self.describe())
                     await client.publish(self.availability_topic, b"online", qos=1, retain=True)
-                    await client.subscribe(f"{self.prefix}/nodes/+/announce", qos=1)
-                    await client.subscribe(f"{self.prefix}/nodes/+/availability", qos=1)
-                    await client.subscribe(f"{self.prefix}/nodes/+/stats", qos=0)
+                    for topic_filter, qos, _handler in self._subscriptions:
+                        await client.subscribe(topic_filter, qos=qos)
                     await client.subscribe(self.availability_topic, qos=1)  # close() waits for its echo
-                    for topic in self._extra:
-                        await client.subscribe(topic, qos=1)
-                    self._on_connect()
+                    self.up.emit()
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._receive(client))
                         group.create_task(self._send(client))
@@ -159,28 +182,26 @@ class MqttLink:
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         self.messages_in += 1
-        parts = message.topic.value.split("/")
-        payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
-        if message.topic.value == self.availability_topic:
+        topic = message.topic.value
+        payload = bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b""
+        if topic == self.availability_topic:
             if self._goodbye is not None and payload == b"offline":
                 self._goodbye.set()
             return
-        extra = self._extra.get(message.topic.value)
-        if extra is not None:
+        # Size limits are the handler's: an oversized announce is a counted rejection, not silence.
+        wanted = False
+        for topic_filter, _qos, handler in self._subscriptions:
+            if not message.topic.matches(topic_filter):
+                continue
+            wanted = True
             try:
-                extra(bytes(payload[:64]))  # a status word; anything longer is not one
-            except Exception:
-                log.exception("error handling %s", message.topic.value)
-            return
-        # <prefix>/nodes/<id>/<kind>; the prefix itself may contain slashes. Size limits are the
-        # handler's: an oversized announce is a counted rejection, not silence.
-        if len(parts) < 3 or parts[-3] != "nodes":
-            self.ignored_messages += 1
-            return
-        try:
-            await self._on_node_message(parts[-2], parts[-1], bytes(payload))
-        except Exception:  # one bad message must never take the link down
-            log.exception("error handling %s", message.topic.value)
+                done = handler(topic, payload)
+                if done is not None:
+                    await done
+            except Exception:  # one bad message must never take the link down
+                log.exception("error handling %s", topic)
+        if not wanted:
+            self.ignored += 1
 
     def publish(self, topic: str, payload: dict[str, Any] | list[Any] | str | bytes, retain: bool = False,
                 qos: int | None = None) -> None:
@@ -212,22 +233,6 @@ class MqttLink:
         if self._client is not None and not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
-
-    def publish_state(self, camera_id: str, payload: dict[str, Any]) -> None:
-        self.publish(f"{self.prefix}/hub/cameras/{camera_id}/state", payload, retain=True)
-
-    def publish_set(self, camera_id: str, payload: dict[str, Any]) -> None:
-        """A change for a node's settings, on the topic the node listens to."""
-        self.publish(f"{self.prefix}/nodes/{camera_id}/set", payload, qos=1)
-
-    def publish_event(self, camera_id: str, payload: dict[str, Any]) -> None:
-        self.publish(f"{self.prefix}/hub/cameras/{camera_id}/events", payload)
-
-    def publish_motion(self, camera_id: str, active: bool) -> None:
-        self.publish(f"{self.prefix}/hub/cameras/{camera_id}/motion", "ON" if active else "OFF", retain=True)
-
-    def publish_recordings(self, status: dict[str, Any]) -> None:
-        self.publish(f"{self.prefix}/hub/recordings", status, retain=True)
 
     async def close(self, timeout: float = 3.0) -> None:
         """Say ``offline`` (retained) before a clean shutdown; wait (at most ``timeout``) until it is passed on.

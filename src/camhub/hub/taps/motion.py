@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,10 @@ import numpy as np
 from PIL import Image
 
 from camhub.hub.core.broker import Frame
+from camhub.hub.util.counters import Family
+from camhub.hub.util.files import atomic_write
 from camhub.hub.util.ratelimit import LogLimiter
+from camhub.hub.util.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def small_gray(jpeg: bytes) -> np.ndarray:
         width, height = image.size
         image.draft("L", (max(1, width // 8), max(1, height // 8)))
         if image.mode != "L":  # not a JPEG that drafts to grayscale (e.g. CMYK): convert
-            image = image.convert("L")
+            return np.asarray(image.convert("L"), dtype=np.float32)
         return np.asarray(image, dtype=np.float32)
 
 
@@ -158,21 +161,42 @@ class CameraMotion:
         return None
 
 
-MotionListener = Callable[[str, dict[str, Any]], None]  # (camera id, event payload)
-
-
 class Motion:
-    """Every camera's motion detection; frames come in through ``tap(camera_id)``."""
+    """Every camera's motion detection; frames come in through ``tap(camera_id)``, events go out on
+    ``events`` (camera id, ``{"event": "motion", "phase": "start"|"end", "start", "end"?, "peak"}``)."""
 
-    def __init__(self, settings: MotionSettings, enabled: bool, executor: Executor, on_event: MotionListener,
-                 warnings: LogLimiter, log_dir: Path | None = None) -> None:
+    def __init__(self, settings: MotionSettings, enabled: bool, executor: Executor,
+                 log_dir: Path | None = None) -> None:
         self.settings = settings
-        self._warnings = warnings
+        self._warnings = LogLimiter(log)
         self.default_enabled = enabled
         self._executor = executor
-        self._on_event = on_event
+        self.emitted: Signal[[str, dict[str, Any]]] = Signal()
         self._log_dir = log_dir  # motion events, one JSON line each, per camera (the day's timeline)
         self.cameras: dict[str, CameraMotion] = {}
+
+    def counters(self) -> Iterable[Family]:
+        cameras = self.cameras
+        yield Family("camhub_motion_frames_analysed", "Frames analysed for motion", "camera",
+                     {c: m.analysed for c, m in cameras.items()})
+        yield Family("camhub_motion_frames_skipped", "Frames not analysed: the camera's previous one still was",
+                     "camera", {c: m.skipped for c, m in cameras.items()})
+        yield Family("camhub_motion_frames_undecodable", "Frames motion detection could not decode", "camera",
+                     {c: m.errors for c, m in cameras.items()})
+        yield Family("camhub_motion_events", "Motion events started", "camera",
+                     {c: m.starts for c, m in cameras.items()})
+
+    def apply_options(self, camera_id: str, options: dict[str, str]) -> None:
+        """A camera's hub options changed (``core.options``): motion detection on or off."""
+        self.set_enabled(camera_id, options["motion"] == "on")
+
+    def detail(self, camera_id: str) -> dict[str, Any]:
+        """What a camera's detail in the API adds: its newest motion events."""
+        return {"motion_events": self.events(camera_id)[:50]}
+
+    def summary(self, camera_id: str) -> dict[str, Any]:
+        """What a camera's summary in the API shows of its motion detection."""
+        return {"motion": self.camera(camera_id).status()}
 
     def camera(self, camera_id: str) -> CameraMotion:
         state = self.cameras.get(camera_id)
@@ -243,7 +267,7 @@ class Motion:
             self._save_event(state.camera_id, record)
             state.started = None
         log.info("motion on %s: %s (peak %.1f%%)", state.camera_id, change, state.peak)
-        self._on_event(state.camera_id, event)
+        self.emitted.emit(state.camera_id, event)
 
     def events(self, camera_id: str, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
         """Motion events, newest first; the open one (no ``end``) included."""
@@ -289,9 +313,6 @@ def _append_line(path: Path, line: str, keep: int) -> None:
             out.write(line + "\n")
             lines = out.tell() // 60  # cheap estimate; trimming is rare and exactness is not needed
         if lines > 4 * keep:
-            kept = path.read_text().splitlines()[-keep:]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("\n".join(kept) + "\n")
-            tmp.replace(path)
+            atomic_write(path, "\n".join(path.read_text().splitlines()[-keep:]) + "\n")
     except OSError as exc:
         log.warning("cannot write motion events to %s: %s", path, exc)

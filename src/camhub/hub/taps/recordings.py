@@ -23,30 +23,38 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import queue
 import re
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 
 from camhub.hub.core.broker import Frame
 from camhub.hub.taps import segments
-from camhub.hub.taps.motion import CameraMotion
+from camhub.hub.util.counters import Family
+from camhub.hub.util.files import atomic_write
 from camhub.hub.util.ratelimit import LogLimiter
+from camhub.hub.util.signals import Signal
 
 log = logging.getLogger(__name__)
 
 GB = 1_000_000_000
 RECORDING_ID = re.compile(r"^\d{10,16}-(motion|always|timelapse)$")
 TIMELAPSE_FRAME_MS = 100  # a time-lapse plays at 10 frames per second
+
+
+class MotionState(Protocol):
+    """What a recorder reads of its camera's motion detection (``taps.motion.CameraMotion``)."""
+
+    active: bool
+    peak: float
 
 
 @dataclass(frozen=True)
@@ -219,17 +227,7 @@ class Store:
         self._on_change()
 
     def _write_sidecar(self, video: Path, sidecar: dict[str, Any]) -> None:
-        tmp = video.with_suffix(".json.tmp")
-        with open(tmp, "w") as out:
-            json.dump(sidecar, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, video.with_suffix(".json"))
-        fd = os.open(video.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write(video.with_suffix(".json"), json.dumps(sidecar))
 
     def _rebuild(self) -> None:
         """The index from disk; a segment that was open when the hub died is probed and indexed."""
@@ -333,7 +331,7 @@ class Store:
 class CameraRecorder:
     """One camera's recording decisions (event loop): pre-roll ring, motion, post-roll, time-lapse."""
 
-    def __init__(self, camera_id: str, store: Store, mode: str, motion: CameraMotion) -> None:
+    def __init__(self, camera_id: str, store: Store, mode: str, motion: MotionState) -> None:
         self.camera_id = camera_id
         self.store = store
         self.settings = store.settings
@@ -444,16 +442,37 @@ class CameraRecorder:
 class Recordings:
     """Every camera's recorder, the store, and the status the API and MQTT show."""
 
-    def __init__(self, settings: RecordSettings, on_status: Callable[[], None]) -> None:
+    def __init__(self, settings: RecordSettings) -> None:
         self.settings = settings
         self._loop = asyncio.get_running_loop()
-        self._on_status = on_status
+        self.status_changed: Signal[[dict[str, Any]]] = Signal()  # the store's status (on the event loop)
         self.store = Store(settings, self._changed_in_thread)
         self.cameras: dict[str, CameraRecorder] = {}
 
     def _changed_in_thread(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            self._loop.call_soon_threadsafe(self._on_status)
+            self._loop.call_soon_threadsafe(self._status_changed)
+
+    def _status_changed(self) -> None:
+        self.status_changed.emit(self.store.status())
+
+    def counters(self) -> Iterable[Family]:
+        yield Family("camhub_recording_frames_dropped", "Frames not recorded: the disk writer was too far behind",
+                     "camera", {c: r.dropped for c, r in self.cameras.items()})
+        yield Family("camhub_recordings_deleted", "Recordings deleted", "reason", {"retention": self.store.deleted})
+        yield Family("camhub_recording_errors", "Recording writes that failed", "kind", {"write": self.store.errors})
+
+    def apply_options(self, camera_id: str, options: dict[str, str]) -> None:
+        """A camera's hub options changed (``core.options``): its recording mode."""
+        self.set_mode(camera_id, options["record"])
+
+    def health(self) -> dict[str, Any]:
+        """What ``/api/hub`` shows of the recordings."""
+        return {"recordings": self.store.status()}
+
+    def summary(self, camera_id: str) -> dict[str, Any]:
+        """What a camera's summary in the API shows of its recordings."""
+        return {"recording": self.recorder_for(camera_id).status()}
 
     def start(self) -> None:
         self.store.start()
@@ -463,7 +482,7 @@ class Recordings:
             recorder.close_all()
         await asyncio.to_thread(self.store.stop)
 
-    def recorder(self, camera_id: str, mode: str, motion: CameraMotion) -> CameraRecorder:
+    def recorder(self, camera_id: str, mode: str, motion: MotionState) -> CameraRecorder:
         recorder = self.cameras.get(camera_id)
         if recorder is None:
             recorder = self.cameras[camera_id] = CameraRecorder(camera_id, self.store, mode, motion)

@@ -1,0 +1,198 @@
+"""One pull per camera: when it runs (the pull policy), its upstream, and the frames it brings in.
+
+``PullPolicy`` decides whether a camera is pulled now and from where: ``AlwaysPull``
+(``CAMHUB_PULL = "always"``: every available camera, so its snapshot stays fresh) and ``OnDemandPull``
+(``"on_demand"``: while someone watches, and ``keep_warm_s`` after; battery nodes). A cluster role
+brings its own policy (an origin pulls the cameras it owns, an edge pulls from their owner).
+
+A frame is published to the camera's feed with its capture time: the node's clock is trusted only
+when it is plausible (a board without NTP starts in 2000). Frames beyond 3x the announced rate are
+dropped by the upstream (a loop, a runaway camera).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from camhub.hub.core.broker import Feed, Viewer
+from camhub.hub.core.camera import CONNECTING, OFFLINE, Camera
+from camhub.hub.core.registry import Cameras
+from camhub.hub.ingest.sources import AllowedSources, HubAddresses
+from camhub.hub.ingest.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+INGEST_FPS_FACTOR = 3.0  # frames beyond 3x the announced rate are dropped (a loop, a runaway camera)
+MIN_INGEST_FPS = 5.0
+PLAUSIBLE_CLOCK_S = 3600.0  # a capture time further than this from ours is not believed
+
+
+@dataclass(frozen=True)
+class PullSettings:
+    allowed: AllowedSources
+    max_frame_bytes: int = 2 * 1024 * 1024
+    stall_s: float = 5.0
+    max_ingest_fps: float = 60.0  # for cameras that announce no fps (plain MJPEG sources)
+    keep_warm_s: float = 30.0  # a pull nobody watches any more runs this long (policies that follow viewers)
+
+
+class PullPolicy(Protocol):
+    """Which cameras this hub pulls, and from where."""
+
+    def wants(self, camera: Camera, watched: bool) -> bool:
+        """Whether ``camera`` (available, with a source) should be pulled now; ``watched``: it has
+        viewers, or a snapshot asked for it within the keep-warm time."""
+        ...
+
+    def url(self, camera: Camera) -> str | None:
+        """Where to pull ``camera`` from (None: nowhere)."""
+        ...
+
+
+class AlwaysPull:
+    def wants(self, camera: Camera, watched: bool) -> bool:
+        return True
+
+    def url(self, camera: Camera) -> str | None:
+        return camera.stream_url
+
+
+class OnDemandPull:
+    def wants(self, camera: Camera, watched: bool) -> bool:
+        return watched
+
+    def url(self, camera: Camera) -> str | None:
+        return camera.stream_url
+
+
+class Pulls:
+    """Starts, restarts and stops each camera's single upstream pull, as the policy wants."""
+
+    def __init__(self, cameras: Cameras, settings: PullSettings, policy: PullPolicy, hub: HubAddresses,
+                 user_agent: str) -> None:
+        self.cameras = cameras
+        self.settings = settings
+        self.policy = policy
+        self._hub = hub  # upstreams never pull the hub itself
+        self._user_agent = user_agent
+        self._upstreams: dict[str, Upstream] = {}
+        self._idle: dict[str, asyncio.TimerHandle] = {}  # camera id -> when its unwatched pull stops
+
+    # ---- what the sources say --------------------------------------------------------------
+    def add_static(self, camera_id: str, url: str) -> Camera:
+        """A ``CAMHUB_SOURCES`` camera: always available, pulled as the policy wants."""
+        camera = self.cameras.add(camera_id, camera_id, "static", url)
+        camera.available = True
+        self.start_if_wanted(camera)
+        return camera
+
+    def announced(self, camera: Camera, moved: bool) -> None:
+        """The camera (re-)announced: a new ingest cap, and a new pull if its stream moved."""
+        upstream = self._upstreams.get(camera.id)
+        if upstream is not None:
+            upstream.max_fps = self._ingest_cap(camera)  # e.g. the node's fps was changed
+        if moved or not camera.pulling:
+            asyncio.get_running_loop().create_task(self.restart(camera))
+
+    def went_offline(self, camera: Camera) -> None:
+        asyncio.get_running_loop().create_task(self.stop(camera))
+        self.set_state(camera, OFFLINE)
+
+    # ---- viewers drive policies that follow them ---------------------------------------------
+    def viewers_changed(self, camera: Camera) -> None:
+        if camera.feed.viewers:
+            timer = self._idle.pop(camera.id, None)
+            if timer is not None:
+                timer.cancel()
+            self.start_if_wanted(camera, watched=True)
+        elif camera.pulling and camera.id not in self._idle and not self.policy.wants(camera, False):
+            self._idle[camera.id] = asyncio.get_running_loop().call_later(
+                self.settings.keep_warm_s, self._unwatched, camera)
+
+    def viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:
+        """The broker's viewers signal: a camera's audience changed."""
+        camera = self.cameras.get(feed.camera_id)
+        if camera is not None:
+            self.viewers_changed(camera)
+
+    def warm(self, camera: Camera) -> None:
+        """A snapshot was asked for: make sure a pull runs for at least the keep-warm time."""
+        if camera.pulling or not camera.available or self.policy.wants(camera, False):
+            return
+        self.start_if_wanted(camera, watched=True)
+        self.viewers_changed(camera)
+
+    def _unwatched(self, camera: Camera) -> None:
+        self._idle.pop(camera.id, None)
+        if not camera.feed.viewers and not self.policy.wants(camera, False):
+            log.info("camera %s: no viewers for %.0f s, pausing its pull", camera.id, self.settings.keep_warm_s)
+            asyncio.get_running_loop().create_task(self.stop(camera))
+
+    # ---- pulls -----------------------------------------------------------------------------
+    def start_if_wanted(self, camera: Camera, watched: bool | None = None) -> None:
+        if watched is None:
+            watched = bool(camera.feed.viewers)
+        url = self.policy.url(camera)
+        if url and camera.available and not camera.pulling and self.policy.wants(camera, watched):
+            self._start(camera, url)
+
+    def _start(self, camera: Camera, url: str) -> None:
+        upstream = Upstream(
+            camera.id, url,
+            on_frame=functools.partial(self._frame, camera),
+            on_state=functools.partial(self.set_state, camera),
+            max_frame_bytes=self.settings.max_frame_bytes,
+            stall_s=self.settings.stall_s,
+            allowed=self.settings.allowed,
+            max_fps=self._ingest_cap(camera),
+            hub=self._hub,
+            user_agent=self._user_agent,
+        )
+        self._upstreams[camera.id] = upstream
+        camera.pull = upstream
+        self.set_state(camera, CONNECTING)
+        upstream.start()
+
+    def _ingest_cap(self, camera: Camera) -> float:
+        """Frames/s the hub takes from this camera: a multiple of what it announced, else the setting."""
+        fps = (camera.announce or {}).get("fps")
+        if fps:
+            return max(INGEST_FPS_FACTOR * float(fps), MIN_INGEST_FPS)
+        return self.settings.max_ingest_fps
+
+    async def stop(self, camera: Camera) -> None:
+        upstream = self._upstreams.pop(camera.id, None)
+        camera.pull = None
+        timer = self._idle.pop(camera.id, None)
+        if timer is not None:
+            timer.cancel()
+        if upstream is not None:
+            with contextlib.suppress(Exception):
+                await upstream.stop()
+
+    async def restart(self, camera: Camera) -> None:
+        await self.stop(camera)
+        self.start_if_wanted(camera)
+
+    async def stop_all(self) -> None:
+        for camera in self.cameras:
+            await self.stop(camera)
+
+    def _frame(self, camera: Camera, jpeg: bytes, seq: int | None, timestamp: float | None) -> None:
+        now = time.time()
+        capture = timestamp if timestamp is not None and abs(now - timestamp) < PLAUSIBLE_CLOCK_S else now
+        camera.feed.publish(jpeg, capture)
+        camera.last_seen = now
+        camera.frame_arrived.set()
+        camera.frame_arrived.clear()
+
+    def set_state(self, camera: Camera, state: str) -> None:
+        if camera.pull is None and state != OFFLINE and not camera.available:
+            state = OFFLINE
+        self.cameras.set_state(camera, state)

@@ -1,0 +1,87 @@
+"""The hub's status on MQTT, always (Home Assistant or not): camera states, viewer and motion events,
+the hub's summary, recordings.
+
+| topic | retained | when |
+|---|---|---|
+| ``<prefix>/hub/cameras/<id>/state`` | yes | on every change, every ``interval_s``, on (re)connect |
+| ``<prefix>/hub/cameras/<id>/events`` | no | a viewer connects or disconnects; motion starts or ends |
+| ``<prefix>/hub/cameras/<id>/motion`` | yes | ``ON``/``OFF`` |
+| ``<prefix>/hub/state`` | yes | ``{"cameras_total","cameras_online","viewers"}`` when it changes, on (re)connect |
+| ``<prefix>/hub/recordings`` | yes | the recordings' status when it changes, on (re)connect |
+
+Topics come from ``mqtt.topics``; the link's queue keeps only the newest retained payload per topic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from camhub.hub.core.broker import Feed, Viewer
+from camhub.hub.core.camera import Camera
+from camhub.hub.core.registry import Cameras
+from camhub.hub.mqtt.link import MqttLink
+from camhub.hub.mqtt.topics import Topics
+from camhub.hub.taps.motion import Motion
+from camhub.hub.taps.recordings import Recordings
+
+
+class StatusPublisher:
+    def __init__(self, link: MqttLink, topics: Topics, cameras: Cameras, motion: Motion,
+                 recordings: Recordings) -> None:
+        self.link = link
+        self.topics = topics
+        self.cameras = cameras
+        self.motion = motion
+        self.recordings = recordings
+        self._hub_state_sent: str | None = None
+
+    # ---- cameras ---------------------------------------------------------------------------
+    def camera_changed(self, camera: Camera) -> None:
+        self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()), retain=True)
+        self.hub_state()
+
+    def camera_removed(self, camera_id: str) -> None:
+        self.hub_state()
+
+    def states(self) -> None:
+        """Every camera's state (the periodic refresh: ages and rates move without a change)."""
+        now = time.monotonic()
+        for camera in self.cameras:
+            self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(now), retain=True)
+
+    def viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:
+        info = viewer.info()
+        event: dict[str, Any] = {"event": kind, "client": viewer.id, "peer": viewer.peer,
+                                 "frames_sent": info["frames_sent"], "frames_dropped": info["frames_dropped"],
+                                 "bytes_sent": info["bytes_sent"], "user_agent": viewer.user_agent}
+        if kind == "disconnect":
+            event["reason"] = viewer.reason
+        self.link.publish(self.topics.camera_events(feed.camera_id), event)
+
+    def motion_event(self, camera_id: str, event: dict[str, Any]) -> None:
+        self.link.publish(self.topics.camera_motion(camera_id), "ON" if event["phase"] == "start" else "OFF",
+                          retain=True)
+        self.link.publish(self.topics.camera_events(camera_id), event)
+
+    # ---- the hub ---------------------------------------------------------------------------
+    def hub_state(self, force: bool = False) -> None:
+        state = {"cameras_total": len(self.cameras), "cameras_online": self.cameras.online(),
+                 "viewers": self.cameras.broker.viewer_count}
+        data = json.dumps(state, separators=(",", ":"))
+        if force or data != self._hub_state_sent:
+            self._hub_state_sent = data
+            self.link.publish(self.topics.hub_state, data, retain=True)
+
+    def recordings_changed(self, status: dict[str, Any]) -> None:
+        self.link.publish(self.topics.recordings, status, retain=True)
+
+    def republish(self) -> None:
+        """Everything retained, whatever was sent before (the link is up again)."""
+        self.states()
+        for camera in self.cameras:
+            self.link.publish(self.topics.camera_motion(camera.id),
+                              "ON" if self.motion.camera(camera.id).active else "OFF", retain=True)
+        self.hub_state(force=True)
+        self.recordings_changed(self.recordings.store.status())

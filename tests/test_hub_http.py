@@ -1,0 +1,332 @@
+"""The hub's HTTP side in this process, against stand-in services: the API's refusals and limits.
+
+The HTTP server is built exactly as the hub builds it (``HttpServer``), but from parts made here: the
+real camera registry, frame broker, options, motion and recordings (in process, no threads started)
+and, for the MQTT link, a stand-in that records what would be published (the link's own behaviour is
+tested against mosquitto in test_hub_mqtt_link.py). Requests go over real sockets (aiohttp's test
+server on 127.0.0.1). Being in process, these tests reach the HTTP code under `make mutate` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from camhub.hub.core.broker import Broker, FanoutSettings
+from camhub.hub.core.camera import Camera
+from camhub.hub.core.events import Changes
+from camhub.hub.core.identity import HubIdentity
+from camhub.hub.core.options import CameraOptions
+from camhub.hub.core.registry import Cameras
+from camhub.hub.http.server import HttpServer, HttpSettings
+from camhub.hub.http.services import HttpServices
+from camhub.hub.http.streams import ViewerLimits
+from camhub.hub.ingest.control import NodeControl
+from camhub.hub.mqtt.link import LinkSettings, MqttLink
+from camhub.hub.mqtt.topics import Topics
+from camhub.hub.taps.motion import Motion, MotionSettings
+from camhub.hub.taps.recordings import Recordings, RecordSettings
+from tests.support import scenes
+
+MOTION_POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion")  # one for every test of this module
+NODE_ANNOUNCE = {"id": "porch", "name": "Porch", "stream_url": "http://127.0.0.1:9/stream", "fps": 10,
+                 "jpeg_quality": 12, "frame_size": "VGA"}
+
+
+@dataclass
+class StandInLink:
+    """What NodeControl uses of the MQTT link: whether it is up, and publish (recorded here)."""
+
+    connected: bool = True
+    published: list[tuple[str, Any, int | None]] = field(default_factory=list)
+
+    def publish(self, topic: str, payload: Any, retain: bool = False, qos: int | None = None) -> None:
+        self.published.append((topic, payload, qos))
+
+
+@dataclass
+class World:
+    client: TestClient
+    server: HttpServer
+    services: HttpServices
+    link: StandInLink
+
+    async def json(self, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+        async with self.client.get(path, **kwargs) as response:
+            text = await response.text()
+            body = json.loads(text) if response.content_type == "application/json" else text
+            return response.status, body, dict(response.headers)
+
+    async def post(self, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
+        kwargs.setdefault("json", body)
+        async with self.client.post(path, **kwargs) as response:
+            return response.status, json.loads(await response.text() or "null")
+
+    async def metric(self, name: str, labels: str, headers: dict[str, str] | None = None) -> float | None:
+        async with self.client.get("/metrics", headers=headers) as response:
+            text = await response.text()
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{labels}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+
+async def make_world(tmp_path: Path, **settings: Any) -> World:
+    broker = Broker(FanoutSettings())
+    cameras = Cameras(broker, max_cameras=8)
+    link = StandInLink()
+    options = CameraOptions(tmp_path, {"motion": "on", "record": "off"})
+    motion = Motion(MotionSettings(), True, MOTION_POOL)
+    recordings = Recordings(RecordSettings(root=tmp_path / "rec", preroll_s=0, postroll_s=0, segment_s=60,
+                                           keep_days=1, max_gb=1, min_free_gb=0, timelapse_s=0))
+    broker.feed_made.connect(lambda feed: recordings.recorder(feed.camera_id, "off", motion.camera(feed.camera_id)))
+    options.changed.connect(motion.apply_options)
+    control = NodeControl(link, Topics())  # type: ignore[arg-type]  (the stand-in link)
+    services = HttpServices(identity=HubIdentity("9.9.9"), cameras=cameras, warm=lambda camera: None,
+                            options=options, control=control, motion=motion, recordings=recordings,
+                            changes=Changes(), counted=[broker, control],
+                            summary_extras=[lambda c: motion.summary(c.id)])
+    server = HttpServer(HttpSettings(**settings), services)
+    client = TestClient(TestServer(server.app, host="127.0.0.1"))
+    await client.start_server()
+    return World(client, server, services, link)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    made = await make_world(tmp_path, limits=ViewerLimits(max_viewers=10, max_viewers_per_camera=10))
+    node = made.services.cameras.add("porch", "Porch", "mqtt", NODE_ANNOUNCE["stream_url"], dict(NODE_ANNOUNCE))
+    node.available = True
+    made.services.cameras.add("door", "door", "static", "http://127.0.0.1:9/door").available = True
+    yield made
+    await made.client.close()
+
+
+def camera(world: World, camera_id: str) -> Camera:
+    found = world.services.cameras.get(camera_id)
+    assert found is not None
+    return found
+
+
+# ---- unknown cameras and bad paths ---------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/api/cameras/nope", "/api/cameras/BAD", "/api/cameras/_porch",
+                                  "/cameras/nope/stream", "/cameras/nope/snapshot.jpg",
+                                  "/api/cameras/nope/recordings", "/api/cameras/nope/motion"])
+async def test_an_unknown_or_illegal_camera_id_is_a_json_404(world: World, path: str) -> None:
+    status, body, headers = await world.json(path)
+    assert status == 404 and body["error"] == "unknown camera"
+    assert headers["Content-Type"].startswith("application/json")
+
+
+async def test_a_known_camera_lists_with_what_the_parts_add(world: World) -> None:
+    status, body, _ = await world.json("/api/cameras")
+    assert status == 200 and [c["id"] for c in body] == ["door", "porch"]
+    assert body[1]["motion"]["enabled"] is True and body[1]["name"] == "Porch"
+
+
+# ---- streams and snapshots -----------------------------------------------------------------------
+@pytest.mark.parametrize(("query", "message"), [("fps=abc", "fps must be a number"),
+                                                ("fps=0", "fps must be in (0, 120]"),
+                                                ("fps=121", "fps must be in (0, 120]")])
+async def test_a_bad_fps_is_a_400_naming_it(world: World, query: str, message: str) -> None:
+    status, body, _ = await world.json(f"/cameras/porch/stream?{query}")
+    assert status == 400 and body == {"error": message}
+
+
+async def test_viewers_over_a_limit_get_503_with_retry_after_and_are_counted(tmp_path: Path) -> None:
+    for limits, reason in ((ViewerLimits(0, 10), "hub_limit"), (ViewerLimits(10, 0), "camera_limit")):
+        made = await make_world(tmp_path / reason, limits=limits)
+        try:
+            made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+            status, body, headers = await made.json("/cameras/porch/stream")
+            assert status == 503 and headers["Retry-After"] == "5" and body["error"] == f"too many viewers ({reason})"
+            assert await made.metric("camhub_viewers_refused_total", f'reason="{reason}"') == 1
+        finally:
+            await made.client.close()
+
+
+async def test_the_hubs_own_pull_is_refused_as_a_loop(world: World) -> None:
+    own = {"User-Agent": world.services.identity.user_agent}
+    for path in ("/cameras/porch/stream", "/cameras/porch/snapshot.jpg"):
+        status, body, _ = await world.json(path, headers=own)
+        assert status == 508 and "leads back to the hub" in body["error"]
+    assert await world.metric("camhub_viewers_refused_total", 'reason="self_loop"') == 2
+
+
+async def test_a_snapshot_before_any_frame_is_503_and_then_the_latest_frame(world: World) -> None:
+    status, body, headers = await world.json("/cameras/porch/snapshot.jpg")
+    assert status == 503 and headers["Retry-After"] == "5" and body["id"] == "porch"
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    camera(world, "porch").feed.publish(jpeg, time.time())
+    async with world.client.get("/cameras/porch/snapshot.jpg") as response:
+        assert response.status == 200 and await response.read() == jpeg and response.headers["X-Frame-Seq"] == "1"
+
+
+async def test_a_viewer_gets_the_frames_as_mjpeg(world: World) -> None:
+    feed = camera(world, "porch").feed
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    async with world.client.get("/cameras/porch/stream") as response:
+        assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        for _ in range(100):
+            if feed.viewers:
+                break
+            await asyncio.sleep(0.01)
+        feed.publish(jpeg, time.time())
+        body = b""
+        while jpeg not in body:
+            body += await asyncio.wait_for(response.content.read(65536), 5)
+    assert b"X-Frame-Seq: 1" in body
+
+
+# ---- settings changes ----------------------------------------------------------------------------
+async def test_a_settings_change_goes_to_the_node_as_its_set(world: World) -> None:
+    status, body = await world.post("/api/cameras/porch/settings", {"fps": 5, "frame_size": "qvga"})
+    assert status == 202 and body == {"id": "porch", "requested": {"fps": 5, "frame_size": "QVGA"},
+                                      "current": {"fps": 10, "jpeg_quality": 12, "frame_size": "VGA"}}
+    assert world.link.published == [("camhub/nodes/porch/set", {"fps": 5, "frame_size": "QVGA"}, 1)]
+
+
+async def test_settings_changes_that_cannot_work_are_refused_and_counted(world: World) -> None:
+    cases = [
+        ("/api/cameras/porch/settings", {"fps": 0}, {}, 400, "bad_value"),
+        ("/api/cameras/porch/settings", {"colour": 1}, {}, 400, "bad_value"),
+        ("/api/cameras/door/settings", {"fps": 5}, {}, 409, "no_node"),
+        ("/api/cameras/porch/settings", {"fps": 5}, {"headers": {"Origin": "http://evil.example"}}, 403,
+         "cross_origin"),
+        ("/api/cameras/porch/settings", None, {"data": "fps=5", "headers": {"Content-Type": "text/plain"}}, 415,
+         "not_json"),
+    ]
+    for path, body, extra, status, reason in cases:
+        got, answer = await world.post(path, body, **extra)
+        assert got == status, (reason, answer)
+        assert await world.metric("camhub_settings_refused_total", f'reason="{reason}"') >= 1, reason
+    camera(world, "porch").available = False
+    assert (await world.post("/api/cameras/porch/settings", {"fps": 5}))[0] == 409  # node_offline
+    camera(world, "porch").available = True
+    world.link.connected = False
+    status, answer = await world.post("/api/cameras/porch/settings", {"fps": 5})
+    assert status == 503 and answer["reason"] == "mqtt_down"
+    assert world.link.published == []  # nothing refused ever reached the node
+    _, hub, _ = await world.json("/api/hub")
+    assert hub["counters"]["camhub_settings_refused"] == {"bad_value": 2, "no_node": 1, "cross_origin": 1,
+                                                          "not_json": 1, "node_offline": 1, "mqtt_down": 1}
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(world: World) -> None:
+    status, body = await world.post("/api/cameras/porch/options", {"motion": "x" * 70_000})
+    assert status == 413 and "error" in body
+
+
+# ---- options, motion, recordings -----------------------------------------------------------------
+async def test_options_are_checked_and_reach_motion_detection(world: World) -> None:
+    assert (await world.post("/api/cameras/porch/options", {"motion": "maybe"}))[0] == 400
+    assert (await world.post("/api/cameras/porch/options", {"colour": "on"}))[0] == 400
+    assert (await world.post("/api/cameras/porch/options", ["motion"]))[0] == 400
+    status, body = await world.post("/api/cameras/porch/options", {"motion": "off"})
+    assert status == 200 and body == {"motion": "off", "record": "off"}
+    assert world.services.motion.camera("porch").enabled is False
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/api/cameras/porch/motion?since=yesterday", "since must be Unix seconds"),
+    ("/api/cameras/porch/recordings?until=soon", "until must be Unix seconds"),
+])
+async def test_a_bad_time_range_is_a_400(world: World, path: str, message: str) -> None:
+    status, body, _ = await world.json(path)
+    assert status == 400 and body == {"error": message}
+
+
+async def test_an_unknown_recording_is_a_404(world: World) -> None:
+    for path in ("/cameras/porch/recordings/1764000000000-motion/stream",
+                 "/cameras/porch/recordings/../video.mkv", "/cameras/porch/recordings/x/video.mkv"):
+        status, body, _ = await world.json(path)
+        assert status == 404, path
+    assert (await world.json("/api/cameras/porch/recordings"))[1] == []
+
+
+# ---- the guard: Host names, credentials ----------------------------------------------------------
+async def test_a_foreign_host_name_is_refused_and_counted(world: World) -> None:
+    status, body, _ = await world.json("/api/cameras", headers={"Host": "evil.example"})
+    assert status == 421 and "CAMHUB_ALLOWED_HOSTS" in body["error"]
+    async with world.client.get("/healthz", headers={"Host": "evil.example"}) as health:
+        assert health.status == 200  # health checks pass whatever the name
+    _, hub, _ = await world.json("/api/hub")
+    assert hub["hosts_refused"] == 1 and hub["counters"]["camhub_http_requests_refused"]["host"] == 1
+
+
+async def test_with_auth_a_view_token_opens_its_camera_only(tmp_path: Path) -> None:
+    made = await make_world(tmp_path, auth_required=True, password="pw", token_key=b"k" * 32)
+    try:
+        made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+        made.services.cameras.add("yard", "Yard", "static", "http://127.0.0.1:9/").available = True
+        assert (await made.json("/api/cameras"))[0] == 401
+        token = made.server.auth.view_token("porch")
+        assert (await made.json(f"/cameras/porch/snapshot.jpg?token={token}"))[0] == 503  # in: no frame yet
+        assert (await made.json(f"/cameras/yard/snapshot.jpg?token={token}"))[0] == 401
+        assert (await made.json(f"/api/cameras/porch?token={token}"))[0] == 401  # not the API
+        basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+        status, urls, _ = await made.json("/api/cameras/porch/urls", headers=basic)
+        assert status == 200 and urls["stream"].endswith(f"/cameras/porch/stream?token={token}")
+        assert await made.metric("camhub_auth_failures_total", 'reason="bad_token"', basic) == 2
+    finally:
+        await made.client.close()
+
+
+# ---- counters no one could see before ------------------------------------------------------------
+async def test_a_failing_frame_tap_is_counted_by_tap_in_metrics_and_the_hub(world: World) -> None:
+    feed = camera(world, "porch").feed
+    feed.add_tap("broken", lambda frame: 1 / 0)
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    for _ in range(3):
+        feed.publish(jpeg, time.time())
+    assert feed.latest is not None and feed.latest.seq == 3  # the fan-out went on
+    assert await world.metric("camhub_frame_tap_errors_total", 'tap="broken"') == 3
+    assert (await world.json("/api/hub"))[1]["counters"]["camhub_frame_tap_errors"] == {"broken": 3}
+
+
+async def test_a_connection_that_never_sends_a_request_is_closed_and_counted(tmp_path: Path) -> None:
+    made = await make_world(tmp_path)
+    server = HttpServer(replace(made.server.settings, port=_free_port()), made.services)
+    server.deadline.timeout = 0.3
+    await server.start()
+    sweep = asyncio.create_task(server.enforce_request_deadline())
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+        writer.write(b"GET / HT")  # and nothing more
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the hub
+        writer.close()
+        families = {f.name: dict(f.values) for f in server.counters()}
+        assert families["camhub_http_requests_refused"]["request_timeout"] == 1
+    finally:
+        sweep.cancel()
+        await server.stop()
+        await made.client.close()
+
+
+async def test_mqtt_messages_no_subscription_wanted_are_counted() -> None:
+    link = MqttLink(LinkSettings(), Topics())
+    seen: list[str] = []
+    link.subscribe("camhub/nodes/+/announce", 1, lambda topic, payload: seen.append(topic))
+    for topic in ("camhub/nodes/porch/announce", "camhub/other/thing", "camhub/nodes/porch/stats"):
+        await link._dispatch(aiomqtt.Message(topic, b"{}", 1, False, 1, None))
+    assert seen == ["camhub/nodes/porch/announce"] and link.ignored == 2 and link.stats()["ignored"] == 2
+    families = {f.name: dict(f.values) for f in link.counters()}
+    assert families["camhub_mqtt_messages_ignored"] == {"unsubscribed_topic": 2}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,26 @@
+"""The hub's status topics are the hub's, not Home Assistant's: ``camhub/hub/state`` is published with
+discovery off too (README, "What the hub publishes"). Before, only the discovery code published it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.mqtt import Observer
+from tests.support.procs import HubProcess, Mosquitto, SimNode, running
+
+
+def test_the_hub_state_is_published_with_home_assistant_discovery_off(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    with running(SimNode("porch", mosquitto.port, fps=5, frame_size="QQVGA")) as node, \
+            running(HubProcess(mosquitto.port, tmp_path, env={"CAMHUB_HA_DISCOVERY": "off"})) as hub:
+        node.wait_ready()
+        hub.wait_ready()
+        state = observer.wait_for("camhub/hub/state", lambda m: m.json()["cameras_online"] == 1, timeout=30)
+        assert state.json() == {"cameras_total": 1, "cameras_online": 1, "viewers": 0}
+        later = Observer(mosquitto.port, ["camhub/hub/state", "homeassistant/#"])  # what a newcomer gets
+        try:
+            retained = later.wait_for("camhub/hub/state", timeout=10)
+            assert retained.retain and retained.json()["cameras_total"] == 1
+            assert not later.on("homeassistant/#")  # and discovery stayed off
+        finally:
+            later.close()
