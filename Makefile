@@ -17,7 +17,8 @@ demo: $(STAMP)
 
 # First the Debian packages the tests talk to (.ci/debian-packages): installed when root or with
 # passwordless sudo, otherwise `make test` stops at once with the command to run.
-test: system-packages $(STAMP)
+# Lint first (fast, and a broken contract should not wait for the slow tests), then every test.
+test: system-packages lint
 	$(BIN)/python -m pytest
 
 system-packages:
@@ -28,8 +29,11 @@ test-ha: system-packages $(STAMP)
 	tests/ha/install.sh
 	$(BIN)/python -m pytest -m ha
 
+# ruff; the import contract (layers, independence, no circles: [tool.importlinter]); mypy, strict, over the hub.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/node_stream.py

@@ -66,7 +66,9 @@ def check_file_keys(values: Mapping[str, object], where: str) -> None:
 
 def warn_unknown_environment(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """Log a warning for each unknown ``CAMHUB_*`` environment variable (and once why it is only a warning)."""
-    return keys.report(environ, "the environment", log.warning, keys.ENVIRONMENT_NOTE)
+    unknown: list[tuple[str, str | None]] = keys.report(environ, "the environment", log.warning,
+                                                        keys.ENVIRONMENT_NOTE)  # the firmware's list: untyped
+    return unknown
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None,
