@@ -140,6 +140,27 @@ def test_retention_deletes_the_oldest_recordings_first_under_a_size_limit(
             assert get_json(f"{hub.url}/api/hub")["recordings"]["deleted"] >= len(seen) - len(kept)
 
 
+def test_the_recording_being_written_counts_towards_the_size_limit(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Older recordings make room for a long one as it grows, so the disk use stays within the limit."""
+    with serve_in_thread(Quirks(fps=10)) as camera:
+        camera.jpegs = scenes.still(10)  # about 20 kB each: about 200 kB a second
+        with running(HubProcess(mosquitto.port, tmp_path, env=_always(camera.url))) as hub:
+            hub.wait_ready()
+            wait_until(lambda: len(closed(hub)) >= 4, timeout=30, what="4 closed one-second segments")
+        older = {p.stem for p in (tmp_path / "recordings" / "yard").glob("*.mkv")}
+        limit = 1_000_000
+        env = _always(camera.url, CAMHUB_RECORD_SEGMENT_S="60", CAMHUB_RECORD_MAX_GB=str(limit / 1e9))
+        with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+            hub.wait_ready()
+            recordings = f"{hub.url}/api/cameras/yard/recordings"
+            wait_until(lambda: any(r["open"] and r["bytes"] > limit for r in get_json(recordings)), timeout=30,
+                       what="the open recording grown past the limit")
+            # the next sweep (every 5 s) deletes every older recording: only the one being written is left
+            wait_until(lambda: not closed(hub), timeout=15, what="the older recordings deleted")
+            on_disk = {p.stem for p in (tmp_path / "recordings" / "yard").glob("*.mkv")}
+            assert not on_disk & older and len(on_disk) == 1
+
+
 def test_a_hub_killed_while_recording_restarts_with_every_closed_segment_intact_and_listed(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     with serve_in_thread(Quirks(fps=10)) as camera:

@@ -297,13 +297,17 @@ class Store:
             log.info("recordings: %.2f GB free again, recording resumes", self.free_bytes / GB)
 
     def _retention(self, open_segments: set[Segment]) -> None:
-        """Delete closed recordings older than keep_days, then the oldest until under max_gb."""
+        """Delete closed recordings older than keep_days, then the oldest until under max_gb.
+
+        The recordings being written count towards max_gb too (they cannot be deleted, older ones
+        make room for them), so the disk use stays within the limit while they grow."""
         busy = {(s.camera_id, s.id) for s in open_segments}
         with self._lock:
             closed = sorted(((r["start"], camera, rec_id, r["bytes"], r["end"])
                              for camera, recs in self._index.items() for rec_id, r in recs.items()
                              if (camera, rec_id) not in busy))
-        total = sum(item[3] for item in closed)
+        growing = sum(s.writer.bytes for s in open_segments if s.writer is not None)
+        total = growing + sum(item[3] for item in closed)
         oldest_kept = time.time() - self.settings.keep_days * 86400
         limit = self.settings.max_gb * GB
         removed = False
