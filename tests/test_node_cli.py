@@ -36,6 +36,8 @@ def test_without_sim_it_explains_where_the_firmware_runs() -> None:
     (["--id", "Bad Id!"], {}, "CAMHUB_NODE_ID"),
     ([], {"CAMHUB_MAX_CLIENTS": "lots"}, "CAMHUB_MAX_CLIENTS"),
     ([], {"CAMHUB_TOPIC_PREFIX": "camhub/#"}, "CAMHUB_TOPIC_PREFIX"),
+    (["--scene", "party"], {}, "CAMHUB_SIM_SCENE"),
+    ([], {"CAMHUB_SIM_PERIOD_S": "3"}, "CAMHUB_SIM_PERIOD_S"),
 ])
 def test_bad_settings_exit_non_zero_naming_the_key(args: list[str], env: dict[str, str], key: str) -> None:
     result = run_cli("node", "--sim", "--http-port", str(free_port()), *args, env=env)

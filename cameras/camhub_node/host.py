@@ -33,7 +33,7 @@ class HostPlatform(PcPlatform):
 
     def camera(self, cfg):
         from camhub_node.simcam import SimCamera
-        return SimCamera(cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps)
+        return SimCamera(cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps, self.scene_kind, self.period_ms)
 
     def ticks_ms(self):
         """Integer milliseconds, wrapping at 2**29 like the board's ``supervisor.ticks_ms()``."""

@@ -4,8 +4,10 @@ Both stand in for a board on this PC: loopback unless advertised elsewhere, shor
 no watchdog, no Wi-Fi. Plain code that runs on either interpreter.
 """
 
+import os
 import sys
 
+from camhub_node import scene
 from camhub_node.keys import ENVIRONMENT_NOTE
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -18,6 +20,8 @@ class PcPlatform:
     board_name = "simulated"
     cfg = None
     pool = None  # the socket pool: needs SOL_SOCKET and SO_SNDBUF
+    scene_kind = scene.DEFAULT_SCENE  # what the simulated camera shows (scene.py)
+    period_ms = scene.PERIOD_S * 1000
     # `camhub node --sim` hands the node its settings in the environment, where os.getenv reads them;
     # subclasses list the names there (setting_names).
     settings_where = "the environment"
@@ -27,6 +31,10 @@ class PcPlatform:
         # Short blocking windows on a PC: a silent HTTP client or an MQTT read costs at most this.
         return {"CAMHUB_NODE_ID": "sim1", "CAMHUB_HTTP_TIMEOUT_MS": "100", "CAMHUB_MQTT_TIMEOUT_MS": "50",
                 "CAMHUB_WATCHDOG_S": "0"}
+
+    def check_settings(self, cfg):
+        """The simulated camera's scene: ``CAMHUB_SIM_SCENE``, ``CAMHUB_SIM_PERIOD_S`` (ConfigError if bad)."""
+        self.scene_kind, self.period_ms = scene.settings(os.getenv)
 
     def start(self, cfg):
         self.cfg = cfg

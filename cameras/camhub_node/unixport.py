@@ -13,8 +13,9 @@ unchanged. The parts:
 - ``SocketPool``: the ``socketpool`` API (``recv_into``, ``accept`` returning ``(socket, (host,
   port))``, ``(host, port)`` addresses) on MicroPython's ``socket``, whose ``readinto`` reads exactly
   n bytes, whose ``accept`` returns a raw sockaddr and whose ``bind``/``connect`` want one.
-- ``FileCamera``: JPEG loops rendered by the CPython side (``camhub.sim.vm``, with Pillow, before the
-  VM starts and on reconfigure), read into one reused buffer as ``espcamera`` ``take()`` hands one out.
+- ``FileCamera``: a scene's JPEGs rendered by the CPython side (``camhub.sim.vm``, with Pillow, before
+  the VM starts and on reconfigure) into a file; ``scene.Scene`` picks each frame, which is read
+  into one reused buffer as ``espcamera`` ``take()`` hands one out.
 - A clean stop: the CPython side turns SIGTERM/SIGINT into a stop file; the node then says offline.
 
 MicroPython only; it is copied to boards with the package but never imported there.
@@ -29,6 +30,7 @@ import socket
 import sys
 import time as _time
 
+from camhub_node import scene
 from camhub_node.pc import PcPlatform
 
 STOP_CHECK_S = 0.1
@@ -318,18 +320,22 @@ def _exists(path):
 
 
 class FileCamera:
-    """``espcamera.Camera`` as the node uses it, on JPEG loops the CPython side rendered.
+    """``espcamera.Camera`` as the node uses it, on a scene's JPEGs the CPython side rendered.
 
-    ``<frames>/<SIZE>-<quality>/`` holds ``frames.bin`` (the JPEGs back to back) and ``lengths``;
-    a loop not there yet is asked for with an empty ``<frames>/want-<SIZE>-<quality>`` file.
-    ``take()`` reads the next JPEG into the one driver buffer and returns a memoryview of it, valid
-    until the next ``take()`` -- as espcamera's.
+    ``<frames>/<SIZE>-<quality>/`` holds ``frames.bin`` (the JPEGs back to back), ``lengths`` and
+    ``scene`` (its kind and the still and crossing frame counts, ``scene.Scene``'s layout); a set
+    not there yet is asked for with an empty ``<frames>/want-<SIZE>-<quality>`` file. ``take()``
+    reads the frame the scene picks into the one driver buffer and returns a memoryview of it,
+    valid until the next ``take()`` -- as espcamera's. Only the offsets are held in memory (a few
+    hundred integers), however long the scene's clips.
     """
 
     sensor_name = "sim-ov5640"
 
-    def __init__(self, frames_dir, frame_size, quality):
+    def __init__(self, frames_dir, frame_size, quality, node_id="sim1", period_ms=scene.PERIOD_S * 1000):
         self._dir = frames_dir
+        self._node_id = node_id
+        self._period_ms = period_ms
         self._file = None
         self._buffer = None
         self._view = None
@@ -350,10 +356,20 @@ class FileCamera:
                 waited += 20
         with open(loop + "/lengths") as f:
             lengths = [int(n) for n in f.read().split()]
+        with open(loop + "/scene") as f:
+            layout = f.read().split()
+        kind, still, crossing = layout[0], int(layout[1]), int(layout[2])
+        schedule = scene.Schedule(self._node_id, self._period_ms) if kind == scene.REALISTIC else None
+        self._scene = scene.Scene(kind, still, crossing, schedule)
+        offsets = []
+        at = 0
+        for n in lengths:
+            offsets.append(at)
+            at += n
         if self._file is not None:
             self._file.close()
         self._lengths = lengths
-        self._index = 0
+        self._offsets = offsets
         self._file = open(loop + "/frames.bin", "rb")  # noqa: SIM115 (open while the loop is in use)
         size = max(lengths)
         if self._buffer is None or len(self._buffer) < size:
@@ -371,10 +387,9 @@ class FileCamera:
             self._load(frame_size, quality)
 
     def take(self, timeout=None):
-        if self._index == 0:
-            self._file.seek(0)
-        n = self._lengths[self._index]
-        self._index = (self._index + 1) % len(self._lengths)
+        index = self._scene.index(_time.time_ns() // 1000000)
+        n = self._lengths[index]
+        self._file.seek(self._offsets[index])
         self._file.readinto(self._buffer, n)  # the sensor's DMA into the frame buffer
         return self._view[:n]
 
@@ -412,7 +427,7 @@ class UnixPortPlatform(PcPlatform):
         return names
 
     def camera(self, cfg):
-        return FileCamera(self._frames, cfg.frame_size, cfg.jpeg_quality)
+        return FileCamera(self._frames, cfg.frame_size, cfg.jpeg_quality, cfg.node_id, self.period_ms)
 
     def ticks_ms(self):
         """Integer milliseconds wrapping at 2**29, as the board's ``supervisor.ticks_ms()``."""

@@ -31,6 +31,7 @@ FLAG_KEYS = {
     "fps": "CAMHUB_FPS",
     "frame_size": "CAMHUB_FRAME_SIZE",
     "advertise_host": "CAMHUB_ADVERTISE_HOST",
+    "scene": "CAMHUB_SIM_SCENE",
 }
 
 NEEDS_SIM = (
@@ -48,6 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, help="frames per second (CAMHUB_FPS)")
     parser.add_argument("--frame-size", help="QQVGA, QVGA, VGA, SVGA, HD ... (CAMHUB_FRAME_SIZE)")
     parser.add_argument("--settings", type=Path, help="a settings.toml (flat KEY = value)")
+    parser.add_argument("--scene", default=None,
+                        help="what the simulated camera shows: realistic (default: a still view someone crosses "
+                             "every 20-60 s, the light changing now and then) or busy (motion on every frame, "
+                             "for benchmarks and load tests) (CAMHUB_SIM_SCENE)")
     parser.add_argument("--advertise-host", default=None,
                         help="host put in the announced URLs (default 127.0.0.1; CAMHUB_ADVERTISE_HOST)")
     parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",

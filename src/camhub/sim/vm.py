@@ -66,17 +66,19 @@ def link_libraries(firmware: Firmware, lib: Path) -> None:
                 target.symlink_to(path)
 
 
-def render(frames: Path, node_id: str, frame_size: str, quality: int, fps: int) -> None:
-    """Write one JPEG loop as ``<SIZE>-<quality>/frames.bin`` + ``lengths`` (atomically, by rename)."""
-    from camhub_node.simcam import render_loop
+def render(frames: Path, node_id: str, frame_size: str, quality: int, fps: int, scene: str = "realistic") -> None:
+    """Write a scene's JPEGs as ``<SIZE>-<quality>/frames.bin`` + ``lengths`` + ``scene`` (its layout:
+    kind, still and crossing frame counts), atomically, by rename."""
+    from camhub_node.simcam import render_scene
 
     name = f"{frame_size}-{quality}"
     if (frames / name).is_dir():
         return
-    loop = render_loop(node_id, frame_size, quality, fps=fps)
+    jpegs, still, crossing = render_scene(scene, node_id, frame_size, quality, fps=fps)
     work = Path(tempfile.mkdtemp(prefix=name + ".", dir=frames))
-    (work / "frames.bin").write_bytes(b"".join(loop))
-    (work / "lengths").write_text(" ".join(str(len(jpeg)) for jpeg in loop) + "\n")
+    (work / "frames.bin").write_bytes(b"".join(jpegs))
+    (work / "lengths").write_text(" ".join(str(len(jpeg)) for jpeg in jpegs) + "\n")
+    (work / "scene").write_text(f"{scene} {still} {crossing}\n")
     work.rename(frames / name)
 
 
@@ -94,11 +96,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _serve_renders(frames: Path, node_id: str, fps: int) -> None:
+def _serve_renders(frames: Path, node_id: str, fps: int, scene: str) -> None:
     for want in frames.glob("want-*"):
         frame_size, _, quality = want.name[len("want-"):].rpartition("-")
         try:
-            render(frames, node_id, frame_size, int(quality), fps)
+            render(frames, node_id, frame_size, int(quality), fps, scene)
         except (KeyError, ValueError) as error:  # the node validated it; never crash on a stray file
             log.warning("cannot render %s: %s", want.name, error)
         want.unlink(missing_ok=True)
@@ -109,6 +111,7 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int)
 
     ``lib`` is a deployed ``lib/`` to use as it is; None links the installed libraries.
     """
+    from camhub_node import scene as scenes
     from camhub_node.config import Config, ConfigError
 
     binary = find_micropython()
@@ -117,6 +120,7 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int)
         return 2
     try:  # the loop to render first; the VM validates (and reports) the settings itself too
         cfg = Config(getenv=values.get, defaults={"CAMHUB_NODE_ID": "sim1"})
+        scene, _period_ms = scenes.settings(values.get)
     except ConfigError as error:
         print(f"camhub node: bad settings: {error}", file=sys.stderr)
         return 2
@@ -127,7 +131,7 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int)
         if lib is None:
             lib = work / "lib"
             link_libraries(firmware, lib)
-        render(frames, cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps)
+        render(frames, cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps, scene)
         stop_file = work / "stop"
         env = {**os.environ, **values, "CAMHUB_VM_FRAMES": str(frames), "CAMHUB_VM_STOP": str(stop_file),
                "CAMHUB_VM_QUIET": "1" if not log.isEnabledFor(logging.INFO) else "0"}
@@ -136,7 +140,7 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int)
         try:
             vm = subprocess.Popen(vm_argv(binary, heap, [lib], boot), env=env, preexec_fn=_die_with_parent)
             while vm.poll() is None:
-                _serve_renders(frames, cfg.node_id, cfg.fps)
+                _serve_renders(frames, cfg.node_id, cfg.fps, scene)
                 time.sleep(SERVICE_S)
         finally:
             for sig, previous in stops.items():
