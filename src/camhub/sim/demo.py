@@ -1,7 +1,10 @@
 """``camhub demo``: the embedded broker, a few simulated nodes (the real firmware) and the hub.
 
 Everything listens on 127.0.0.1 only. Ctrl-C stops the nodes first (each says ``offline``), then
-the hub (which closes its viewers and says ``offline`` too).
+the hub (which closes its viewers and says ``offline`` too). The cameras show the realistic scene
+(someone crosses each now and then), so motion starts, ends and leaves a recording; the recordings
+are capped (``DEMO_SETTINGS``) and live in a temporary state directory that goes when the demo
+stops, unless ``--state-dir`` names one to keep.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ DEMO_CAMERAS = [("front-door", "Front door"), ("garden", "Garden"), ("garage", "
                 ("driveway", "Driveway"), ("porch", "Porch"), ("workshop", "Workshop"),
                 ("hallway", "Hallway"), ("backyard", "Backyard")]
 
+# The demo's own defaults; CAMHUB_* environment variables override them. Recordings stay small: at
+# most this much, in segments of at most a minute.
+DEMO_SETTINGS = {"CAMHUB_RECORD_MAX_GB": "0.3", "CAMHUB_RECORD_SEGMENT_S": "60"}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="the hub's HTTP port (default 8000)")
@@ -39,7 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=3, help=f"simulated nodes, 1..{len(DEMO_CAMERAS)} (default 3)")
     parser.add_argument("--fps", type=int, default=10, help="frames per second per node (default 10)")
     parser.add_argument("--frame-size", default="VGA", help="simulated frame size (default VGA)")
-    parser.add_argument("--state-dir", type=Path, help="the hub's state dir (default: a temporary one)")
+    parser.add_argument("--state-dir", type=Path,
+                        help="the hub's state dir, kept with its recordings (default: a temporary one, deleted "
+                             "when the demo stops)")
+    parser.add_argument("--scene", choices=("realistic", "busy"), default=None,
+                        help="what the cameras show: realistic (default: someone crosses each every 20-60 s, the "
+                             "light changes now and then) or busy (motion on every frame) (CAMHUB_SIM_SCENE)")
     parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
                         help="run the nodes' firmware on CPython (default) or the MicroPython Unix port")
     parser.add_argument("--heap", metavar="SIZE", help="each MicroPython node's heap (default 1M)")
@@ -60,6 +72,8 @@ def _start_nodes(args: argparse.Namespace, mqtt_port: int, unknown: set[str]) ->
         cmd = [sys.executable, "-m", "camhub", "--log-level", "WARNING", "node", "--sim", "--id", node_id,
                "--http-port", str(_free_port()), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port),
                "--fps", str(args.fps), "--frame-size", args.frame_size, "--runtime", args.runtime]
+        if args.scene:
+            cmd += ["--scene", args.scene]
         if args.heap:
             cmd += ["--heap", args.heap]
         nodes.append(subprocess.Popen(cmd, env=env, start_new_session=True))
@@ -83,7 +97,7 @@ async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
     from camhub.hub.command import Hub, serve  # the hub's imports are heavy; only now
 
     unknown = {name for name, _ in warn_unknown_environment(os.environ)}
-    settings = load_settings(None, warn_environment=False)
+    settings = {**DEMO_SETTINGS, **load_settings(None, warn_environment=False)}
     config = config_from(settings, host="127.0.0.1", port=args.port, mqtt_port=args.mqtt_port,
                          state_dir=state_dir, broker="embedded", auth="off", mqtt_listen="127.0.0.1")
     stop, interrupted = asyncio.Event(), asyncio.Event()
@@ -98,10 +112,12 @@ async def _demo(args: argparse.Namespace, state_dir: Path) -> int:
         return 1
     running = ready.result()
     nodes = _start_nodes(args, args.mqtt_port, unknown)
+    kept = "kept" if args.state_dir else "deleted when the demo stops (--state-dir DIR keeps them)"
     print(f"\ncamhub demo: {len(nodes)} simulated cameras, MQTT on 127.0.0.1:{args.mqtt_port}\n"
           f"  dashboard:  http://127.0.0.1:{args.port}/\n"
           f"  a stream:   http://127.0.0.1:{args.port}/cameras/{DEMO_CAMERAS[0][0]}/stream\n"
           f"  the API:    http://127.0.0.1:{args.port}/api/cameras\n"
+          f"  recordings: {config.recordings_dir} (at most {config.record_max_gb:g} GB; {kept})\n"
           "Press Ctrl-C to stop.\n", flush=True)
     try:
         await asyncio.wait({hub, asyncio.create_task(interrupted.wait())}, return_when=asyncio.FIRST_COMPLETED)
