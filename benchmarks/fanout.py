@@ -652,7 +652,8 @@ def start_source(args: argparse.Namespace, children: Children, mqtt_port: int, n
     if use_node:
         proc = children.add(Process(camhub_cmd(
             "node", "--sim", "--id", node_id, "--http-port", str(port), "--mqtt-host", "127.0.0.1",
-            "--mqtt-port", str(mqtt_port), "--fps", str(args.fps), "--frame-size", args.frame_size),
+            "--mqtt-port", str(mqtt_port), "--fps", str(args.fps), "--frame-size", args.frame_size,
+            "--scene", "busy"),  # a new picture in every frame: the worst case, as before the realistic scene
             # All servers under test pull at once (they take turns being measured), plus the reference
             # viewer and readiness probes: allow the board's maximum.
             env={"CAMHUB_MAX_CLIENTS": "8"}, name=f"node-{node_id}"))

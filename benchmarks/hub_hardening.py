@@ -130,7 +130,7 @@ def log_lines(hub: HubProcess) -> int:
 def run(count: int, viewers: int, env: dict[str, str]) -> dict[str, object]:
     broker = Mosquitto()
     state = tempfile.TemporaryDirectory(prefix="camhub-bench-state-")
-    node = SimNode("real", broker.port, fps=10, frame_size="QQVGA")
+    node = SimNode("real", broker.port, fps=10, frame_size="QQVGA", extra=["--scene", "busy"])
     hub = HubProcess(broker.port, Path(state.name), env=env)
     try:
         node.wait_ready()

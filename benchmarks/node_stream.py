@@ -54,7 +54,7 @@ def serve_example(port: int, fps: int, frame_size: str) -> None:
     """The example's server loop, on CPython with the socket module as the pool."""
     from camhub_node.simcam import SimCamera
 
-    serve_pattern(socket, SimCamera("example", frame_size, 12, fps), port, fps)
+    serve_pattern(socket, SimCamera("example", frame_size, 12, fps, scene="busy"), port, fps)
 
 
 # ---- readers ------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def start_server(kind: str, runtime: str, args: argparse.Namespace) -> tuple[sub
     env = dict(os.environ)
     if kind == "camhub":
         cmd = [sys.executable, "-m", "camhub", "node", "--sim", "--id", "bench", "--http-port", str(port),
-               "--fps", str(args.fps), "--frame-size", args.frame_size]
+               "--fps", str(args.fps), "--frame-size", args.frame_size, "--scene", "busy"]
         if runtime == "micropython":
             cmd += ["--runtime", "micropython", "--heap", heap]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMHUB_")}
@@ -254,7 +254,7 @@ def alloc_camhub(frame_size: str, frames: int) -> tuple[int, int, int]:
     from camhub_node.frames import FramePool, jpeg_capacity
     from camhub_node.simcam import SimCamera
 
-    camera = SimCamera("alloc", frame_size, 12)
+    camera = SimCamera("alloc", frame_size, 12, scene="busy")
     pool = FramePool(4, jpeg_capacity(*FRAME_SIZES[frame_size]))
     fanout = Fanout(2, 5000, ticks_ms)
     link = Drained()
@@ -277,7 +277,7 @@ def alloc_camhub(frame_size: str, frames: int) -> tuple[int, int, int]:
 def alloc_example(frame_size: str, frames: int) -> tuple[int, int, int]:
     from camhub_node.simcam import SimCamera
 
-    camera = SimCamera("alloc", frame_size, 12)
+    camera = SimCamera("alloc", frame_size, 12, scene="busy")
     stream_class = example_response_class()
     link = Drained()
 

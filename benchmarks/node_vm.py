@@ -68,7 +68,7 @@ class Counter(threading.Thread):
 def stream_trial(heap: int, frame_size: str, fps: int, seconds: float) -> dict:
     """Two viewers of a node in a ``heap``-byte VM for ``seconds``: what happened."""
     node = SimNode("heap", None, fps=fps, frame_size=frame_size, runtime="micropython",
-                   extra=["--heap", str(heap)], env={"CAMHUB_WRITE_TIMEOUT_S": "10"})
+                   extra=["--heap", str(heap), "--scene", "busy"], env={"CAMHUB_WRITE_TIMEOUT_S": "10"})
     viewers: list[Counter] = []
     lowest = None
     status: dict = {}

@@ -36,7 +36,7 @@ class Vm:
         nodevm.link_libraries(find_firmware(), self.lib)
 
     def render(self, frame_size: str, fps: int, node_id: str = "bench") -> None:
-        nodevm.render(self.frames, node_id, frame_size, 12, fps)
+        nodevm.render(self.frames, node_id, frame_size, 12, fps, scene="busy")
 
     def argv(self, heap: int, *args: object) -> list[str]:
         call = ("from camhub_node import unixport; unixport.prepare(); import vm_side; "
