@@ -25,7 +25,7 @@ class Rig:
     """Camera -> pool -> fan-out -> two loopback sockets, drained into one preallocated buffer."""
 
     def __init__(self) -> None:
-        self.camera = SimCamera("mem", "VGA", 12)
+        self.camera = SimCamera("mem", "VGA", 12, scene="busy")  # frames of one size: the byte count below
         self.pool = FramePool(4, jpeg_capacity(640, 480))
         self.fanout = Fanout(2, 5000, ticks_ms)
         self.readers, self.served = loopback_pairs(2)
