@@ -37,7 +37,7 @@ STOP_CHECK_S = 0.1
 RENDER_WAIT_MS = 60000  # an HD loop takes the CPython side a few seconds on a busy machine
 _SO_SNDBUF = 7  # Linux's value: this port's socket module does not name it
 _TICKS_MAX = (1 << 29) - 1  # adafruit_ticks' period, which the node's ticks_diff assumes
-# How the CPython side (camhub.nodevm) talks to this platform: environment variables, not settings.
+# How the CPython side (camhub.sim.vm) talks to this platform: environment variables, not settings.
 VM_KEYS = ("CAMHUB_VM_FRAMES", "CAMHUB_VM_STOP", "CAMHUB_VM_QUIET")
 
 
