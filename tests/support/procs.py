@@ -1,4 +1,8 @@
-"""Real processes for the tests: mosquitto on a free port, simulated nodes, free ports."""
+"""Real processes for the tests: mosquitto on a free port, simulated nodes, free ports.
+
+Each can also run inside a network namespace (``netns``: an ``ip netns`` name), at an address of that
+namespace instead of loopback: the test bed in ``netbed.py`` builds hosts that way.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.netns import entered
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,24 +30,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None,
+                  host: str = "127.0.0.1", netns: str | None = None) -> None:
+    """Until ``host:port`` accepts a connection (made from inside ``netns``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), entered(netns), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
-def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+# Never through a proxy from the environment: the tests' addresses are loopback or a test bed's own.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = None,
+                  netns: str | None = None) -> None:
+    """Until ``url`` answers (asked from inside ``netns``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with entered(netns), _direct.open(url, timeout=1) as resp:
                 resp.read()
                 return
         except OSError:
@@ -52,18 +66,19 @@ def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None
 class Mosquitto:
     """Debian's mosquitto, on a free loopback port (or ``port``, e.g. to restart it), anonymous access
     unless ``users`` ({name: password}) and an ``acl`` (mosquitto's acl_file text) are given; ``log=True``
-    keeps its full protocol log (every packet received and sent) for ``log_text()``."""
+    keeps its full protocol log (every packet received and sent) for ``log_text()``. ``host`` and
+    ``netns``: listen on that address inside that network namespace instead (give the port too)."""
 
     def __init__(self, port: int | None = None, users: dict[str, str] | None = None, acl: str | None = None,
-                 log: bool = False) -> None:
+                 log: bool = False, host: str = "127.0.0.1", netns: str | None = None) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.port = port or free_port()
-        self.host = "127.0.0.1"
+        self.host = host
         self._dir = tempfile.TemporaryDirectory(prefix="camhub-mosquitto-")
         conf = Path(self._dir.name) / "mosquitto.conf"
-        text = f"listener {self.port} 127.0.0.1\npersistence false\n"
+        text = f"listener {self.port} {host}\npersistence false\n"
         if users is None:
             text += "allow_anonymous true\n"
         else:
@@ -87,9 +102,9 @@ class Mosquitto:
             os.chmod(self._dir.name, 0o755)
             text += f"log_dest file {self._log}\nlog_type all\n"
         conf.write_text(text)
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*in_netns(netns), binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.port, proc=self.proc, host=host, netns=netns)
 
     def log_text(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
@@ -103,16 +118,23 @@ class Mosquitto:
         self._dir.cleanup()
 
 
+def in_netns(netns: str | None) -> list[str]:
+    """The command prefix that runs a program inside the network namespace ``netns`` (none: here)."""
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
 class Process:
-    """A child process whose output goes to a log file, shown when a test fails."""
+    """A child process whose output goes to a log file, shown when a test fails; ``netns``: run it
+    inside that network namespace (``ip netns exec``, which execs the program: ``pid`` is the program's)."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc",
-                 cwd: Path = ROOT) -> None:
+                 cwd: Path = ROOT, netns: str | None = None) -> None:
         self.name = name
+        self.netns = netns
         self.log = tempfile.NamedTemporaryFile(prefix=f"camhub-{name}-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the process)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
-                                     cwd=cwd, start_new_session=True)
+        self.proc = subprocess.Popen([*in_netns(netns), *args], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=full_env, cwd=cwd, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -156,19 +178,22 @@ class SimNode(Process):
 
     def __init__(self, node_id: str, mqtt_port: int | None, fps: int = 10, frame_size: str = "QVGA",
                  http_port: int | None = None, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None, runtime: str = "cpython") -> None:
+                 env: dict[str, str] | None = None, runtime: str = "cpython", host: str = "127.0.0.1",
+                 mqtt_host: str = "127.0.0.1", netns: str | None = None) -> None:
         self.node_id = node_id
         self.http_port = http_port or free_port()
         self.fps = fps
         self.runtime = runtime
-        mqtt = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)] if mqtt_port is not None else []
-        args = camhub_cmd("node", "--sim", "--id", node_id, "--http-port", str(self.http_port), *mqtt,
+        mqtt = ["--mqtt-host", mqtt_host, "--mqtt-port", str(mqtt_port)] if mqtt_port is not None else []
+        # A node advertised on another address than loopback listens on all of them (pc.py).
+        advertise = [] if host == "127.0.0.1" else ["--advertise-host", host]
+        args = camhub_cmd("node", "--sim", "--id", node_id, "--http-port", str(self.http_port), *mqtt, *advertise,
                           "--fps", str(fps), "--frame-size", frame_size, *runtime_args(runtime), *(extra or []))
-        super().__init__(args, env=env, name=f"node-{node_id}")
-        self.url = f"http://127.0.0.1:{self.http_port}"
+        super().__init__(args, env=env, name=f"node-{node_id}", netns=netns)
+        self.url = f"http://{host}:{self.http_port}"
 
     def wait_ready(self, timeout: float = 20.0) -> SimNode:
-        wait_for_http(self.url + "/status", timeout=timeout, proc=self.proc)
+        wait_for_http(self.url + "/status", timeout=timeout, proc=self.proc, netns=self.netns)
         return self
 
 
@@ -184,16 +209,17 @@ class HubProcess(Process):
     """The real hub (``camhub hub``) on a free port, with its own state directory."""
 
     def __init__(self, mqtt_port: int | None, state_dir: Path, port: int | None = None,
-                 env: dict[str, str] | None = None, extra: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra: list[str] | None = None, host: str = "127.0.0.1",
+                 mqtt_host: str = "127.0.0.1", netns: str | None = None) -> None:
         self.port = port or free_port()
         self.state_dir = state_dir
-        args = camhub_cmd("hub", "--host", "127.0.0.1", "--port", str(self.port), "--state-dir", str(state_dir))
+        args = camhub_cmd("hub", "--host", host, "--port", str(self.port), "--state-dir", str(state_dir))
         if mqtt_port is not None:
-            args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
+            args += ["--mqtt-host", mqtt_host, "--mqtt-port", str(mqtt_port)]
         env = {"CAMHUB_AUTH": "off", "CAMHUB_STATE_INTERVAL_S": "2", **(env or {})}
-        super().__init__([*args, *(extra or [])], env=env, name="hub")
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__([*args, *(extra or [])], env=env, name="hub", netns=netns)
+        self.url = f"http://{host}:{self.port}"
 
     def wait_ready(self, timeout: float = 20.0) -> HubProcess:
-        wait_for_http(self.url + "/healthz", timeout=timeout, proc=self.proc)
+        wait_for_http(self.url + "/healthz", timeout=timeout, proc=self.proc, netns=self.netns)
         return self
