@@ -221,6 +221,18 @@ class Viewer:
         self.state = BODY if length else PART_HEAD
 
 
+def recv_stamped(sock: socket.socket, view: memoryview) -> tuple[int, float]:
+    """``recv_into(view)``: the byte count and the kernel's receive time of the last segment read
+    (``SO_TIMESTAMPNS``, set on ``sock``; ``time.time()`` when the kernel gave none)."""
+    n, anc, _, _ = sock.recvmsg_into([view], ANC_SPACE)
+    now = time.time()
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            now = sec + nsec / 1e9
+    return n, now
+
+
 def probe(url: str, timeout: float = 10.0, parts: int = 1) -> list[int]:
     """Read ``parts`` complete parts from ``url``; return their JPEG sizes (raises on failure)."""
     viewer = Viewer("probe", url)
@@ -300,12 +312,7 @@ def run(args: argparse.Namespace) -> int:
                 view = views.get(limit)
                 if view is None:
                     view = views[limit] = mv[:limit]
-                n, anc, _, _ = v.sock.recvmsg_into([view], ANC_SPACE)
-                now = time.time()
-                for level, kind, data in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
-                        sec, nsec = TIMESPEC.unpack_from(data)
-                        now = sec + nsec / 1e9
+                n, now = recv_stamped(v.sock, view)
             else:
                 n = v.sock.recv_into(mv, limit)
                 now = time.time()
