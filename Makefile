@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-ha system-packages lint bench mutate clean
+.PHONY: demo test test-ha test-cluster system-packages lint bench mutate clean
 
 $(STAMP): pyproject.toml cameras/camhub_node/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ system-packages:
 test-ha: system-packages $(STAMP)
 	tests/ha/install.sh
 	$(BIN)/python -m pytest -m ha
+
+# Hubs, boards, HAProxy and viewers as separate machines: Linux network namespaces on 198.18.0.0/15 with no
+# route out (tests/support/netbed.py). Needs root; the tests say so and skip without it.
+test-cluster: system-packages $(STAMP)
+	$(BIN)/python -m pytest -m cluster
 
 # ruff; the import contract (layers, independence, no circles: [tool.importlinter]); mypy, strict, over the hub.
 lint: $(STAMP)

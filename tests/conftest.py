@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import Phase, settings
 
+from tests.support import netbed as bed
 from tests.support.mqtt import Observer
 from tests.support.procs import Mosquitto
 
@@ -27,3 +28,15 @@ def observer(mosquitto: Mosquitto) -> Iterator[Observer]:
     obs = Observer(mosquitto.port, ["camhub/#"])
     yield obs
     obs.close()
+
+
+@pytest.fixture
+def netbed(request: pytest.FixtureRequest) -> bed.NetBed:
+    """Separate machines on this one (tests/support/netbed.py), torn down even when the test fails;
+    skipped, saying why, without root or ``ip netns``. Mark such tests ``cluster`` (``make test-cluster``)."""
+    reason = bed.unavailable()
+    if reason:
+        pytest.skip(reason)
+    testbed = bed.NetBed()
+    request.addfinalizer(testbed.close)  # before start(): a half-built bed is torn down too
+    return testbed.start()
