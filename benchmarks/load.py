@@ -99,7 +99,38 @@ class Viewer:
         self.length = 0
         self.bytes = 0
 
+    def connected(self) -> str | None:
+        """The non-blocking connect finished (the socket became writable): send the request; why the
+        connect failed, or None."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            return f"connect: {os.strerror(err)}"
+        self.sock.send(self.request)  # a few dozen bytes into an empty socket buffer
+        self.started = time.monotonic()
+        return None
+
     # -- bytes in -----------------------------------------------------------------------------
+
+    def receive(self, buf: bytearray, view: memoryview, stamped: bool) -> str | None:
+        """One receive into ``view`` (the start of ``buf``), fed to the parser; why the stream ended, or
+        None (also when there was nothing to read). ``stamped``: the kernel's receive time (``recv_stamped``)."""
+        try:
+            if stamped:
+                n, now = recv_stamped(self.sock, view)
+            else:
+                n = self.sock.recv_into(view)
+                now = time.time()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return f"recv: {exc.strerror or exc}"
+        if not n:
+            return "closed by server"
+        try:
+            self.feed(buf, 0, n, now)
+        except (StreamError, ValueError) as exc:
+            return str(exc)
+        return None
 
     def feed(self, buf: bytearray, pos: int, end: int, now: float) -> None:
         """Consume ``buf[pos:end]`` received at ``now``."""
@@ -307,30 +338,16 @@ def run(args: argparse.Namespace) -> int:
     views = {}  # limit -> memoryview of the scratch buffer, made once
 
     def receive(v: Viewer, limit: int) -> None:
-        try:
-            if kernel_clock and not v.rate:
-                view = views.get(limit)
-                if view is None:
-                    view = views[limit] = mv[:limit]
-                n, now = recv_stamped(v.sock, view)
-            else:
-                n = v.sock.recv_into(mv, limit)
-                now = time.time()
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            fail(v, f"recv: {exc.strerror or exc}")
-            return
-        if not n:
-            fail(v, "closed by server")
-            return
-        try:
-            was_head = v.state == HEAD
-            v.feed(buf, 0, n, now)
-            if was_head and v.state != HEAD:
-                connecting.discard(v.fd)
-        except (StreamError, ValueError) as exc:
-            fail(v, str(exc))
+        if v.rate:  # the throttled viewer's budget changes every time
+            view = mv[:limit]
+        elif (view := views.get(limit)) is None:
+            view = views[limit] = mv[:limit]
+        was_head = v.state == HEAD
+        ended = v.receive(buf, view, stamped=kernel_clock and not v.rate)
+        if ended:
+            fail(v, ended)
+        elif was_head and v.state != HEAD:
+            connecting.discard(v.fd)
 
     while True:
         now_m = time.monotonic()
@@ -378,12 +395,10 @@ def run(args: argparse.Namespace) -> int:
             if v is None or v.state == DONE:
                 continue
             if mask & select.EPOLLOUT and v.state == HEAD and not v.started:
-                err = v.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    fail(v, f"connect: {os.strerror(err)}")
+                failed = v.connected()
+                if failed:
+                    fail(v, failed)
                     continue
-                v.sock.send(v.request)  # a few dozen bytes into an empty socket buffer
-                v.started = time.monotonic()
                 # A throttled viewer is read by the token bucket below, not by readiness.
                 if v.rate > 0:
                     ep.unregister(fd)

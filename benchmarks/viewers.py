@@ -156,29 +156,18 @@ def run(args: argparse.Namespace) -> int:
                 continue
             conn = slot.conn
             if mask & select.EPOLLOUT and not conn.started:
-                err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    drop(slot, f"connect: {os.strerror(err)}")
-                    continue
-                conn.sock.send(conn.request)  # a few dozen bytes into an empty socket buffer
-                conn.started = time.monotonic()
-                ep.modify(fd, select.EPOLLIN)
+                failed = conn.connected()
+                if failed:
+                    drop(slot, failed)
+                else:
+                    ep.modify(fd, select.EPOLLIN)
                 continue
-            try:
-                n, received = load.recv_stamped(conn.sock, view)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                drop(slot, f"recv: {exc.strerror or exc}")
-                continue
-            if not n:
-                drop(slot, "closed by server")
-                continue
-            slot.last_bytes = time.monotonic()
-            try:
-                conn.feed(buf, 0, n, received)
-            except (load.StreamError, ValueError) as exc:
-                drop(slot, str(exc))
+            before = conn.bytes
+            ended = conn.receive(buf, view, stamped=True)
+            if conn.bytes != before:
+                slot.last_bytes = time.monotonic()
+            if ended:
+                drop(slot, ended)
                 continue
             window_frames += slot.take_frames()
         now_m = time.monotonic()
