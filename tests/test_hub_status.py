@@ -24,3 +24,22 @@ def test_the_hub_state_is_published_with_home_assistant_discovery_off(
             assert not later.on("homeassistant/#")  # and discovery stayed off
         finally:
             later.close()
+
+
+def test_a_camera_seen_after_the_link_is_up_gets_its_motion_state_at_once(
+        mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    # Home Assistant's motion sensor reads this retained topic; without a first OFF it says "unknown" until
+    # the first motion, minutes away in a still scene. The node starts after the hub's link is up, so the
+    # reconnect republish cannot be what sends it.
+    with running(HubProcess(mosquitto.port, tmp_path)) as hub:
+        hub.wait_ready()
+        observer.wait_for("camhub/hub/state", timeout=30)
+        with running(SimNode("porch", mosquitto.port, fps=5, frame_size="QQVGA")) as node:
+            node.wait_ready()
+            assert observer.wait_for("camhub/hub/cameras/porch/motion", timeout=20).text == "OFF"
+            later = Observer(mosquitto.port, ["camhub/hub/cameras/porch/motion"])  # Home Assistant restarting
+            try:
+                retained = later.wait_for("camhub/hub/cameras/porch/motion", timeout=10)
+                assert retained.retain and retained.text == "OFF"
+            finally:
+                later.close()

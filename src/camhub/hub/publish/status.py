@@ -36,13 +36,20 @@ class StatusPublisher:
         self.motion = motion
         self.recordings = recordings
         self._hub_state_sent: str | None = None
+        # Cameras whose retained motion state went out since the link came up: a camera first seen later
+        # gets its OFF at once, so Home Assistant's motion sensor says "off", not "unknown", until the first
+        # motion (which in a still scene may be minutes away).
+        self._motion_sent: set[str] = set()
 
     # ---- cameras ---------------------------------------------------------------------------
     def camera_changed(self, camera: Camera) -> None:
         self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()), retain=True)
+        if camera.id not in self._motion_sent:
+            self._publish_motion(camera.id)
         self.hub_state()
 
     def camera_removed(self, camera_id: str) -> None:
+        self._motion_sent.discard(camera_id)
         self.hub_state()
 
     def states(self) -> None:
@@ -63,7 +70,13 @@ class StatusPublisher:
     def motion_event(self, camera_id: str, event: dict[str, Any]) -> None:
         self.link.publish(self.topics.camera_motion(camera_id), "ON" if event["phase"] == "start" else "OFF",
                           retain=True)
+        self._motion_sent.add(camera_id)
         self.link.publish(self.topics.camera_events(camera_id), event)
+
+    def _publish_motion(self, camera_id: str) -> None:
+        self.link.publish(self.topics.camera_motion(camera_id),
+                          "ON" if self.motion.camera(camera_id).active else "OFF", retain=True)
+        self._motion_sent.add(camera_id)
 
     # ---- the hub ---------------------------------------------------------------------------
     def hub_state(self, force: bool = False) -> None:
@@ -81,7 +94,6 @@ class StatusPublisher:
         """Everything retained, whatever was sent before (the link is up again)."""
         self.states()
         for camera in self.cameras:
-            self.link.publish(self.topics.camera_motion(camera.id),
-                              "ON" if self.motion.camera(camera.id).active else "OFF", retain=True)
+            self._publish_motion(camera.id)
         self.hub_state(force=True)
         self.recordings_changed(self.recordings.store.status())
