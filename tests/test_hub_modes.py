@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import mqtt_wire
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
+from tests.support.mqtt_wire import WireClient
 from tests.support.procs import HubProcess, Mosquitto, Process, SimNode, camhub_cmd, free_port
 from tests.support.waiting import get_json, wait_until
 
@@ -227,63 +229,25 @@ def test_a_request_head_that_never_completes_is_cut_off(tmp_path: Path) -> None:
         hub.stop()
 
 
-def _mqtt_packet(kind: int, body: bytes) -> bytes:
-    """One MQTT 3.1.1 packet: fixed header (type and flags in ``kind``), remaining length, body."""
-    length, encoded = len(body), b""
-    while True:
-        byte, length = length % 128, length // 128
-        encoded += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            return bytes([kind]) + encoded + body
-
-
-def _mqtt_expect(sock, kind: int) -> None:
-    """Read packets until one of type ``kind`` (the upper nibble); PUBLISHes before it are skipped
-    (amqtt sends a new client retained messages for other clients' subscriptions too)."""
-    while True:
-        first, length, shift = sock.recv(1)[0], 0, 0
-        while True:
-            byte = sock.recv(1)[0]
-            length, shift = length | (byte & 0x7F) << shift, shift + 7
-            if not byte & 0x80:
-                break
-        while length:
-            length -= len(sock.recv(length))
-        if first >> 4 == kind >> 4:
-            return
-        assert first >> 4 == 3, f"unexpected packet {first:#x}"
-
-
-def _mqtt_string(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
-
-
 def test_embedded_broker_publishes_the_will_of_a_node_that_vanishes_while_it_sends_it_retained_messages(
         tmp_path: Path) -> None:
     """A node subscribes to its own retained topics, then goes away before acknowledging them (Ctrl-C
     right after it started; a node that resets). Its will must go out at once: amqtt, left alone,
     first waits 5 s for the acknowledgement, and a hub stopping meanwhile drops the will."""
-    import socket
-
     mqtt_port = free_port()
     hub = HubProcess(None, tmp_path, env={"CAMHUB_MQTT_PORT": str(mqtt_port)}).wait_ready()
     topic, announce = "camhub/nodes/ghost/availability", "camhub/nodes/ghost/announce"
     observer = Observer(mqtt_port, [topic, announce])
     try:
-        with socket.create_connection(("127.0.0.1", mqtt_port), timeout=5) as node:
-            flags = 0x02 | 0x04 | 0x08 | 0x20  # clean session, will, will QoS 1, will retained
-            node.sendall(_mqtt_packet(0x10, _mqtt_string("MQTT") + bytes([4, flags, 0, 60]) +
-                                      _mqtt_string("camhub-ghost") + _mqtt_string(topic) + _mqtt_string("offline")))
-            _mqtt_expect(node, 0x20)  # CONNACK
-            for packet_id, (name, payload) in enumerate([(announce, b"{}"), (topic, b"online")], 1):
-                body = _mqtt_string(name) + packet_id.to_bytes(2, "big") + payload
-                node.sendall(_mqtt_packet(0x33, body))  # PUBLISH, retained, QoS 1
-                _mqtt_expect(node, 0x40)  # PUBACK
-            observer.wait_for(topic, lambda m: m.text == "online")
-            # both its topics in one SUBSCRIBE, as the node does (presence.py)
-            node.sendall(_mqtt_packet(0x82, b"\x00\x03" + _mqtt_string(announce) + b"\x01" +
-                                      _mqtt_string(topic) + b"\x01"))
-            _mqtt_expect(node, 0x90)  # SUBACK; the retained messages follow, never acknowledged
+        node = WireClient(mqtt_port, "camhub-ghost", ack=False, will=(topic, b"offline"))
+        for packet_id, (name, payload) in enumerate([(announce, b"{}"), (topic, b"online")], 1):
+            node.send(mqtt_wire.publish_packet(name, payload, packet_id, retain=True))
+            node.expect(mqtt_wire.PUBACK)
+        observer.wait_for(topic, lambda m: m.text == "online")
+        # both its topics in one SUBSCRIBE, as the node does (presence.py)
+        node.send(mqtt_wire.subscribe_packet(3, [(announce, 1), (topic, 1)]))
+        node.expect(mqtt_wire.SUBACK)  # the retained messages follow, never acknowledged
+        node.drop()
         gone = time.time()
         assert observer.wait_for(topic, lambda m: m.text == "offline", timeout=3, after=gone - 0.5)
     finally:

@@ -13,9 +13,8 @@ import contextlib
 import socket
 import threading
 
+from tests.support.mqtt_wire import SUBSCRIBE, packet_size
 from tests.support.relay import Relay
-
-_SUBSCRIBE = 8
 
 
 class SubscribeGate(Relay):
@@ -40,9 +39,9 @@ class SubscribeGate(Relay):
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 pending += data
-                while (size := _packet_size(pending)) is not None:
+                while (size := packet_size(pending)) is not None:
                     packet, pending = pending[:size], pending[size:]
-                    if (packet[0] >> 4 == _SUBSCRIBE and self._topic in packet
+                    if (packet[0] >> 4 == SUBSCRIBE and self._topic in packet
                             and not self._released.is_set()):
                         self.held.set()
                         self._released.wait(30)
@@ -50,14 +49,3 @@ class SubscribeGate(Relay):
         with contextlib.suppress(OSError):
             target.shutdown(socket.SHUT_WR)
 
-
-def _packet_size(data: bytes) -> int | None:
-    """The length of the whole MQTT packet at the start of ``data``, or None while it is incomplete."""
-    length, shift = 0, 0
-    for i in range(1, min(len(data), 5)):
-        length |= (data[i] & 0x7F) << shift
-        if not data[i] & 0x80:
-            size = i + 1 + length
-            return size if len(data) >= size else None
-        shift += 7
-    return None

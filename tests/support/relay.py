@@ -17,7 +17,8 @@ def pipe(source: socket.socket, sink: socket.socket) -> None:
 
 
 class Relay:
-    """Relays every connection to ``127.0.0.1:port`` to ``target_port``; ``client_to_target`` may be overridden."""
+    """Relays every connection to ``127.0.0.1:port`` to ``target_port``; ``client_to_target`` and
+    ``target_to_client`` (each direction's copy loop) may be overridden."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -34,6 +35,9 @@ class Relay:
     def client_to_target(self, client: socket.socket, target: socket.socket) -> None:
         pipe(client, target)
 
+    def target_to_client(self, target: socket.socket, client: socket.socket) -> None:
+        pipe(target, client)
+
     def _accept(self) -> None:
         while True:
             try:
@@ -43,4 +47,4 @@ class Relay:
                 return
             self._sockets += [client, target]
             threading.Thread(target=self.client_to_target, args=(client, target), daemon=True).start()
-            threading.Thread(target=pipe, args=(target, client), daemon=True).start()
+            threading.Thread(target=self.target_to_client, args=(target, client), daemon=True).start()
