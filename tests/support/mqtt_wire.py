@@ -189,7 +189,7 @@ class Tap(Relay):
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_WR)
 
-    def packets(self, connection: int = -1) -> list[bytes]:
-        """The whole packets the broker has sent on one connection (the latest by default)."""
+    def packets(self) -> list[bytes]:
+        """The whole packets the broker has sent so far, on every connection (oldest first)."""
         with self._lock:
-            return split(bytes(self.received[connection]))[0]
+            return [whole for seen in self.received for whole in split(bytes(seen))[0]]

@@ -164,6 +164,34 @@ def camhub_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "camhub", *args]
 
 
+_EMBEDDED_BROKER = """
+import asyncio, logging, signal, sys
+from camhub.hub.mqtt.embedded import EmbeddedBroker
+
+async def main(port):
+    broker = EmbeddedBroker("127.0.0.1", port)
+    await broker.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.stop()
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+class EmbeddedBroker(Process):
+    """The hub's embedded MQTT broker alone (the class ``camhub hub`` runs), in its own process on a free
+    loopback port: as the hub runs it, and without sharing the tests' interpreter."""
+
+    def __init__(self) -> None:
+        self.host, self.port = "127.0.0.1", free_port()
+        super().__init__([sys.executable, "-c", _EMBEDDED_BROKER, str(self.port)], name="embedded-broker")
+        wait_for_port(self.port, proc=self.proc)
+
+
 # The interpreters the node tests run the firmware on (``camhub node --sim --runtime``).
 RUNTIMES = ("cpython", "micropython")
 
