@@ -14,7 +14,7 @@ import pytest
 from camhub_node import scene
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import Process, camhub_cmd, free_port, wait_for_http
+from tests.support.procs import VM_RUNTIMES, Process, camhub_cmd, free_port, wait_for_http
 from tests.support.waiting import get_json, wait_until
 
 
@@ -47,10 +47,11 @@ def test_demo_runs_nodes_and_hub_and_stops_cleanly_on_ctrl_c() -> None:
         demo.stop(signal.SIGINT, timeout=30)  # a failed test too: SIGKILL would leave the nodes (own sessions) running
 
 
-def test_demo_runs_its_nodes_on_micropython_when_asked() -> None:
+@pytest.mark.parametrize("runtime", VM_RUNTIMES)
+def test_demo_runs_its_nodes_on_a_vm_when_asked(runtime: str) -> None:
     port, mqtt_port = free_port(), free_port()
     demo = Process(camhub_cmd("demo", "--port", str(port), "--mqtt-port", str(mqtt_port), "--nodes", "1",
-                              "--fps", "5", "--frame-size", "QQVGA", "--runtime", "micropython", "--heap", "900K"),
+                              "--fps", "5", "--frame-size", "QQVGA", "--runtime", runtime, "--heap", "900K"),
                    name="demo")
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=demo.proc)
@@ -58,7 +59,7 @@ def test_demo_runs_its_nodes_on_micropython_when_asked() -> None:
         camera = wait_until(lambda: (c := get_json(api)) and c[0]["state"] == "streaming" and c[0], timeout=30,
                             what="the demo camera streaming")
         status = get_json(camera["announce"]["status_url"])
-        assert status["runtime"]["name"] == "micropython"
+        assert status["runtime"]["name"] == runtime
         assert status["heap_size"] == pytest.approx(900 * 1024, rel=0.05)
     finally:
         demo.stop(signal.SIGINT, timeout=30)  # the Ctrl-C story is the test above's

@@ -3,7 +3,8 @@
 One story, in order, on one hub: discovery → 20 viewers on one pull → a throttled viewer drops,
 nobody else does → a killed viewer is recorded → the node dies and the camera goes offline → the
 node comes back and the viewers that stayed connected get frames again. The second node, beta,
-runs the firmware on the MicroPython Unix port (a 1 MB heap) and streams to viewers too.
+runs the firmware on the MicroPython Unix port (a 1 MB heap), the third, gamma, on CircuitPython's
+VM (where it is installed), and both stream to viewers too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
-from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.procs import HubProcess, Mosquitto, SimNode, circuitpython_vm, needs_circuitpython_vm
 from tests.support.waiting import get_json, wait_until
 
 FPS = 10
@@ -59,8 +60,9 @@ class Viewer(threading.Thread):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[dict]:
     broker = Mosquitto()
-    nodes = [SimNode(node_id, broker.port, fps=FPS, frame_size="QVGA", runtime=runtime)
-             for node_id, runtime in (("alpha", "cpython"), ("beta", "micropython"))]
+    runs = [("alpha", "cpython"), ("beta", "micropython")]
+    runs += [("gamma", "circuitpython")] if circuitpython_vm() else []
+    nodes = [SimNode(node_id, broker.port, fps=FPS, frame_size="QVGA", runtime=runtime) for node_id, runtime in runs]
     hub = HubProcess(broker.port, tmp_path_factory.mktemp("hub-state"))
     observer = Observer(broker.port, ["camhub/#"])
     try:
@@ -273,14 +275,16 @@ def test_known_cameras_survive_a_hub_restart(world, tmp_path: Path) -> None:
         isolated.stop()
 
 
-def test_a_micropython_node_is_discovered_and_streamed_to_viewers(world) -> None:
+@pytest.mark.parametrize(("node_id", "runtime"), [
+    ("beta", "micropython"), pytest.param("gamma", "circuitpython", marks=needs_circuitpython_vm)])
+def test_a_vm_node_is_discovered_and_streamed_to_viewers(world, node_id: str, runtime: str) -> None:
     # last: the tests above count every viewer beta ever had
     hub: HubProcess = world["hub"]
-    beta: SimNode = world["nodes"][1]
-    assert get_json(beta.url + "/status")["runtime"]["name"] == "micropython"
-    wait_until(lambda: any(c["id"] == "beta" and c["state"] == "streaming" for c in get_json(hub.url + "/api/cameras")),
-               what="beta streaming")
-    viewers = [Viewer(hub.url + "/cameras/beta/stream") for _ in range(5)]
+    node = next(n for n in world["nodes"] if n.node_id == node_id)
+    assert get_json(node.url + "/status")["runtime"]["name"] == runtime
+    wait_until(lambda: any(c["id"] == node_id and c["state"] == "streaming"
+                           for c in get_json(hub.url + "/api/cameras")), what=f"{node_id} streaming")
+    viewers = [Viewer(hub.url + f"/cameras/{node_id}/stream") for _ in range(5)]
     try:
         time.sleep(1.0)
         t0 = time.time()
@@ -290,8 +294,8 @@ def test_a_micropython_node_is_discovered_and_streamed_to_viewers(world) -> None
             assert v.error is None, v.error
             assert v.parts[-1].image().size == (320, 240)
             fps = sum(1 for p in v.parts if t0 <= p.received_at < t1) / (t1 - t0)
-            assert fps >= 0.9 * FPS, f"a viewer of the MicroPython node got {fps:.1f} fps"
-        assert get_json(beta.url + "/status")["clients"] == 1  # the hub's one pull
+            assert fps >= 0.9 * FPS, f"a viewer of the {runtime} node got {fps:.1f} fps"
+        assert get_json(node.url + "/status")["clients"] == 1  # the hub's one pull
     finally:
         for v in viewers:
             v.close()

@@ -23,6 +23,8 @@ KNOWN = (
     "CAMHUB_ADVERTISE_HOST", "CAMHUB_WATCHDOG_S",
     # a simulated node's camera (camhub_node.scene; a board ignores them)
     "CAMHUB_SIM_SCENE", "CAMHUB_SIM_PERIOD_S",
+    # the PC only: CircuitPython's Unix-port VM for `camhub node --sim --runtime circuitpython` (camhub.sim.vm)
+    "CAMHUB_CIRCUITPY_VM",
     # the hub (camhub.hub.config)
     "CAMHUB_HUB_HOST", "CAMHUB_HUB_PORT", "CAMHUB_STATE_DIR", "CAMHUB_HUB_BROKER", "CAMHUB_MQTT_LISTEN",
     "CAMHUB_AUTH", "CAMHUB_HUB_USER", "CAMHUB_HUB_PASSWORD", "CAMHUB_ALLOWED_HOSTS", "CAMHUB_HUB_URL",

@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.support.netns import entered
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,17 +194,31 @@ class EmbeddedBroker(Process):
         wait_for_port(self.port, proc=self.proc)
 
 
-# The interpreters the node tests run the firmware on (``camhub node --sim --runtime``).
-RUNTIMES = ("cpython", "micropython")
+def circuitpython_vm() -> str | None:
+    """CircuitPython's Unix-port VM as ``camhub node --runtime circuitpython`` finds it, or None."""
+    from camhub.sim.vm import find_circuitpython
+
+    return find_circuitpython(os.environ)
+
+
+NO_CIRCUITPYTHON_VM = ("no CircuitPython VM: set CAMHUB_CIRCUITPY_VM, or put ../shared/circuitpython-unix/"
+                       "circuitpython-10.3.0-f32 beside the checkout (docs/runtimes.md)")
+# Skips, with the reason, what needs CircuitPython's VM where it is absent (CI has it).
+needs_circuitpython_vm = pytest.mark.skipif(circuitpython_vm() is None, reason=NO_CIRCUITPYTHON_VM)
+
+# The interpreters the node tests run the firmware on (``camhub node --sim --runtime``): CPython, the
+# MicroPython Unix port, and CircuitPython's own VM (single-precision floats, as on a board).
+RUNTIMES = ("cpython", "micropython", pytest.param("circuitpython", marks=needs_circuitpython_vm))
+VM_RUNTIMES = RUNTIMES[1:]
 
 
 def runtime_args(runtime: str) -> list[str]:
-    """The ``camhub node`` flags for ``runtime`` (MicroPython: the default 1 MB heap)."""
+    """The ``camhub node`` flags for ``runtime`` (a VM: the default 1 MB heap)."""
     return [] if runtime == "cpython" else ["--runtime", runtime]
 
 
 class SimNode(Process):
-    """The real node firmware on this PC (``camhub node --sim``), on CPython or MicroPython."""
+    """The real node firmware on this PC (``camhub node --sim``), on CPython or a VM (``runtime``)."""
 
     def __init__(self, node_id: str, mqtt_port: int | None, fps: int = 10, frame_size: str = "QVGA",
                  http_port: int | None = None, extra: list[str] | None = None,

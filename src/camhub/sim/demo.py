@@ -52,9 +52,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", choices=("realistic", "busy"), default=None,
                         help="what the cameras show: realistic (default: someone crosses each every 20-60 s, the "
                              "light changes now and then) or busy (motion on every frame) (CAMHUB_SIM_SCENE)")
-    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
-                        help="run the nodes' firmware on CPython (default) or the MicroPython Unix port")
-    parser.add_argument("--heap", metavar="SIZE", help="each MicroPython node's heap (default 1M)")
+    parser.add_argument("--runtime", choices=("cpython", "micropython", "circuitpython"), default="cpython",
+                        help="run the nodes' firmware on CPython (default), the MicroPython Unix port or "
+                             "CircuitPython's own VM (CAMHUB_CIRCUITPY_VM)")
+    parser.add_argument("--heap", metavar="SIZE", help="each VM node's heap (default 1M)")
 
 
 def _free_port() -> int:
@@ -135,11 +136,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= len(DEMO_CAMERAS):
         print(f"camhub demo: --nodes must be 1..{len(DEMO_CAMERAS)}")
         return 2
-    if args.runtime == "micropython":
+    if args.runtime != "cpython":
         from camhub.sim import vm as nodevm
 
-        if nodevm.find_micropython() is None:
-            print(nodevm.MISSING.replace("camhub node:", "camhub demo:"))
+        if nodevm.find_vm(args.runtime, os.environ) is None:
+            print(nodevm.missing_vm(args.runtime, os.environ, "camhub demo"))
             return 2
         try:
             nodevm.parse_heap(args.heap or nodevm.DEFAULT_HEAP)
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"camhub demo: {exc}")
             return 2
     elif args.heap:
-        print("camhub demo: --heap applies to --runtime micropython only")
+        print("camhub demo: --heap applies to --runtime micropython or circuitpython only")
         return 2
     for what, port in (("HTTP", args.port), ("MQTT", args.mqtt_port)):
         if not ports.port_free("127.0.0.1", port):

@@ -57,11 +57,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="host put in the announced URLs (default 127.0.0.1; CAMHUB_ADVERTISE_HOST)")
     parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                         help="run a deployed board directory: DIR/code.py, DIR/lib, DIR/settings.toml")
-    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
-                        help="the interpreter: this CPython (default) or the MicroPython Unix port, "
-                             "with a board-sized heap")
+    parser.add_argument("--runtime", choices=("cpython", "micropython", "circuitpython"), default="cpython",
+                        help="the interpreter: this CPython (default), the MicroPython Unix port, or "
+                             "CircuitPython's own VM (single-precision floats, as a board; found by "
+                             "CAMHUB_CIRCUITPY_VM), each VM with a board-sized heap")
     parser.add_argument("--heap", default=None, metavar="SIZE",
-                        help="MicroPython heap: bytes, or with K/M (default 1M; --runtime micropython)")
+                        help="the VM's heap: bytes, or with K/M (default 1M; --runtime micropython or "
+                             "circuitpython)")
 
 
 def node_environment(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -113,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"camhub node: bad settings: {error}", file=sys.stderr)
         return 2
-    if args.runtime == "micropython":
-        return _run_micropython(args, values)
+    if args.runtime != "cpython":
+        return _run_vm(args, values)
     if args.heap is not None:
-        print("camhub node: --heap applies to --runtime micropython only", file=sys.stderr)
+        print("camhub node: --heap applies to --runtime micropython or circuitpython only", file=sys.stderr)
         return 2
     os.environ.update(values)
     try:
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
 
 
-def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
+def _run_vm(args: argparse.Namespace, values: dict[str, str]) -> int:
     from camhub.deploy.bundle import NODE_PACKAGE, BundleError, Firmware, find_firmware
     from camhub.sim import vm as nodevm
 
@@ -147,14 +149,14 @@ def _run_micropython(args: argparse.Namespace, values: dict[str, str]) -> int:
         return 2
     if args.from_dir is None:
         try:
-            return nodevm.run(values, find_firmware(), None, heap)
+            return nodevm.run(values, find_firmware(), None, heap, args.runtime)
         except BundleError as error:
             print(f"camhub node: {error}", file=sys.stderr)
             return 2
     root = args.from_dir.resolve()
     lib: Path | None = root / "lib"
     if not any(lib.rglob("*.py")):
-        log.warning("%s holds no .py libraries (MicroPython cannot load CircuitPython .mpy files): using "
-                    "the installed node libraries instead", lib)
+        log.warning("%s holds no .py libraries (a bundle's .mpy files are built for a board): using the installed "
+                    "node libraries instead", lib)
         lib = None
-    return nodevm.run(values, Firmware(root / "code.py", root / "lib" / NODE_PACKAGE), lib, heap)
+    return nodevm.run(values, Firmware(root / "code.py", root / "lib" / NODE_PACKAGE), lib, heap, args.runtime)

