@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, Process, camhub_cmd, free_port, wait_for_http
+from tests.support.procs import ROOT, RUNTIMES, Process, camhub_cmd, free_port, runtime_args, wait_for_http
 from tests.support.waiting import get_json
 
 
@@ -19,9 +19,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) 
 
 
 def _clean_env() -> dict[str, str]:
+    """This environment without node settings (where CircuitPython's VM is stays: it is not one)."""
     import os
 
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CAMHUB_", "CIRCUITPY_"))}
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("CAMHUB_", "CIRCUITPY_")) or k == "CAMHUB_CIRCUITPY_VM"}
 
 
 def test_without_sim_it_explains_where_the_firmware_runs() -> None:
@@ -59,15 +61,17 @@ def test_a_bad_settings_file_is_named_and_secrets_are_not_echoed(tmp_path: Path)
     assert "hunter2" not in result.stderr + result.stdout
 
 
-def test_a_port_in_use_is_a_clear_error() -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_port_in_use_is_a_clear_error(runtime: str) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = run_cli("node", "--sim", "--http-port", str(taken.getsockname()[1]), "--frame-size", "QQVGA")
-    assert result.returncode == 1
-    assert "cannot run" in result.stderr and "in use" in result.stderr
+        result = run_cli("node", "--sim", "--http-port", str(taken.getsockname()[1]), "--frame-size", "QQVGA",
+                         *runtime_args(runtime))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot run" in result.stderr and "in use" in result.stderr, result.stdout + result.stderr
 
 
 def _deployed_board(tmp_path: Path, port: int, with_py: bool = True) -> Path:

@@ -252,7 +252,13 @@ class HttpFront:
                                       "snapshot": "/snapshot.jpg", "status": "/status"})
 
     def start(self, host, port):
-        self.server.start(host, port)
+        try:
+            self.server.start(host, port)
+        except OSError as error:
+            # MicroPython-family ports (a board's, the Unix ports) name only the code: "[Errno 98] EADDRINUSE".
+            if error.args and error.args[0] == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, "port %d is in use (CAMHUB_HTTP_PORT)" % port) from None
+            raise
 
     def poll(self):
         """One ``Server.poll()``; True if a connection was handled. Never raises."""
