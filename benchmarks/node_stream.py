@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the example's pattern and the VM
 
 from example_pattern import example_response_class  # noqa: E402
 from example_pattern import serve_example as serve_pattern  # noqa: E402
-from vm import Drain, Vm, cpu_seconds, vm_pid  # noqa: E402
+from vm import Drain, cpu_seconds, side_vm, vm_pid  # noqa: E402
 
 from camhub.sim.vm import DEFAULT_HEAP, parse_heap  # noqa: E402
 from tests.support.allocations import loopback_pairs, measure  # noqa: E402
@@ -338,7 +338,7 @@ def main() -> int:
         serve_example(args.serve_example, args.fps, args.frame_size)
         return 0
     runtimes = [r for r in ("cpython", "micropython") if r in args.runtime.split(",")]
-    args.vm = Vm() if "micropython" in runtimes else None
+    args.vm = side_vm() if "micropython" in runtimes else None
 
     print(f"camhub node vs the Adafruit video-stream example pattern: {args.frame_size} @ {args.fps} fps, "
           f"{args.seconds:.0f} s windows, throttled viewer {args.slow_rate / 1000:.0f} KB/s, {os.cpu_count()} CPUs"

@@ -1,58 +1,28 @@
-"""Benchmark code in the MicroPython VM, driven from CPython: its lib/, frames, command and results.
+"""Benchmark code in a Unix-port VM (MicroPython's or CircuitPython's), driven from CPython.
 
-The VM is the one ``camhub node --sim --runtime micropython`` uses (``camhub.sim.vm``): the same
-``lib/`` (what deploy copies), the same pre-rendered JPEG loops, ``camhub_node.unixport.prepare()``
-first; ``benchmarks/vm_side.py`` is the code that runs inside.
+``Vm`` (``tests/support/vm.py``: lib/, frames, command, results) runs ``benchmarks/vm_side.py``, the
+code that runs inside; here too a drain for the viewers' sockets and the CPU a process used.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
-from camhub.deploy.bundle import find_firmware
-from camhub.sim import vm as nodevm
+from tests.support.vm import Vm, VmMissing
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class Vm:
-    """A work directory with ``lib/`` and ``frames/``; ``result()`` runs a vm_side mode to its RESULT."""
-
-    def __init__(self) -> None:
-        self.binary = nodevm.find_micropython()
-        if self.binary is None:
-            raise SystemExit(nodevm.MISSING)
-        self._dir = tempfile.TemporaryDirectory(prefix="camhub-bench-vm-")
-        work = Path(self._dir.name)
-        self.lib, self.frames = work / "lib", work / "frames"
-        self.frames.mkdir()
-        nodevm.link_libraries(find_firmware(), self.lib)
-
-    def render(self, frame_size: str, fps: int, node_id: str = "bench") -> None:
-        nodevm.render(self.frames, node_id, frame_size, 12, fps, scene="busy")
-
-    def argv(self, heap: int, *args: object) -> list[str]:
-        call = ("from camhub_node import unixport; unixport.prepare(); import vm_side; "
-                f"vm_side.main({[str(a) for a in args]!r})")
-        return nodevm.vm_argv(self.binary, heap, [self.lib, HERE], call)
-
-    def result(self, heap: int, *args: object, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
-        done = subprocess.run(self.argv(heap, *args), capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "CAMHUB_VM_FRAMES": str(self.frames), **(env or {})})
-        for line in done.stdout.splitlines():
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-        raise RuntimeError(f"the VM gave no result (exit {done.returncode}): {(done.stdout + done.stderr)[-800:]}")
-
-    def close(self) -> None:
-        self._dir.cleanup()
+def side_vm(runtime: str = "micropython") -> Vm:
+    """``vm_side.py`` on ``runtime``'s VM; exits with how to get the VM when it is missing."""
+    try:
+        return Vm(HERE / "vm_side.py", runtime)
+    except VmMissing as missing:
+        raise SystemExit(str(missing)) from None
 
 
 class Drain:
