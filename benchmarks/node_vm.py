@@ -1,7 +1,8 @@
-"""The node firmware on the MicroPython VM with a board's heap: how little heap, how little garbage.
+"""The node firmware on the Unix-port VMs with a board's heap: how little heap, how little garbage.
 
-Four measurements, all on the MicroPython Unix port (``camhub node --sim --runtime micropython``,
-``-X heapsize``; objects there are about twice their ESP32 size, so these heaps are upper bounds):
+Four measurements, each on the MicroPython Unix port and on CircuitPython's own VM (``camhub node
+--sim --runtime micropython|circuitpython``, ``-X heapsize``; both are 64-bit builds, where objects
+are about twice their ESP32 size, so these heaps are upper bounds), side by side:
 
 1. Smallest heap per frame size: the real node (``--heap H``) streams to two viewers for
    ``--seconds``; a heap passes when the node stays up with no ``MemoryError`` in its output, no task
@@ -14,8 +15,9 @@ Four measurements, all on the MicroPython Unix port (``camhub node --sim --runti
 4. Idle: CPU and allocation rate of a node with no viewers (camera running, MQTT connected to a
    local mosquitto) beside an asyncio loop that runs only the same sampler.
 
-    .venv/bin/python benchmarks/node_vm.py                      # ≈ 6 min
-    .venv/bin/python benchmarks/node_vm.py --only alloc,idle    # ≈ 1 min
+    .venv/bin/python benchmarks/node_vm.py                      # ≈ 10 min (both VMs)
+    .venv/bin/python benchmarks/node_vm.py --only alloc,idle    # ≈ 2 min
+    .venv/bin/python benchmarks/node_vm.py --runtime circuitpython
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from vm import Drain, Vm  # noqa: E402
+from vm import Drain, side_vm  # noqa: E402
 
 from camhub.sim.vm import parse_heap  # noqa: E402
 from tests.support.procs import Mosquitto, SimNode, free_port  # noqa: E402
@@ -65,9 +67,12 @@ class Counter(threading.Thread):
             pass
 
 
-def stream_trial(heap: int, frame_size: str, fps: int, seconds: float) -> dict:
+LABELS = {"micropython": "MicroPython", "circuitpython": "CircuitPython"}
+
+
+def stream_trial(runtime: str, heap: int, frame_size: str, fps: int, seconds: float) -> dict:
     """Two viewers of a node in a ``heap``-byte VM for ``seconds``: what happened."""
-    node = SimNode("heap", None, fps=fps, frame_size=frame_size, runtime="micropython",
+    node = SimNode("heap", None, fps=fps, frame_size=frame_size, runtime=runtime,
                    extra=["--heap", str(heap), "--scene", "busy"], env={"CAMHUB_WRITE_TIMEOUT_S": "10"})
     viewers: list[Counter] = []
     lowest = None
@@ -105,19 +110,19 @@ def passes(trial: dict, fps: int, share: float) -> bool:
             and min(trial["fps"]) >= share * fps)
 
 
-def smallest_heap(frame_size: str, args: argparse.Namespace) -> tuple[int | None, dict | None]:
+def smallest_heap(runtime: str, frame_size: str, args: argparse.Namespace) -> tuple[int | None, dict | None]:
     low, high = parse_heap(args.low), parse_heap(args.high)
     best = None
-    trial = stream_trial(high, frame_size, args.fps, args.seconds)
+    trial = stream_trial(runtime, high, frame_size, args.fps, args.seconds)
     if not passes(trial, args.fps, args.min_share):
-        print(f"  {frame_size}: fails even at {high // 1024} KB: {trial}", flush=True)
+        print(f"  {runtime} {frame_size}: fails even at {high // 1024} KB: {trial}", flush=True)
         return None, trial
     best = trial
     while high - low > STEP:
         mid = (low + high) // 2 // STEP * STEP
-        trial = stream_trial(mid, frame_size, args.fps, args.seconds)
+        trial = stream_trial(runtime, mid, frame_size, args.fps, args.seconds)
         ok = passes(trial, args.fps, args.min_share)
-        print(f"  {frame_size} {mid // 1024:>5} KB: {'ok  ' if ok else 'FAIL'} fps {trial['fps'][0]:.1f}/"
+        print(f"  {runtime} {frame_size} {mid // 1024:>5} KB: {'ok  ' if ok else 'FAIL'} fps {trial['fps'][0]:.1f}/"
               f"{trial['fps'][1]:.1f}, MemoryErrors {trial['memory_errors']}, lowest free "
               f"{trial['lowest_free']}", flush=True)
         if ok:
@@ -127,9 +132,79 @@ def smallest_heap(frame_size: str, args: argparse.Namespace) -> tuple[int | None
     return high, best
 
 
+def heap_part(runtimes: list[str], args: argparse.Namespace) -> None:
+    print(f"\nsmallest heap, two viewers, {args.fps} fps, {args.seconds:.0f} s each trial:", flush=True)
+    rows = [(runtime, size, *smallest_heap(runtime, size, args))
+            for size in args.sizes.split(",") for runtime in runtimes]
+    print(f"\n{'frame size':<12}{'VM':<15}{'smallest heap':>15}{'fps (2 viewers)':>18}{'lowest free':>14}")
+    for runtime, size, heap, trial in rows:
+        fps = f"{trial['fps'][0]:.1f}/{trial['fps'][1]:.1f}" if trial else "-"
+        print(f"{size:<12}{LABELS[runtime]:<15}{(f'{heap // 1024} KB' if heap else 'none'):>15}{fps:>18}"
+              f"{str(trial['lowest_free'] if trial else '-'):>14}")
+
+
+def soak_part(runtimes: list[str], args: argparse.Namespace) -> None:
+    heap = parse_heap(args.soak_heap)
+    for runtime in runtimes:
+        trial = stream_trial(runtime, heap, args.soak_size, args.fps, args.soak)
+        print(f"\nsoak, {LABELS[runtime]}: {args.soak_size} to two viewers for {args.soak:.0f} s in {heap // 1024} KB: "
+              f"alive {trial['alive']}, MemoryErrors {trial['memory_errors']}, fps {trial['fps'][0]:.1f}/"
+              f"{trial['fps'][1]:.1f}, lowest free_heap {trial['lowest_free']}, task restarts {trial['restarts']}",
+              flush=True)
+
+
+def alloc_part(runtimes: list[str], args: argparse.Namespace) -> None:
+    heap = parse_heap("1M")
+    print(f"\nsend path, {args.alloc_size}, {args.frames} frames, 1 MB heap (bytes per frame):")
+    print(f"{'VM':<15}{'viewers':<10}{'capture':>10}{'send path':>12}{'worst frame':>13}")
+    for runtime in runtimes:
+        vm = side_vm(runtime)
+        drain = Drain()
+        try:
+            vm.render(args.alloc_size, args.fps)
+            sends = {}
+            for viewers in (1, 2, 4):
+                r = vm.result(heap, "alloc", "camhub", args.alloc_size, args.frames, drain.port, viewers, vm.frames)
+                sends[viewers] = r["send_per_frame"]
+                print(f"{LABELS[runtime]:<15}{viewers:<10}{r['capture_per_frame']:>10.0f}{r['send_per_frame']:>12.0f}"
+                      f"{r['send_worst']:>13}", flush=True)
+            print(f"{LABELS[runtime]}: per extra viewer {(sends[4] - sends[1]) / 3:.0f} B/frame; per viewer at 2 "
+                  f"viewers {sends[2] / 2:.0f} B/frame (target <= 512)", flush=True)
+        finally:
+            drain.close()
+            vm.close()
+
+
+def idle_part(runtimes: list[str], args: argparse.Namespace) -> None:
+    heap = parse_heap("1M")
+    print(f"\nidle ({args.idle_seconds:.0f} s, 1 MB heap){'':<30}{'CPU %':>8}{'alloc B/s':>12}")
+    for runtime in runtimes:
+        vm = side_vm(runtime)
+        broker = Mosquitto()
+        try:
+            vm.render("VGA", args.fps, node_id="idle")
+            env = {"CAMHUB_NODE_ID": "idle", "CAMHUB_FRAME_SIZE": "VGA", "CAMHUB_FPS": str(args.fps),
+                   "CAMHUB_HTTP_PORT": str(free_port()), "CAMHUB_ADVERTISE_HOST": "127.0.0.1",
+                   "CAMHUB_MQTT_HOST": "127.0.0.1", "CAMHUB_MQTT_PORT": str(broker.port)}
+            node = vm.result(heap, "idle", "node", args.idle_seconds, env=env)
+            empty = vm.result(heap, "idle", "empty", args.idle_seconds)
+            label = LABELS[runtime]
+            print(f"{label + ': node, VGA camera, MQTT, no viewers':<56}{node['cpu_percent']:>8.1f}"
+                  f"{node['alloc_per_s']:>12.0f}")
+            print(f"{label + ': empty asyncio loop':<56}{empty['cpu_percent']:>8.1f}{empty['alloc_per_s']:>12.0f}",
+                  flush=True)
+        finally:
+            broker.stop()
+            vm.close()
+
+
+PARTS = {"heap": heap_part, "soak": soak_part, "alloc": alloc_part, "idle": idle_part}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="heap,soak,alloc,idle", help="which parts, comma-separated")
+    parser.add_argument("--runtime", default="micropython,circuitpython", help="which VMs, comma-separated")
     parser.add_argument("--sizes", default="QVGA,VGA,SVGA,HD")
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=6.0, help="window of each heap trial")
@@ -143,65 +218,13 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    parts = set(args.only.split(","))
-    print(f"camhub node on the MicroPython Unix port, {os.cpu_count()} CPUs", flush=True)
-
-    if "heap" in parts:
-        print(f"\nsmallest heap, two viewers, {args.fps} fps, {args.seconds:.0f} s each trial:", flush=True)
-        rows = []
-        for size in args.sizes.split(","):
-            heap, trial = smallest_heap(size, args)
-            rows.append((size, heap, trial))
-        print(f"\n{'frame size':<12}{'smallest heap':>15}{'fps (2 viewers)':>18}{'lowest free':>14}")
-        for size, heap, trial in rows:
-            fps = f"{trial['fps'][0]:.1f}/{trial['fps'][1]:.1f}" if trial else "-"
-            print(f"{size:<12}{(f'{heap // 1024} KB' if heap else 'none'):>15}{fps:>18}"
-                  f"{str(trial['lowest_free'] if trial else '-'):>14}")
-
-    if "soak" in parts:
-        heap = parse_heap(args.soak_heap)
-        trial = stream_trial(heap, args.soak_size, args.fps, args.soak)
-        print(f"\nsoak: {args.soak_size} to two viewers for {args.soak:.0f} s in {heap // 1024} KB: alive "
-              f"{trial['alive']}, MemoryErrors {trial['memory_errors']}, fps {trial['fps'][0]:.1f}/"
-              f"{trial['fps'][1]:.1f}, lowest free_heap {trial['lowest_free']}, task restarts {trial['restarts']}")
-
-    if "alloc" in parts:
-        vm = Vm()
-        drain = Drain()
-        try:
-            vm.render(args.alloc_size, args.fps)
-            heap = parse_heap("1M")
-            print(f"\nsend path, {args.alloc_size}, {args.frames} frames, 1 MB heap (bytes per frame):")
-            print(f"{'viewers':<10}{'capture':>10}{'send path':>12}{'worst frame':>13}")
-            sends = {}
-            for viewers in (1, 2, 4):
-                r = vm.result(heap, "alloc", "camhub", args.alloc_size, args.frames, drain.port, viewers, vm.frames)
-                sends[viewers] = r["send_per_frame"]
-                print(f"{viewers:<10}{r['capture_per_frame']:>10.0f}{r['send_per_frame']:>12.0f}"
-                      f"{r['send_worst']:>13}")
-            print(f"per extra viewer: {(sends[4] - sends[1]) / 3:.0f} B/frame; per viewer at 2 viewers: "
-                  f"{sends[2] / 2:.0f} B/frame (target <= 512)")
-        finally:
-            drain.close()
-            vm.close()
-
-    if "idle" in parts:
-        vm = Vm()
-        broker = Mosquitto()
-        try:
-            vm.render("VGA", args.fps, node_id="idle")
-            env = {"CAMHUB_NODE_ID": "idle", "CAMHUB_FRAME_SIZE": "VGA", "CAMHUB_FPS": str(args.fps),
-                   "CAMHUB_HTTP_PORT": str(free_port()), "CAMHUB_ADVERTISE_HOST": "127.0.0.1",
-                   "CAMHUB_MQTT_HOST": "127.0.0.1", "CAMHUB_MQTT_PORT": str(broker.port)}
-            heap = parse_heap("1M")
-            node = vm.result(heap, "idle", "node", args.idle_seconds, env=env)
-            empty = vm.result(heap, "idle", "empty", args.idle_seconds)
-            print(f"\nidle ({args.idle_seconds:.0f} s, 1 MB heap){'':<14}{'CPU %':>8}{'alloc B/s':>12}")
-            print(f"{'node: VGA camera, MQTT, no viewers':<40}{node['cpu_percent']:>8.1f}{node['alloc_per_s']:>12.0f}")
-            print(f"{'empty asyncio loop':<40}{empty['cpu_percent']:>8.1f}{empty['alloc_per_s']:>12.0f}")
-        finally:
-            broker.stop()
-            vm.close()
+    runtimes = [r for r in LABELS if r in args.runtime.split(",")]
+    for runtime in runtimes:
+        side_vm(runtime).close()  # exits at once, saying how to get it, when a VM is missing
+    print(f"camhub node on {' and '.join(LABELS[r] for r in runtimes)}'s Unix ports, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    for part in args.only.split(","):
+        PARTS[part](runtimes, args)
     return 0
 
 

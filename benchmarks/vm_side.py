@@ -1,4 +1,4 @@
-"""The MicroPython side of the node benchmarks: runs inside ``micropython -X heapsize=N``.
+"""The VM side of the node benchmarks: runs inside MicroPython's or CircuitPython's Unix port (``-X heapsize=N``).
 
 Started by ``benchmarks/vm.py`` after ``camhub_node.unixport.prepare()``; prints one line
 ``RESULT {json}`` for the CPython side. MicroPython code (no annotations). Modes:
