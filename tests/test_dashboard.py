@@ -244,17 +244,26 @@ def test_grid_and_camera_page_have_no_serious_accessibility_violations(world: Wo
 # How an element and its parent look where a focus ring is drawn: outline, shadow, border.
 LOOK_JS = """(el) => [el, el.parentElement].map((n) => { const s = getComputedStyle(n);
     return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ')"""
-CONTROLS_JS = """() => {
-  const look = LOOK;
-  document.activeElement && document.activeElement.blur();
+# A control's key survives the page re-rendering it (a list rebuilt on a server event puts new elements in
+# place of the old ones; marking elements lost those and failed the test under load): what it is and says,
+# and which of the identical ones in document order (a link is known by its address: a tile's text holds its fps and age).
+KEYS_JS = """() => { const seen = new Map();
   return [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
     .filter((el) => (el.matches('a[href], button, input, select, textarea') || el.tabIndex >= 0) && !el.disabled
                     && el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden')
-    .map((el, i) => { el.dataset.kbd = String(i); return [String(i), look(el)]; });
-}""".replace("LOOK", LOOK_JS)
+    .map((el) => { const what = [el.tagName, el.id, el.dataset.id, el.getAttribute('href'),
+                                 el.getAttribute('aria-label'), el.getAttribute('name'),
+                                 el.matches('button') ? el.textContent.trim().slice(0, 60) : ''].join('|');
+                   const n = (seen.get(what) || 0) + 1; seen.set(what, n); return [what + '#' + n, el]; }); }"""
+CONTROLS_JS = """() => {
+  const look = LOOK;
+  document.activeElement && document.activeElement.blur();
+  return (KEYS)().map(([key, el]) => [key, look(el)]);
+}""".replace("LOOK", LOOK_JS).replace("KEYS", KEYS_JS)
 FOCUSED_JS = """() => { const el = document.activeElement;
-  if (!el || !el.dataset.kbd) return null;
-  return [el.dataset.kbd, (LOOK)(el), el.outerHTML.slice(0, 120)]; }""".replace("LOOK", LOOK_JS)
+  const found = (KEYS)().find(([, candidate]) => candidate === el);
+  return found ? [found[0], (LOOK)(el), el.outerHTML.slice(0, 120)] : null; }""".replace("LOOK", LOOK_JS).replace(
+    "KEYS", KEYS_JS)
 
 
 def _tab_through(world: World, where: str) -> None:
@@ -290,6 +299,9 @@ def test_footer_shows_the_version(world: World) -> None:
 
 def test_hub_going_away_is_shown_and_recovers_by_itself(world: World) -> None:
     pg = world.page
+    # On the grid, whatever the test before left open (its tiles' pictures are what is watched below).
+    pg.evaluate("location.hash = '#/'")
+    world.wait_js("!document.querySelector('#grid-view').hidden", "the grid")
     port = world.hub.port
     world.hub.stop()
     world.wait_js("document.querySelector('#h-link').dataset.mode === 'lost'"
