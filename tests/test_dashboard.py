@@ -246,7 +246,8 @@ LOOK_JS = """(el) => [el, el.parentElement].map((n) => { const s = getComputedSt
     return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow, s.borderColor].join(' '); }).join(' / ')"""
 # A control's key survives the page re-rendering it (a list rebuilt on a server event puts new elements in
 # place of the old ones; marking elements lost those and failed the test under load): what it is and says,
-# and which of the identical ones in document order (a link is known by its address: a tile's text holds its fps and age).
+# and which of the identical ones in document order (a link is known by its address: a tile's text holds
+# its fps and age).
 KEYS_JS = """() => { const seen = new Map();
   return [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
     .filter((el) => (el.matches('a[href], button, input, select, textarea') || el.tabIndex >= 0) && !el.disabled
