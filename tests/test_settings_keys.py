@@ -53,7 +53,7 @@ def keys_named_in_code() -> dict[str, str]:
     """Every settings-like name in a string of the node's and the hub's code (docstrings aside,
     where examples of misspellings live): ``{name: first file naming it}``."""
     named: dict[str, str] = {}
-    for path in sorted([*(ROOT / "cameras").rglob("*.py"), *(ROOT / "hub").rglob("*.py")]):
+    for path in sorted([*(ROOT / "cameras").rglob("*.py"), *(ROOT / "src").rglob("*.py")]):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         skip = _docstrings(tree)
         for node_ in ast.walk(tree):
