@@ -1,9 +1,11 @@
 """One pull per camera: when it runs (the pull policy), its upstream, and the frames it brings in.
 
-``PullPolicy`` decides whether a camera is pulled now and from where: ``AlwaysPull``
+``PullPolicy`` decides whether a camera is pulled now, from where and how: ``AlwaysPull``
 (``CAMHUB_PULL = "always"``: every available camera, so its snapshot stays fresh) and ``OnDemandPull``
 (``"on_demand"``: while someone watches, and ``keep_warm_s`` after; battery nodes). A cluster role
-brings its own policy (an origin pulls the cameras it owns, an edge pulls from their owner).
+brings its own policy (an origin pulls the cameras it owns, any hub pulls the others from their
+owner, with a credential, asking first whether it may: ``PullOptions``); ``reconsider`` follows a
+change of its mind (a new owner) without dropping the camera's viewers.
 
 A frame is published to the camera's feed with its capture time: the node's clock is trusted only
 when it is plausible (a board without NTP starts in 2000). Frames beyond 3x the announced rate are
@@ -17,14 +19,15 @@ import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from camhub.hub.core.broker import Feed, Viewer
-from camhub.hub.core.camera import CONNECTING, OFFLINE, Camera
+from camhub.hub.core.camera import CONNECTING, OFFLINE, STALLED, STREAMING, Camera
 from camhub.hub.core.registry import Cameras
 from camhub.hub.ingest.sources import AllowedSources, HubAddresses
-from camhub.hub.ingest.upstream import Upstream
+from camhub.hub.ingest.upstream import Admit, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,20 @@ class PullSettings:
     keep_warm_s: float = 30.0  # a pull nobody watches any more runs this long (policies that follow viewers)
 
 
+@dataclass(frozen=True)
+class PullOptions:
+    """How a pull is made besides its URL."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)  # with every request (a credential)
+    admit: Admit | None = None  # asked before every attempt: None, or why not now (retried with backoff)
+    backoff_max_s: float = 30.0  # retries never wait longer than this
+
+
+BOARD = PullOptions()
+
+
 class PullPolicy(Protocol):
-    """Which cameras this hub pulls, and from where."""
+    """Which cameras this hub pulls, from where, and how."""
 
     def wants(self, camera: Camera, watched: bool) -> bool:
         """Whether ``camera`` (available, with a source) should be pulled now; ``watched``: it has
@@ -54,6 +69,10 @@ class PullPolicy(Protocol):
         """Where to pull ``camera`` from (None: nowhere)."""
         ...
 
+    def options(self, camera: Camera, url: str) -> PullOptions:
+        """How to pull ``camera`` from ``url``."""
+        ...
+
 
 class AlwaysPull:
     def wants(self, camera: Camera, watched: bool) -> bool:
@@ -62,13 +81,13 @@ class AlwaysPull:
     def url(self, camera: Camera) -> str | None:
         return camera.stream_url
 
+    def options(self, camera: Camera, url: str) -> PullOptions:
+        return BOARD
 
-class OnDemandPull:
+
+class OnDemandPull(AlwaysPull):
     def wants(self, camera: Camera, watched: bool) -> bool:
         return watched
-
-    def url(self, camera: Camera) -> str | None:
-        return camera.stream_url
 
 
 class Pulls:
@@ -142,7 +161,30 @@ class Pulls:
         if url and camera.available and not camera.pulling and self.policy.wants(camera, watched):
             self._start(camera, url)
 
-    def _start(self, camera: Camera, url: str) -> None:
+    def reconsider(self, camera: Camera) -> None:
+        """The policy may have changed its mind about ``camera`` (its owner changed): start, stop or move
+        its pull. Its viewers stay: they see ``stalled``, then the frames of the new pull."""
+        upstream = self._upstreams.get(camera.id)
+        if upstream is None:
+            self.start_if_wanted(camera)
+            return
+        watched = bool(camera.feed.viewers) or camera.id in self._idle
+        url = self.policy.url(camera)
+        if url != upstream.url or not camera.available or not self.policy.wants(camera, watched):
+            asyncio.get_running_loop().create_task(self._move(camera, watched))
+
+    async def _move(self, camera: Camera, watched: bool) -> None:
+        resumed = camera.state in (STREAMING, STALLED)
+        await self._stop_upstream(camera)
+        url = self.policy.url(camera)
+        if url and camera.available and not camera.pulling and self.policy.wants(camera, watched):
+            self._start(camera, url, resumed=resumed)
+            self.viewers_changed(camera)  # an unwatched pull that only follows its keep-warm time stops then
+        elif not camera.pulling:
+            self.set_state(camera, OFFLINE)
+
+    def _start(self, camera: Camera, url: str, resumed: bool = False) -> None:
+        options = self.policy.options(camera, url)
         upstream = Upstream(
             camera.id, url,
             on_frame=functools.partial(self._frame, camera),
@@ -153,10 +195,14 @@ class Pulls:
             max_fps=self._ingest_cap(camera),
             hub=self._hub,
             user_agent=self._user_agent,
+            headers=options.headers,
+            admit=options.admit,
+            backoff_max_s=options.backoff_max_s,
+            resumed=resumed,
         )
         self._upstreams[camera.id] = upstream
         camera.pull = upstream
-        self.set_state(camera, CONNECTING)
+        self.set_state(camera, STALLED if resumed else CONNECTING)
         upstream.start()
 
     def _ingest_cap(self, camera: Camera) -> float:
@@ -167,11 +213,14 @@ class Pulls:
         return self.settings.max_ingest_fps
 
     async def stop(self, camera: Camera) -> None:
-        upstream = self._upstreams.pop(camera.id, None)
-        camera.pull = None
         timer = self._idle.pop(camera.id, None)
         if timer is not None:
             timer.cancel()
+        await self._stop_upstream(camera)
+
+    async def _stop_upstream(self, camera: Camera) -> None:
+        upstream = self._upstreams.pop(camera.id, None)
+        camera.pull = None
         if upstream is not None:
             with contextlib.suppress(Exception):
                 await upstream.stop()

@@ -28,7 +28,7 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[bytes, int | None, float | None], None]
 StateCallback = Callable[[str], None]
+Admit = Callable[[], Awaitable[str | None]]  # before each attempt: None to go ahead, else why not (retried)
 
 _FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the moving average
 _PARSER_ERRORS = (("dropped_oversize", "oversize"), ("dropped_not_jpeg", "not_jpeg"), ("resyncs", "resync"))
@@ -192,7 +193,8 @@ class Upstream:
                  connect_timeout_s: float = 5.0, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0,
                  max_bytes_without_frame: int | None = None, offline_after: int = 3,
                  max_fps: float | None = None, hub: HubAddresses | None = None,
-                 user_agent: str | None = None) -> None:
+                 user_agent: str | None = None, headers: Mapping[str, str] | None = None,
+                 admit: Admit | None = None, resumed: bool = False) -> None:
         self.camera_id = camera_id
         self.url = stream_url
         self.max_frame_bytes = max_frame_bytes
@@ -206,6 +208,9 @@ class Upstream:
         self.offline_after = offline_after
         self.hub = hub  # the hub's own addresses: never pulled (a loop)
         self.user_agent = user_agent or f"camhub-hub/{__version__}"
+        self.headers = dict(headers or {})  # sent with every request (e.g. a cluster credential)
+        self.admit = admit  # asked before each attempt (e.g. whether two other hubs pull the board already)
+        self._resumed = resumed  # frames flowed before this upstream (another one's): retrying shows as "stalled"
         self.max_fps = max_fps  # None: no cap; may be changed while pulling (a new announce)
         self._tokens = 0.0  # the rate cap's bucket: frames that may still pass now
         self._bucket_at: float | None = None
@@ -231,9 +236,9 @@ class Upstream:
     def start(self) -> None:
         """Begin pulling (from inside the event loop); reconnects until stop()."""
         if self._task is None or self._task.done():
-            self._lost = False
+            self._lost = self._resumed
             self.failures = 0
-            self._set_state(CONNECTING)
+            self._set_state(STALLED if self._lost else CONNECTING)
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"upstream-{self.camera_id}")
 
     async def stop(self) -> None:
@@ -267,7 +272,7 @@ class Upstream:
         connector = aiohttp.TCPConnector(limit=1, force_close=True, resolver=_AllowedResolver(self.allowed, self.hub))
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s,
                                         sock_connect=self.connect_timeout_s)
-        headers = {"User-Agent": self.user_agent, "Accept": "multipart/x-mixed-replace, */*"}
+        headers = {**self.headers, "User-Agent": self.user_agent, "Accept": "multipart/x-mixed-replace, */*"}
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                          auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
                                          read_bufsize=256 * 1024) as session:
@@ -299,6 +304,11 @@ class Upstream:
         if self.hub is not None and self.hub.url_is_self(url):
             self._error("self_source", "the URL is this hub itself")
             return False
+        if self.admit is not None:
+            refused = await self.admit()
+            if refused is not None:
+                self._error("refused", refused)
+                return False
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 response = await session.get(url, allow_redirects=False)
