@@ -38,6 +38,9 @@ KNOWN = (
     "CAMHUB_RECORD_SEGMENT_S", "CAMHUB_RECORD_KEEP_DAYS", "CAMHUB_RECORD_MAX_GB", "CAMHUB_RECORD_MIN_FREE_GB",
     "CAMHUB_TIMELAPSE_S",
     "CAMHUB_HA_DISCOVERY", "CAMHUB_HA_DISCOVERY_PREFIX", "CAMHUB_HA_SNAPSHOT_S",
+    # several hubs (docs/cluster.md)
+    "CAMHUB_ROLE", "CAMHUB_HUB_ID", "CAMHUB_CLUSTER_SECRET", "CAMHUB_CLUSTER_SECRET_FILE",
+    "CAMHUB_CLUSTER_REBALANCE_S", "CAMHUB_TRUSTED_PROXIES",
 )
 
 # Said once after the warnings about the environment: why they are warnings there, not errors.

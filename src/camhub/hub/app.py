@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-from camhub.hub.config import HubConfig
+from camhub.hub.cluster.members import ClusterSettings
+from camhub.hub.cluster.role import ClusterRole
+from camhub.hub.config import HubConfig, cluster_secret
 from camhub.hub.core import controls
 from camhub.hub.core.broker import Broker, FanoutSettings, Feed
 from camhub.hub.core.camera import OFFLINE
@@ -32,7 +34,7 @@ from camhub.hub.http.services import CameraExtra, HttpServices, HubExtra
 from camhub.hub.http.streams import ViewerLimits
 from camhub.hub.ingest.control import NodeControl
 from camhub.hub.ingest.nodes import NodeMessages
-from camhub.hub.ingest.pulls import AlwaysPull, OnDemandPull, Pulls, PullSettings
+from camhub.hub.ingest.pulls import AlwaysPull, OnDemandPull, PullPolicy, Pulls, PullSettings
 from camhub.hub.ingest.sources import AllowedSources, HubAddresses, parse_static_sources
 from camhub.hub.mqtt.embedded import EmbeddedBroker
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
@@ -57,6 +59,7 @@ class Hub:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
         self._steps: list[Callable[[], Awaitable[None] | None]] = []  # start, in order
+        self._leaving: list[Callable[[], None]] = []  # the first thing stop() does, in order
         self._stops: list[tuple[str, float, Callable[[], Awaitable[None] | None]]] = []  # stop, in reverse
         self._tasks: list[asyncio.Task[Any]] = []
         counted: list[Counted] = []
@@ -80,7 +83,8 @@ class Hub:
         self._stop("the camera options", 5.0, self.options.flush)
 
         # ---- MQTT: the contract's topics, the embedded broker (when there is no other), the link ------------
-        self.topics = Topics(config.topic_prefix, config.ha_discovery_prefix)
+        self.topics = Topics(config.topic_prefix, config.ha_discovery_prefix,
+                             config.hub_id if config.clustered else None)
         mqtt_host = str(config.mqtt_host)
         if config.embedded_broker:  # talk to our own broker where it listens (any address: loopback)
             listen = config.mqtt_listen or config.host
@@ -89,10 +93,34 @@ class Hub:
             self._start(embedded.start)
             self._stop("the embedded MQTT broker", 10.0, embedded.stop)  # bounded itself
         self.link = link = MqttLink(LinkSettings(mqtt_host, config.mqtt_port, config.mqtt_user, config.mqtt_password,
-                                                 embedded=config.embedded_broker), self.topics)
+                                                 embedded=config.embedded_broker,
+                                                 keep_retained=not config.clustered), self.topics)
         self._task(link.run)
         counted.append(link)
         hub_extras.append(lambda: {"mqtt": link.stats()})
+
+        # ---- cluster (CAMHUB_ROLE origin or edge): members, ownership, hub-to-hub pulls ------------------
+        # A camera's owner pulls its board and writes its topics; every hub serves it (pulling it from its
+        # owner while watched); motion and recordings run on the owner. A single hub has none of this.
+        allowed = AllowedSources.parse(config.allowed_sources)
+        board_policy: PullPolicy = AlwaysPull() if config.pull == "always" else OnDemandPull()
+        self.cluster: ClusterRole | None = None
+        if config.clustered:
+            self.cluster = cluster = ClusterRole(
+                ClusterSettings(hub_id=config.hub_id, role=config.role, url=config.hub_url,
+                                version=self.identity.version, instance=self.identity.instance, allowed=allowed,
+                                rebalance_s=config.rebalance_s),
+                cluster_secret(config) or "", link, self.topics, cameras, board_policy, self.identity.user_agent)
+            cluster.subscribe()
+            link.up.connect(cluster.link_up)  # first: nothing about a camera goes out until it has settled
+            link.down.connect(cluster.link_down)
+            cameras.changed.connect(cluster.ownership.camera_changed)
+            counted.append(cluster)
+            hub_extras.append(cluster.health)
+            self._leaving.append(cluster.leave)
+            self._task(cluster.run)
+            self._stop("the cluster's clients", 2.0, cluster.close)
+        publishes = self.cluster.publishes if self.cluster else _always
 
         # ---- taps: motion detection and recordings see every frame of every feed ---------------------------
         motion_pool = ThreadPoolExecutor(1, thread_name_prefix="camhub-motion")
@@ -109,9 +137,10 @@ class Hub:
         def attach_taps(feed: Feed) -> None:
             state = motion.camera(feed.camera_id)
             state.enabled = self.options.get(feed.camera_id, "motion") == "on"
-            feed.add_tap("motion", motion.tap(feed.camera_id))
             recorder = recordings.recorder(feed.camera_id, self.options.get(feed.camera_id, "record"), state)
-            feed.add_tap("recordings", recorder.frame)
+            taps = {"motion": motion.tap(feed.camera_id), "recordings": recorder.frame}
+            for name, tap in taps.items():  # in a cluster they run on the camera's owner only
+                feed.add_tap(name, self.cluster.only_owned(feed.camera_id, tap) if self.cluster else tap)
 
         self.broker.feed_made.connect(attach_taps)
         self.options.changed.connect(motion.apply_options)
@@ -129,7 +158,6 @@ class Hub:
         # ---- ingest: where cameras come from, and one pull each ------------------------------------------
         # The hub never pulls itself: not its own addresses, nor a stream that carries its own
         # instance in the User-Agent (a loop through a proxy or a name; see http.streams).
-        allowed = AllowedSources.parse(config.allowed_sources)
         addresses = HubAddresses(config.host, config.port)
         static = parse_static_sources(config.sources, allowed)
         for camera_id, url in static.items():
@@ -138,7 +166,7 @@ class Hub:
         self.pulls = pulls = Pulls(
             cameras, PullSettings(allowed=allowed, max_frame_bytes=config.max_frame_bytes, stall_s=config.stall_s,
                                   max_ingest_fps=config.max_ingest_fps, keep_warm_s=config.keep_warm_s),
-            AlwaysPull() if config.pull == "always" else OnDemandPull(), addresses, self.identity.user_agent)
+            self.cluster.policy if self.cluster else board_policy, addresses, self.identity.user_agent)
         self.nodes = nodes = NodeMessages(cameras, self.known, pulls, allowed, addresses, self.topics)
         self.control = NodeControl(link, self.topics)
         nodes.subscribe(link)
@@ -153,7 +181,7 @@ class Hub:
         self._stop("the camera pulls", 5.0, pulls.stop_all)
 
         # ---- publish: the hub's status on MQTT, always; Home Assistant discovery if wanted ---------------
-        self.status = status = StatusPublisher(link, self.topics, cameras, motion, recordings)
+        self.status = status = StatusPublisher(link, self.topics, cameras, motion, recordings, publishes)
         cameras.changed.connect(status.camera_changed)
         cameras.removed.connect(status.camera_removed)
         self.broker.viewers.connect(status.viewer_event)
@@ -164,13 +192,30 @@ class Hub:
         self.discovery: Discovery | None = None
         if config.ha_discovery == "on":
             self.discovery = discovery = Discovery(
-                DiscoverySettings(hub_url=config.hub_url, snapshot_s=config.ha_snapshot_s), link, self.topics,
-                cameras, status)
+                DiscoverySettings(hub_url=config.hub_url, snapshot_s=config.ha_snapshot_s,
+                                  hub_id=config.hub_id if config.clustered else None), link, self.topics,
+                cameras, status, publishes)
             discovery.subscribe()
             cameras.changed.connect(discovery.camera_changed)
             cameras.removed.connect(discovery.camera_removed)
             link.up.connect(discovery.publish_all)
             self._task(discovery.run_snapshots)
+
+        # ---- the cluster: a change of owner moves pulls and who publishes; the owner clears a removed claim --
+        if self.cluster is not None:
+            ownership = self.cluster.ownership
+            for listener in (pulls.reconsider, status.camera_gained, *([discovery.camera_gained] if self.discovery
+                                                                      else [])):
+                ownership.gained.connect(listener)
+            ownership.lost.connect(pulls.reconsider)
+            ownership.lost.connect(self.cluster.lost)
+            if self.discovery is not None:
+                ownership.lost.connect(lambda camera: discovery.camera_lost(camera.id))
+            ownership.moved.connect(pulls.reconsider)
+            cameras.removed.connect(self.cluster.camera_removed)  # after the publishers: they still own it
+            summary_extras.append(self.cluster.summary)  # last: a camera not pulled here shows its owner's state
+            for cluster_signal in (ownership.gained, ownership.lost, ownership.moved):
+                cluster_signal.connect(self.changes.notify)
 
         # ---- the dashboard hears of every change --------------------------------------------------------
         for signal in (cameras.changed, cameras.removed, motion.emitted, recordings.status_changed,
@@ -181,14 +226,16 @@ class Hub:
         public = urlsplit(config.public_url).hostname if config.public_url else None
         self.http = http = HttpServer(
             HttpSettings(host=config.host, port=config.port, auth_required=config.auth_required, user=config.user,
-                         password=config.password, token_key=load_key(config.state_dir),
+                         password=config.password,
+                         token_key=self.cluster.key.view_token_key if self.cluster else load_key(config.state_dir),
+                         trusted_proxies=config.trusted_proxies, cluster=self.cluster.key if self.cluster else None,
                          allowed_hosts=" ".join(filter(None, (config.allowed_hosts, public))),
                          limits=ViewerLimits(config.max_viewers, config.max_viewers_per_camera),
                          write_timeout_s=config.write_timeout_s),
             HttpServices(identity=self.identity, cameras=cameras, warm=pulls.warm, options=self.options,
                          control=self.control, motion=motion, recordings=recordings, changes=self.changes,
                          counted=counted, summary_extras=summary_extras, detail_extras=detail_extras,
-                         hub_extras=hub_extras))
+                         hub_extras=hub_extras, cluster=self.cluster))
         self._start(http.start)
         self._task(http.enforce_request_deadline)
         self._stop("the HTTP server", 5.0, http.stop)
@@ -216,6 +263,8 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop everything, each step bounded in time; the embedded broker after the goodbyes."""
+        for leave in self._leaving:
+            leave()
         self.changes.close()
         self.broker.close_all()
         for camera in self.cameras:  # their offline states go out before the hub says goodbye
@@ -245,6 +294,10 @@ class Hub:
             log.warning("no offline heard from %s within %g s", ", ".join(waiting), timeout)
         finally:
             self.changes.unsubscribe(changed)
+
+
+def _always(camera_id: str) -> bool:
+    return True
 
 
 async def _bounded(step: Awaitable[Any] | None, timeout: float, what: str) -> None:

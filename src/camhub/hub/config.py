@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from camhub.settings import SettingsError, load_settings
+from camhub_node.config import ID_RULE, is_valid_id
 
 DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "camhub"
 
@@ -65,6 +66,17 @@ class HubConfig:
     ha_discovery: str = "on"  # on | off
     ha_discovery_prefix: str = "homeassistant"
     ha_snapshot_s: float = 10.0  # 0 = no camera entity in Home Assistant
+    # several hubs (docs/cluster.md): hub = one hub, today's contract; origin owns cameras; edge serves viewers
+    role: str = "hub"  # hub | origin | edge
+    hub_id: str = ""  # a cluster member's name (stable across restarts); default from the host name
+    cluster_secret: str | None = field(default=None, repr=False)  # or cluster_secret_file
+    cluster_secret_file: Path | None = None
+    rebalance_s: float = 0.0  # an origin hands one camera to its preferred owner this often (0 = never)
+    trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-For is believed (HAProxy, a reverse proxy)
+
+    @property
+    def clustered(self) -> bool:
+        return self.role != "hub"
 
     @property
     def recordings_dir(self) -> Path:
@@ -145,11 +157,18 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_HA_DISCOVERY": ("ha_discovery", str),
     "CAMHUB_HA_DISCOVERY_PREFIX": ("ha_discovery_prefix", str),
     "CAMHUB_HA_SNAPSHOT_S": ("ha_snapshot_s", float),
+    "CAMHUB_ROLE": ("role", str),
+    "CAMHUB_HUB_ID": ("hub_id", str),
+    "CAMHUB_CLUSTER_SECRET": ("cluster_secret", str),
+    "CAMHUB_CLUSTER_SECRET_FILE": ("cluster_secret_file", Path),
+    "CAMHUB_CLUSTER_REBALANCE_S": ("rebalance_s", float),
+    "CAMHUB_TRUSTED_PROXIES": ("trusted_proxies", str),
 }
+MIN_SECRET_CHARS = 16
 
 _CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
             "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always"),
-            "ha_discovery": ("on", "off")}
+            "ha_discovery": ("on", "off"), "role": ("hub", "origin", "edge")}
 
 
 def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
@@ -169,6 +188,8 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
             raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {values[name]!r}")
         if name in values:
             values[name] = str(values[name]).lower()
+    if not values.get("hub_id"):
+        values["hub_id"] = default_hub_id()
     config = HubConfig(**values)  # type: ignore[arg-type]
     for name in ("port", "mqtt_port"):
         if not 0 < getattr(config, name) < 65536:
@@ -195,11 +216,57 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
         raise SettingsError("CAMHUB_HUB_URL must be an http:// or https:// URL such as http://hub.local:8000")
     if config.broker == "external" and not config.mqtt_host:
         raise SettingsError("CAMHUB_HUB_BROKER = external needs CAMHUB_MQTT_HOST")
+    _check_cluster(config)
     if config.auth_required and not config.password:
         raise SettingsError(
             f"the hub listens on {config.host}, beyond loopback, so viewers and the API need credentials: "
             "set CAMHUB_HUB_PASSWORD (and optionally CAMHUB_HUB_USER), or CAMHUB_AUTH = off to run open")
     return config
+
+
+def default_hub_id(name: str | None = None) -> str:
+    """This machine's host name as a hub id (first label, lower case, other characters as ``-``)."""
+    label = (name if name is not None else socket.gethostname()).split(".")[0].lower()
+    cleaned = re.sub(r"[^a-z0-9_-]", "-", label).lstrip("-_")[:32]
+    return cleaned or "hub"
+
+
+def cluster_secret(config: HubConfig) -> str | None:
+    """The cluster secret: ``CAMHUB_CLUSTER_SECRET``, else the first line of ``CAMHUB_CLUSTER_SECRET_FILE``."""
+    if config.cluster_secret:
+        return config.cluster_secret
+    if config.cluster_secret_file is None:
+        return None
+    try:
+        text = config.cluster_secret_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"CAMHUB_CLUSTER_SECRET_FILE: cannot read {config.cluster_secret_file}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+    return (text.strip().splitlines() or [""])[0].strip() or None
+
+
+def _check_cluster(config: HubConfig) -> None:
+    if not is_valid_id(config.hub_id):
+        raise SettingsError(f"CAMHUB_HUB_ID must be {ID_RULE}, not {config.hub_id!r}")
+    if config.rebalance_s < 0:
+        raise SettingsError("CAMHUB_CLUSTER_REBALANCE_S must be 0 (never) or more seconds")
+    if config.cluster_secret and config.cluster_secret_file:
+        raise SettingsError("set CAMHUB_CLUSTER_SECRET or CAMHUB_CLUSTER_SECRET_FILE, not both")
+    if not config.clustered:
+        return
+    secret = cluster_secret(config)
+    if not secret:
+        raise SettingsError(f"CAMHUB_ROLE = {config.role} needs the cluster's shared secret: set "
+                            "CAMHUB_CLUSTER_SECRET (or CAMHUB_CLUSTER_SECRET_FILE), the same on every hub")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise SettingsError(f"the cluster secret must be at least {MIN_SECRET_CHARS} characters "
+                            "(e.g. the output of `openssl rand -hex 32`)")
+    if config.embedded_broker:
+        raise SettingsError(f"CAMHUB_ROLE = {config.role} needs the cluster's MQTT broker: set CAMHUB_MQTT_HOST "
+                            "(every hub and board uses the same one)")
+    if not config.public_url and config.host in ("0.0.0.0", "::", ""):
+        raise SettingsError(f"CAMHUB_ROLE = {config.role}: the other hubs need this hub's address: set "
+                            "CAMHUB_HUB_URL (e.g. http://hub1.example.org:8000), or listen on one address")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@ Wrong credentials are counted (``failures``, by reason) and throttled per client
 ``FAILURE_LIMIT`` failures within a minute that address gets 429 for the rest of the minute, even
 with the right password, so guessing runs at a few tries a minute instead of thousands a second.
 The table of addresses is bounded (see ``AttemptThrottle``).
+
+In a cluster the view tokens' key is derived from the cluster secret (the same on every hub), and a
+request from another hub carries its own credential (``cluster.credentials``): it passes too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from camhub.hub.cluster.credentials import ClusterKey
 from camhub.hub.util.counters import Family
 from camhub.hub.util.files import atomic_write
 from camhub.hub.util.ratelimit import AttemptThrottle
@@ -50,8 +54,10 @@ def load_key(state_dir: Path) -> bytes:
 class Auth:
     """Decides whether a request may proceed."""
 
-    def __init__(self, required: bool, user: str, password: str | None, key: bytes) -> None:
+    def __init__(self, required: bool, user: str, password: str | None, key: bytes,
+                 cluster: ClusterKey | None = None) -> None:
         self.required = required
+        self.cluster = cluster
         self._user = user.encode()
         self._password = (password or "").encode()
         self._key = key
@@ -78,6 +84,10 @@ class Auth:
         # bytes: compare_digest refuses non-ASCII str, and a query string can hold anything
         return hmac.compare_digest(token.encode("utf-8", "replace"), self.view_token(camera_id).encode())
 
+    def hub_caller(self, authorization: str | None) -> str | None:
+        """The hub a request comes from, if it carries a valid cluster credential for this hub."""
+        return self.cluster.caller(authorization) if self.cluster is not None and authorization else None
+
     def check(self, authorization: str | None, camera_id: str | None = None, token: str | None = None,
               client: str = "") -> str | None:
         """None if the request may proceed, else why not (a key of ``failures``)."""
@@ -85,7 +95,7 @@ class Auth:
             return None
         if self.throttle.blocked(client):
             reason = THROTTLED
-        elif self.basic_ok(authorization) or self.token_ok(camera_id, token):
+        elif self.basic_ok(authorization) or self.token_ok(camera_id, token) or self.hub_caller(authorization):
             return None
         elif authorization is None and not token:
             reason = NO_CREDENTIALS  # a browser's first request: not a failed login

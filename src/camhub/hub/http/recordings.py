@@ -4,6 +4,11 @@ Playback reads the segment on a worker thread a few frames at a time and writes 
 MJPEG part when its moment comes (``?t=`` seconds in, ``?speed=`` times as fast), so a dashboard
 plays a recording in an ``<img>`` exactly like the live view. Auth is that of the live stream:
 credentials, or the camera's view token (the routes carry a ``media`` part, which the guard reads).
+
+In a cluster a camera's recordings are wherever it was owned: the list merges what every live hub
+holds of it (``?local=1``: only this hub's), each item naming its holder (``hub``), and its stream and
+download links carry ``?hub=<holder>``: any hub passes such a request on to the holder and the answer
+back, so playback works through any hub (and through HAProxy).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 from collections.abc import Generator
 from typing import Any
 
+import aiohttp
 import av
 from aiohttp import web
 
@@ -46,16 +52,63 @@ def add_routes(app: web.Application, playbacks: Playbacks) -> None:
     app.router.add_get("/cameras/{camera_id}/recordings/{rec}/{media:stream}", playback)
 
 
-def _urls(camera_id: str, item: dict[str, Any]) -> dict[str, Any]:
+def _urls(camera_id: str, item: dict[str, Any], hub: str | None = None) -> dict[str, Any]:
     base = f"/cameras/{camera_id}/recordings/{item['id']}"
-    return {**item, "stream": f"{base}/stream", "download": f"{base}/video.mkv"}
+    held = "" if hub is None else f"?hub={hub}"
+    return {**item, "stream": f"{base}/stream{held}", "download": f"{base}/video.mkv{held}",
+            **({} if hub is None else {"hub": hub})}
 
 
 async def api_recordings(request: web.Request) -> web.Response:
     camera = camera_or_404(request)
     since, until = time_range(request)
-    items = services(request).recordings.recorder_for(camera.id).recordings(since, until)
-    return json_response([_urls(camera.id, item) for item in items])
+    found = services(request)
+    items = found.recordings.recorder_for(camera.id).recordings(since, until)
+    cluster = found.cluster
+    if cluster is None:
+        return json_response([_urls(camera.id, item) for item in items])
+    merged = [_urls(camera.id, item, cluster.hub_id) for item in items]
+    if request.query.get("local") != "1":
+        elsewhere, _unreachable = await cluster.peers.recordings(camera.id, request.query)
+        for hub_id, held in elsewhere.items():
+            merged += [_urls(camera.id, item, hub_id) for item in held if RECORDING_ID.match(item["id"])]
+        merged.sort(key=_start, reverse=True)
+    return json_response(merged)
+
+
+def _start(item: dict[str, Any]) -> float:
+    start = item.get("start")
+    return float(start) if isinstance(start, int | float) else 0.0
+
+
+async def _elsewhere(request: web.Request) -> web.StreamResponse | None:
+    """A request for a recording another hub holds (``?hub=``): passed on to it, its answer passed back."""
+    cluster = services(request).cluster
+    holder = request.query.get("hub")
+    if cluster is None or holder is None or holder == cluster.hub_id:
+        return None
+    camera = camera_or_404(request)
+    member = cluster.peers.live(holder)
+    if member is None:
+        return error(503, "the hub holding this recording is not online", id=camera.id, hub=holder[:64])
+    query = {k: v for k, v in request.query.items() if k in ("t", "speed")}
+    query["hub"] = holder
+    try:
+        upstream = await cluster.peers.open(member, request.path, query)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return error(503, "the hub holding this recording does not answer", id=camera.id, hub=holder)
+    async with upstream:
+        headers = {k: v for k, v in upstream.headers.items()
+                   if k.lower() in ("content-type", "content-length", "content-disposition", "x-camera-id",
+                                    "x-recording-id", "retry-after")}
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, ConnectionError, OSError):
+            pass  # either side left
+    return response
 
 
 def _recording(request: web.Request) -> tuple[str, dict[str, Any]]:
@@ -71,6 +124,8 @@ def _recording(request: web.Request) -> tuple[str, dict[str, Any]]:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
+    if (passed := await _elsewhere(request)) is not None:
+        return passed
     camera_id, found = _recording(request)
     path = services(request).recordings.store.path(camera_id, found["id"])
     if not path.is_file():
@@ -90,6 +145,8 @@ def _take(frames: Generator[tuple[int, bytes], None, None], count: int) -> list[
 
 
 async def playback(request: web.Request) -> web.StreamResponse:
+    if (passed := await _elsewhere(request)) is not None:
+        return passed
     camera_id, found = _recording(request)
     offset = query_number(request, "t", 0.0, 0.0, MAX_OFFSET_S) or 0.0
     speed = query_number(request, "speed", 1.0, 0.1, 64.0) or 1.0

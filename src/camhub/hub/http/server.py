@@ -19,8 +19,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from camhub.hub.cluster.credentials import ClusterKey
 from camhub.hub.http import api, recordings, streams
 from camhub.hub.http.auth import NO_CREDENTIALS, THROTTLED, Auth
+from camhub.hub.http.clients import CLIENT, HUB_CALLER, Clients
 from camhub.hub.http.hostcheck import HostCheck
 from camhub.hub.http.metrics import HubCollector
 from camhub.hub.http.metrics import add_routes as add_metrics
@@ -51,6 +53,8 @@ class HttpSettings:
     allowed_hosts: str = ""  # Host names besides the hub's own (hostcheck.py)
     limits: streams.ViewerLimits = streams.ViewerLimits()
     write_timeout_s: float = 10.0  # a playback viewer that takes nothing for this long is gone
+    trusted_proxies: str = ""  # whose X-Forwarded-For is believed (clients.py)
+    cluster: ClusterKey | None = field(default=None, repr=False)  # in a cluster: credentials of the other hubs
 
 
 class RequestDeadline:
@@ -111,15 +115,20 @@ class HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 class Guard:
     """The middleware: Host names, credentials, and JSON errors for everything that goes wrong."""
 
-    def __init__(self, auth: Auth, hosts: HostCheck, deadline: RequestDeadline) -> None:
+    def __init__(self, auth: Auth, hosts: HostCheck, deadline: RequestDeadline, clients: Clients) -> None:
         self.auth = auth
         self.hosts = hosts
+        self.clients = clients
         self.deadline = deadline
         self._warnings = LogLimiter(log)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.deadline.served(request.protocol)
+        request[CLIENT] = self.clients.address(request)
+        caller = self.auth.hub_caller(request.headers.get("Authorization"))
+        if caller is not None:
+            request[HUB_CALLER] = caller
         if request.path != "/healthz":
             if not self._host_allowed(request):
                 return error(421, "this hub does not answer to that Host name (add it to CAMHUB_ALLOWED_HOSTS)")
@@ -141,12 +150,12 @@ class Guard:
         if self.hosts.allowed(host, sockname[0] if sockname else None):
             return True
         self._warnings.warning("host-refused", "refused a request for Host %r from %s (not one of the hub's names)",
-                               (host or "")[:80], request.remote)
+                               (host or "")[:80], request[CLIENT])
         return False
 
     def _credentials(self, request: web.Request) -> web.Response | None:
         camera_id = request.match_info.get("camera_id") if request.match_info.get("media") else None
-        client = request.remote or ""
+        client = request[CLIENT]
         refused = self.auth.check(request.headers.get("Authorization"), camera_id, request.query.get("token"), client)
         if refused == THROTTLED:
             self._warnings.warning(f"auth-throttled:{client}", "too many failed logins from %s; refusing it for a "
@@ -177,7 +186,8 @@ class HttpServer:
 
     def __init__(self, settings: HttpSettings, services: HttpServices) -> None:
         self.settings = settings
-        self.auth = Auth(settings.auth_required, settings.user, settings.password, settings.token_key)
+        self.auth = Auth(settings.auth_required, settings.user, settings.password, settings.token_key, settings.cluster)
+        self.clients = Clients(settings.trusted_proxies)
         self.hosts = HostCheck(settings.host, settings.allowed_hosts)
         self.deadline = RequestDeadline()
         self.http_log = HttpLog()
@@ -188,7 +198,7 @@ class HttpServer:
 
     def _build(self, services: HttpServices) -> web.Application:
         # client_max_size bounds request bodies; the parser bounds request lines and header fields.
-        guard = Guard(self.auth, self.hosts, self.deadline)
+        guard = Guard(self.auth, self.hosts, self.deadline, self.clients)
         app = web.Application(middlewares=[guard.middleware], client_max_size=MAX_BODY,
                               handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
                                             "keepalive_timeout": IDLE_KEEPALIVE_S})
@@ -210,6 +220,8 @@ class HttpServer:
                      {"malformed": self.http_log.malformed})
         yield Family("camhub_http_requests_refused", "Requests refused before any handler", "reason",
                      {"host": self.hosts.refused, "request_timeout": self.deadline.closed})
+        yield Family("camhub_http_forwarded_ignored", "X-Forwarded-For headers ignored: not from a trusted proxy", "",
+                     {"": self.clients.ignored})
 
     async def start(self) -> None:
         runner = self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, logger=self.http_log)

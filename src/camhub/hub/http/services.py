@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from camhub.hub.cluster.role import ClusterRole
 from camhub.hub.core.camera import Camera
 from camhub.hub.core.events import Changes
 from camhub.hub.core.identity import HubIdentity
@@ -42,6 +43,7 @@ class HttpServices:
     summary_extras: Sequence[CameraExtra] = ()  # fields a camera's summary gets besides its own
     detail_extras: Sequence[CameraExtra] = ()  # and its detail
     hub_extras: Sequence[HubExtra] = field(default=())  # fields /api/hub gets besides the HTTP side's own
+    cluster: ClusterRole | None = None  # in a cluster: who owns what, and the other hubs
 
 
 SERVICES = web.AppKey("services", HttpServices)

@@ -3,7 +3,10 @@
 A stream handler checks the limits, writes the response head, and hands the connection's socket to
 the frame broker (on a descriptor of its own), which sends the frames; the handler then waits for
 the viewer to go and closes the connection. A request that carries this hub's own instance in its
-User-Agent (a camera whose source leads back here) is refused with 508. Refusals are counted here.
+User-Agent (a camera whose source leads back here) is refused with 508. In a cluster another hub's
+pull of a camera this hub does not own is refused with 409 (naming the owner): that hub follows an
+old claim, and serving it would chain pulls, or loop them between two hubs that disagree for a
+moment. Refusals are counted here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from camhub.hub.core.camera import Camera
+from camhub.hub.http.clients import client, hub_caller
 from camhub.hub.http.responses import camera_or_404, error, query_number
 from camhub.hub.http.services import services
 from camhub.hub.util.counters import Family
@@ -57,6 +61,16 @@ class StreamGate:
         self._warnings.warning("self-loop", "refused a stream request from this hub itself (%s): a camera's source "
                                "leads back to the hub", request.path[:80])
         return error(508, "this is the hub's own stream: a camera's source leads back to the hub")
+
+    def not_owner(self, request: web.Request, camera: Camera) -> web.Response | None:
+        """409 for another hub's pull of a camera this hub does not own (it follows an old claim)."""
+        cluster = services(request).cluster
+        caller = hub_caller(request)
+        if cluster is None or caller is None or cluster.owns(camera.id):
+            return None
+        self.refusals["not_owner"] += 1
+        owner = cluster.ownership.owner(camera.id)
+        return error(409, "this hub does not own the camera", id=camera.id, owner=owner.hub if owner else None)
 
     def over_limit(self, request: web.Request, camera: Camera) -> web.Response | None:
         if services(request).cameras.broker.viewer_count >= self.limits.max_viewers:
@@ -105,12 +119,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return loop
     camera = camera_or_404(request)
     max_fps = query_number(request, "fps", 0.0, 0.0, MAX_VIEWER_FPS, low_open=True) or 0.0
-    if (refused := gate.over_limit(request, camera)) is not None:
+    if (refused := gate.not_owner(request, camera) or gate.over_limit(request, camera)) is not None:
         return refused
     taken = take_connection(request, b"X-Camera-Id: " + camera.id.encode() + b"\r\n")
     if taken is None:
         return web.Response()
     sock, transport, peer = taken
+    if not peer.startswith(client(request) + ":"):
+        peer = client(request)  # behind a trusted proxy: the client it names
     viewer = camera.feed.add(sock, peer, request.headers.get("User-Agent", "")[:200], max_fps)
     try:
         await viewer.done
@@ -125,6 +141,8 @@ async def snapshot(request: web.Request) -> web.Response:
     if (loop := request.app[GATE].own_request(request)) is not None:
         return loop
     camera = camera_or_404(request)
+    if (refused := request.app[GATE].not_owner(request, camera)) is not None:
+        return refused
     services(request).warm(camera)  # on-demand pulls: a snapshot keeps the camera warm for a while
     if camera.feed.latest is None and camera.pulling:
         with contextlib.suppress(asyncio.TimeoutError):

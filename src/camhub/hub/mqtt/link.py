@@ -6,8 +6,11 @@ retained topic only the newest payload is kept (a camera's state replaces the on
 other messages (events) wait in a bounded queue, and when the broker cannot keep up or the link is
 down they are dropped and counted. A broker that stops answering (frozen, half-open) is noticed
 within a few seconds (an unacknowledged publish, or the short keep-alive) and reported as not
-connected; ``connected`` tells the parts each time the link is up (they re-publish their retained
-state). Of the contract the link knows only the hub's availability (its will); the parts subscribe
+connected; ``up`` tells the parts each time the link is up (they re-publish their retained
+state), ``down`` each time it went down. With ``keep_retained = False`` (a hub in a cluster) retained
+messages not sent when the link goes down are dropped rather than sent after the reconnect: they are
+re-published on ``up`` by their parts, and an old one (a claim, a state) must not overwrite what
+another hub wrote meanwhile. Of the contract the link knows only the hub's availability (its will); the parts subscribe
 with ``subscribe`` and publish on the topics of ``topics.Topics``.
 """
 
@@ -52,6 +55,7 @@ class LinkSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     embedded: bool = False  # the hub's own broker (shown in the API)
+    keep_retained: bool = True  # retained messages not yet sent survive a reconnect (False: dropped)
 
 
 class BrokerStuck(aiomqtt.MqttError):
@@ -69,6 +73,7 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self.connected = False
         self.up: Signal[[]] = Signal()  # the link is (again) up: re-publish retained state
+        self.down: Signal[[]] = Signal()  # the link that was up went down
         self.messages_in = 0
         self.ignored = 0  # messages no subscription wanted (a broker that sends more than asked for)
         self.published = 0
@@ -143,9 +148,15 @@ class MqttLink:
                 log.warning("MQTT link to %s down: %s; retrying in %.1f s", self.describe(),
                             "; ".join(str(e) for e in errors.exceptions), delay)
             finally:
+                was_up = self._client is not None
                 self._client = None
                 self.connected = False
                 self._drop_events("disconnected")
+                if not self.settings.keep_retained and self._retained:
+                    self.dropped["disconnected"] += len(self._retained)
+                    self._retained.clear()
+                if was_up:
+                    self.down.emit()
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, 30.0)
 

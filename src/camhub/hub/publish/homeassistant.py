@@ -11,6 +11,11 @@ state and connectivity stay available with the hub, so HA can say *why* the rest
 HA's birth message (``<prefix>/status`` = ``online``, not retained) is answered by re-publishing
 every config and state after a short random delay (HA subscribes late; many hubs must not answer at
 once). A removed camera's configs are cleared with empty retained payloads, which removes its entities.
+
+In a cluster each hub is its own device (``<base>_hub_<hub_id>``), and a camera's configs, states and
+snapshots come from its owner only (``publishes``). Its unique ids are the camera's, whoever owns it,
+so its entities survive a change of owner: the new owner publishes the configs again (``camera_gained``;
+its own availability and device), and the old one forgets what it sent without clearing anything.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +52,16 @@ def _slug(text: str) -> str:
 class DiscoverySettings:
     hub_url: str  # the device's "Visit" link
     snapshot_s: float = 10.0  # the camera entity's picture, at most this often; 0: no camera entity
+    hub_id: str | None = None  # in a cluster: this hub's id (each hub is a device of its own)
 
 
 class Discovery:
     """Publishes (and clears) the discovery configs and the cameras' snapshots."""
 
     def __init__(self, settings: DiscoverySettings, mqtt: MqttLink, topics: Topics, cameras: Cameras,
-                 status: StatusPublisher) -> None:
+                 status: StatusPublisher, publishes: Callable[[str], bool] = lambda camera_id: True) -> None:
         self.settings = settings
+        self.publishes = publishes  # whether this hub writes this camera's topics (in a cluster: its owner)
         self.mqtt = mqtt
         self.topics = topics
         self.cameras = cameras
@@ -74,7 +82,8 @@ class Discovery:
     # ---- ids -------------------------------------------------------------------------------
     @property
     def _hub_device_id(self) -> str:
-        return f"{self.base}_hub"
+        hub_id = self.settings.hub_id
+        return f"{self.base}_hub" if hub_id is None else f"{self.base}_hub_{_slug(hub_id)}"
 
     # ---- payloads --------------------------------------------------------------------------
     def _origin(self) -> dict[str, str]:
@@ -83,8 +92,10 @@ class Discovery:
     def hub_configs(self) -> dict[str, dict[str, Any]]:
         """The hub device's entities: ``{config topic: payload}``."""
         availability = self.topics.hub_availability
-        device = {"identifiers": [self._hub_device_id], "name": "camhub" if self.base == "camhub" else
-                  f"camhub {self.prefix}", "manufacturer": "camhub", "model": "camhub hub",
+        name = "camhub" if self.base == "camhub" else f"camhub {self.prefix}"
+        if self.settings.hub_id is not None:
+            name = f"{name} {self.settings.hub_id}"
+        device = {"identifiers": [self._hub_device_id], "name": name, "manufacturer": "camhub", "model": "camhub hub",
                   "sw_version": __version__, "configuration_url": self.hub_url + "/"}
         common = {"device": device, "origin": self._origin()}
         entities = {
@@ -188,6 +199,8 @@ class Discovery:
         """Publish ``camera``'s configs when they differ from what was sent."""
         if self.cameras.get(camera.id) is not camera:
             return  # removed: a late state change of its stopping pull must not bring its entities back
+        if not self.publishes(camera.id):
+            return
         configs = self.camera_configs(camera)
         self._camera_topics[camera.id] = {t for t, p in configs.items() if p is not None}
         for topic, payload in configs.items():
@@ -195,10 +208,25 @@ class Discovery:
 
     def camera_removed(self, camera_id: str) -> None:
         """Clear a camera's configs (HA removes the entities) and its retained snapshot."""
+        if not self.publishes(camera_id):
+            self.camera_lost(camera_id)
+            return
         for topic in sorted(self._camera_topics.pop(camera_id, ())):
             self._sent.pop(topic, None)
             self.mqtt.publish(topic, "", retain=True)
         self.mqtt.publish(self.topics.camera_snapshot(camera_id), "", retain=True)
+        self._snapshot_seq.pop(camera_id, None)
+        self._snapshot_at.pop(camera_id, None)
+
+    def camera_gained(self, camera: Camera) -> None:
+        """This hub owns the camera now: its configs (naming this hub's device and availability) and picture."""
+        self.camera_changed(camera, force=True)
+        self._publish_snapshot(camera, force=True)
+
+    def camera_lost(self, camera_id: str) -> None:
+        """Another hub owns the camera now: forget what was sent, clear nothing (its entities stay)."""
+        for topic in self._camera_topics.pop(camera_id, ()):
+            self._sent.pop(topic, None)
         self._snapshot_seq.pop(camera_id, None)
         self._snapshot_at.pop(camera_id, None)
 
@@ -228,7 +256,7 @@ class Discovery:
     # ---- snapshots -------------------------------------------------------------------------
     def _publish_snapshot(self, camera: Camera, force: bool = False) -> None:
         latest = camera.feed.latest
-        if latest is None or self.settings.snapshot_s <= 0:
+        if latest is None or self.settings.snapshot_s <= 0 or not self.publishes(camera.id):
             return
         if not force and self._snapshot_seq.get(camera.id) == latest.seq:
             return

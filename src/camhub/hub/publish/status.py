@@ -10,12 +10,16 @@ the hub's summary, recordings.
 | ``<prefix>/hub/recordings`` | yes | the recordings' status when it changes, on (re)connect |
 
 Topics come from ``mqtt.topics``; the link's queue keeps only the newest retained payload per topic.
+In a cluster the hub's own topics are per hub (``<prefix>/hubs/<hub_id>/state``, ``.../recordings``) and
+a camera's are written only while this hub ``publishes`` them (it owns the camera): ``camera_gained``
+(re-)asserts them when it takes one.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from camhub.hub.core.broker import Feed, Viewer
@@ -29,8 +33,9 @@ from camhub.hub.taps.recordings import Recordings
 
 class StatusPublisher:
     def __init__(self, link: MqttLink, topics: Topics, cameras: Cameras, motion: Motion,
-                 recordings: Recordings) -> None:
+                 recordings: Recordings, publishes: Callable[[str], bool] = lambda camera_id: True) -> None:
         self.link = link
+        self.publishes = publishes  # whether this hub writes this camera's topics (in a cluster: its owner)
         self.topics = topics
         self.cameras = cameras
         self.motion = motion
@@ -43,10 +48,19 @@ class StatusPublisher:
 
     # ---- cameras ---------------------------------------------------------------------------
     def camera_changed(self, camera: Camera) -> None:
-        self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()), retain=True)
-        if camera.id not in self._motion_sent:
-            self._publish_motion(camera.id)
+        if self.publishes(camera.id):
+            self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()),
+                              retain=True)
+            if camera.id not in self._motion_sent:
+                self._publish_motion(camera.id)
         self.hub_state()
+
+    def camera_gained(self, camera: Camera) -> None:
+        """This hub writes the camera's topics from now on: its state and motion, whatever was sent before."""
+        if self.publishes(camera.id):
+            self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()),
+                              retain=True)
+            self._publish_motion(camera.id)
 
     def camera_removed(self, camera_id: str) -> None:
         self._motion_sent.discard(camera_id)
@@ -56,9 +70,12 @@ class StatusPublisher:
         """Every camera's state (the periodic refresh: ages and rates move without a change)."""
         now = time.monotonic()
         for camera in self.cameras:
-            self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(now), retain=True)
+            if self.publishes(camera.id):
+                self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(now), retain=True)
 
     def viewer_event(self, kind: str, feed: Feed, viewer: Viewer) -> None:
+        if not self.publishes(feed.camera_id):
+            return
         info = viewer.info()
         event: dict[str, Any] = {"event": kind, "client": viewer.id, "peer": viewer.peer,
                                  "frames_sent": info["frames_sent"], "frames_dropped": info["frames_dropped"],
@@ -68,6 +85,8 @@ class StatusPublisher:
         self.link.publish(self.topics.camera_events(feed.camera_id), event)
 
     def motion_event(self, camera_id: str, event: dict[str, Any]) -> None:
+        if not self.publishes(camera_id):
+            return
         self.link.publish(self.topics.camera_motion(camera_id), "ON" if event["phase"] == "start" else "OFF",
                           retain=True)
         self._motion_sent.add(camera_id)
@@ -94,6 +113,7 @@ class StatusPublisher:
         """Everything retained, whatever was sent before (the link is up again)."""
         self.states()
         for camera in self.cameras:
-            self._publish_motion(camera.id)
+            if self.publishes(camera.id):
+                self._publish_motion(camera.id)
         self.hub_state(force=True)
         self.recordings_changed(self.recordings.store.status())

@@ -1,0 +1,1 @@
+"""Several hubs as one (``CAMHUB_ROLE`` origin or edge): members, camera ownership, hub-to-hub pulls."""

@@ -1,0 +1,197 @@
+"""Several hubs as one, on loopback (the real hubs and nodes as processes, one mosquitto): what a
+user sees of a cluster. The same behaviours across separate machines, with failures of the network
+too, are the scenarios of tests/test_cluster_scenarios.py (network namespaces, ``make test-cluster``).
+
+- origins share the cameras out: each owned by exactly one, as the hash prefers; every hub lists
+  every camera with its owner and every member; each board is pulled by one hub, its owner;
+- an origin killed (SIGKILL): its cameras stream again through the others within seconds, and when
+  it comes back it takes none of them back;
+- an edge serves any camera with one pull from its owner however many watch it here; its viewers stay
+  connected through a change of owner: the camera shows ``stalled``, then frames again;
+- never the third hub on a board: with two other hubs on it an origin waits; with one it pulls and
+  /metrics counts the camera as shared until the board shows it alone.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from camhub.hub.cluster.hashing import preferred
+from tests.support.cluster import cluster_env, hub_pullers, instance, metrics, owned_once
+from tests.support.mjpeg_client import StreamReader
+from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.waiting import get_json, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass
+class Cluster:
+    broker: Mosquitto
+    tmp: Path
+    nodes: dict[str, SimNode] = field(default_factory=dict)
+    hubs: dict[str, HubProcess] = field(default_factory=dict)
+
+    def node(self, node_id: str, **env: str) -> SimNode:
+        node = self.nodes[node_id] = SimNode(node_id, self.broker.port, fps=3, frame_size="QQVGA", env=env)
+        return node
+
+    def hub(self, hub_id: str, role: str = "origin", **env: str) -> HubProcess:
+        hub = self.hubs[hub_id] = HubProcess(self.broker.port, self.tmp / hub_id, env=cluster_env(role, hub_id, **env))
+        return hub
+
+    def urls(self, *hub_ids: str) -> list[str]:
+        return [self.hubs[h].url for h in (hub_ids or self.hubs)]
+
+    def ready(self) -> None:
+        for proc in [*self.hubs.values(), *self.nodes.values()]:
+            proc.wait_ready()  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        for proc in [*self.hubs.values(), *self.nodes.values()]:
+            proc.stop()
+
+
+@pytest.fixture
+def cluster(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Cluster]:
+    made = Cluster(mosquitto, tmp_path)
+    yield made
+    made.stop()
+
+
+def camera(hub: HubProcess, camera_id: str) -> dict:
+    return get_json(f"{hub.url}/api/cameras/{camera_id}")
+
+
+def test_origins_share_the_cameras_a_dead_one_s_move_at_once_and_a_returning_one_takes_none_back(
+        cluster: Cluster) -> None:
+    names = ["o1", "o2", "o3"]
+    cameras = [f"cam{i}" for i in range(1, 7)]
+    for name in names:
+        cluster.hub(name)
+    for camera_id in cameras:
+        cluster.node(camera_id)
+    cluster.ready()
+    owners = wait_until(lambda: owned_once(get_json, cluster.urls(), cameras), 20, "every camera owned once")
+    assert owners == {c: preferred(c, names) for c in cameras}
+    assert len(set(owners.values())) > 1
+    instances = {name: instance(get_json, cluster.hubs[name].url) for name in names}
+    pulled = wait_until(lambda: all(hub_pullers(get_json(cluster.nodes[c].url + "/status")) == [instances[o]]
+                                    for c, o in owners.items()), 15, "each board pulled by its owner alone")
+    assert pulled
+    for url in cluster.urls():  # one UI over all of them: every camera with its owner, every member
+        def listed(url: str = url) -> dict[str, dict]:
+            return {c["id"]: c for c in get_json(url + "/api/cameras")}
+        wait_until(lambda: {c: (o := listed()[c]["owner"]) and o["hub"] for c in cameras} == owners, 15,
+                   "every hub naming every camera's owner")  # claims travel behind each other on the broker
+        wait_until(lambda: all(camera["state"] == "streaming" for camera in listed().values()), 10,
+                   "every camera streaming, as its owner says")
+        members = get_json(url + "/api/hub")["cluster"]["members"]
+        assert sorted((m["id"], m["role"], m["online"]) for m in members) == [(n, "origin", True) for n in names]
+        def counted(url: str = url) -> bool:
+            return sum(m["cameras_owned"] for m in get_json(url + "/api/hub")["cluster"]["members"]) == len(cameras)
+        wait_until(counted, 10, "every member's count of cameras owned")
+
+    victim = max(names, key=lambda n: list(owners.values()).count(n))
+    moved = [c for c, o in owners.items() if o == victim]
+    survivors = [n for n in names if n != victim]
+    cluster.hubs[victim].stop(signal.SIGKILL)
+    killed = time.monotonic()
+
+    def streaming_elsewhere() -> dict[str, str] | None:
+        found = owned_once(get_json, cluster.urls(*survivors), cameras)
+        if found and all(camera(cluster.hubs[found[c]], c)["state"] == "streaming" for c in moved):
+            return found
+        return None
+    after = wait_until(streaming_elsewhere, 15, "the dead origin's cameras streaming through the others")
+    took = time.monotonic() - killed
+    assert took < 5.0, f"{took:.1f} s"
+    assert after == {c: o if o != victim else preferred(c, survivors) for c, o in owners.items()}
+    wait_until(lambda: all(hub_pullers(get_json(cluster.nodes[c].url + "/status")) == [instances[after[c]]]
+                           for c in moved), 10, "each moved board pulled by its new owner alone")
+
+    cluster.hub(victim).wait_ready()  # it comes back, with the same id
+    wait_until(lambda: all(m["online"] for m in get_json(cluster.hubs[survivors[0]].url + "/api/hub")["cluster"]
+                           ["members"]), 10, "the origin back online")
+    time.sleep(5)  # longer than its start-up wait: it would have claimed by now
+    assert owned_once(get_json, cluster.urls(), cameras) == after, "sticky: nothing moved back"
+    for name in survivors:
+        assert metrics(cluster.hubs[name].url).get('camhub_cluster_ownership_changes_total{kind="lost"}', 0) == 0
+
+
+def test_an_edge_serves_any_camera_with_one_pull_and_its_viewers_stay_through_a_change_of_owner(
+        cluster: Cluster) -> None:
+    for name in ("o1", "o2"):
+        cluster.hub(name)
+    edge = cluster.hub("e1", role="edge")
+    for camera_id in ("cam1", "cam2"):
+        cluster.node(camera_id)
+    cluster.ready()
+    owners = wait_until(lambda: owned_once(get_json, cluster.urls(), ["cam1", "cam2"]), 20, "owned")
+    owner = cluster.hubs[owners["cam1"]]
+    viewers = [StreamReader(f"{edge.url}/cameras/cam1/stream", timeout=15) for _ in range(3)]
+    try:
+        for viewer in viewers:
+            viewer.parts(2)
+        pulls = [c for c in camera(owner, "cam1")["clients"] if c["user_agent"].startswith("camhub-hub/")]
+        assert len(pulls) == 1, "one pull from the owner however many watch on the edge"
+        assert pulls[0]["user_agent"].endswith(f"(+{instance(get_json, edge.url)})")
+        assert len(hub_pullers(get_json(cluster.nodes["cam1"].url + "/status"))) == 1
+        assert camera(edge, "cam1")["owner"]["hub"] == owners["cam1"] and not camera(edge, "cam1")["owned"]
+        with_snapshot = get_json(f"{edge.url}/api/cameras/cam2")  # a snapshot of a camera nobody watches
+        assert with_snapshot["state"] == "streaming"
+        with urllib.request.urlopen(f"{edge.url}/cameras/cam2/snapshot.jpg", timeout=10) as resp:
+            assert resp.status == 200 and resp.read(2) == b"\xff\xd8"
+
+        last = [v.read_part().seq for v in viewers]
+        states: list[str] = []
+        owner.stop(signal.SIGKILL)
+
+        def new_frames() -> bool:
+            state = camera(edge, "cam1")["state"]
+            if not states or states[-1] != state:
+                states.append(state)
+            return state == "streaming" and "stalled" in states
+        wait_until(new_frames, 15, "the edge's camera stalled, then streaming again", interval=0.05)
+        for viewer, seq in zip(viewers, last, strict=True):  # the same connections: frames again
+            deadline = time.monotonic() + 10
+            while viewer.read_part().seq <= seq + 3:
+                assert time.monotonic() < deadline, "no new frames on a viewer that stayed"
+        assert camera(edge, "cam1")["owner"]["hub"] != owners["cam1"]
+    finally:
+        for viewer in viewers:
+            viewer.close()
+
+
+def test_never_the_third_hub_on_a_board_and_a_shared_board_is_counted(cluster: Cluster, tmp_path: Path) -> None:
+    node = cluster.node("cam1", CAMHUB_MAX_CLIENTS="3")
+    singles = [HubProcess(cluster.broker.port, tmp_path / f"single{i}") for i in range(2)]  # two single hubs
+    try:
+        for hub in singles:
+            hub.wait_ready()
+        node.wait_ready()
+        wait_until(lambda: len(hub_pullers(get_json(node.url + "/status"))) == 2, 15, "two single hubs pulling")
+        origin = cluster.hub("o1").wait_ready()
+        wait_until(lambda: metrics(origin.url).get('camhub_cluster_pulls_refused_total{reason="third_hub"}', 0) >= 1,
+                   15, "the origin refusing to be the third")
+        assert camera(origin, "cam1")["owned"] and camera(origin, "cam1")["state"] != "streaming"
+        assert "not a third" in (camera(origin, "cam1")["last_error"] or "")
+        assert len(hub_pullers(get_json(node.url + "/status"))) == 2
+        singles[0].stop()
+        wait_until(lambda: camera(origin, "cam1")["state"] == "streaming", 40, "the origin pulling once one left")
+        assert len(hub_pullers(get_json(node.url + "/status"))) == 2
+        shared = 'camhub_cluster_cameras_shared'
+        assert metrics(origin.url)[shared] == 1 and metrics(origin.url)["camhub_cluster_shared_pulls_total"] == 1
+        singles[1].stop()
+        wait_until(lambda: metrics(origin.url)[shared] == 0, 15, "the board alone with its owner again")
+        assert hub_pullers(get_json(node.url + "/status")) == [instance(get_json, origin.url)]
+    finally:
+        for hub in singles:
+            hub.stop()

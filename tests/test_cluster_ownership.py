@@ -1,0 +1,279 @@
+"""Camera ownership in a cluster, in this process: real MQTT links to a real mosquitto, several hubs'
+membership and ownership parts side by side (no HTTP, no pulls), so that each rule is pinned fast.
+
+- every camera goes to the live origin its rendezvous hash prefers, exactly one each;
+- a claim by a live origin stands (sticky): a returning origin takes nothing back;
+- an owner that goes offline (its will) loses its cameras to the next-preferred live origins at once;
+- two claims at once: the later in the broker's order stands, the other hub yields;
+- a hub that reconnects first listens: it yields to a claim made meanwhile instead of overwriting it;
+- the next-preferred origin claims a camera its preferred origin leaves unclaimed;
+- with a rebalance interval, cameras go back to their preferred origin, one at a time;
+- an edge never claims; claims and member messages that are malformed are refused and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiomqtt
+import pytest
+
+from camhub.hub.cluster import hashing
+from camhub.hub.cluster.members import ClusterSettings, Members
+from camhub.hub.cluster.ownership import Ownership
+from camhub.hub.core.broker import Broker, FanoutSettings
+from camhub.hub.core.registry import Cameras
+from camhub.hub.ingest.sources import AllowedSources
+from camhub.hub.mqtt.link import LinkSettings, MqttLink
+from camhub.hub.mqtt.topics import Topics
+from tests.support.procs import Mosquitto
+
+CAMERAS = [f"cam{i}" for i in range(1, 9)]
+FAST = {"settle_s": 0.3, "startup_s": 0.3, "grace_s": 2.0}
+
+
+@dataclass
+class Hub:
+    """One hub's cluster parts: its link, members and ownership, over its own registry of cameras."""
+
+    hub_id: str
+    link: MqttLink
+    members: Members
+    ownership: Ownership
+    cameras: Cameras
+    task: asyncio.Task[None] | None = None
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    def owned(self) -> set[str]:
+        return set(self.ownership.owned)
+
+
+class Bed:
+    def __init__(self, mosquitto: Mosquitto) -> None:
+        self.mosquitto = mosquitto
+        self.hubs: dict[str, Hub] = {}
+
+    def hub(self, hub_id: str, role: str = "origin", cameras: list[str] = CAMERAS, **settings: float) -> Hub:
+        topics = Topics(hub_id=hub_id)
+        link = MqttLink(LinkSettings("127.0.0.1", self.mosquitto.port, keep_retained=False), topics)
+        registry = Cameras(Broker(FanoutSettings()), max_cameras=64)
+        for camera_id in cameras:
+            camera = registry.add(camera_id, camera_id, "mqtt", f"http://127.0.0.1:9/{camera_id}")
+            camera.available = True
+        config = ClusterSettings(hub_id=hub_id, role=role, url=f"http://127.0.0.1:{8000 + len(self.hubs)}",
+                                 version="9.9.9", instance=f"i{hub_id}", allowed=AllowedSources.parse(None),
+                                 **{**FAST, **settings})
+        members = Members(config, link, topics)
+        ownership = Ownership(config, link, topics, registry, members)
+        members.changed.connect(ownership.decide_soon)
+        members.subscribe()
+        ownership.subscribe()
+        link.up.connect(members.link_up)
+        link.up.connect(ownership.link_up)
+        link.down.connect(ownership.link_down)
+        hub = Hub(hub_id, link, members, ownership, registry)
+        ownership.gained.connect(lambda camera: hub.events.append(("gained", camera.id)))
+        ownership.lost.connect(lambda camera: hub.events.append(("lost", camera.id)))
+        for camera in registry:
+            ownership.camera_changed(camera)
+        self.hubs[hub_id] = hub
+        self.start(hub)
+        return hub
+
+    def start(self, hub: Hub) -> None:
+        hub.task = asyncio.get_running_loop().create_task(hub.link.run())
+
+    async def crash(self, hub: Hub) -> None:
+        """The hub's process dies: its connection drops without a goodbye (the broker sends its will)."""
+        assert hub.task is not None and hub.link._client is not None
+        sock = hub.link._client._client.socket()  # paho's socket: cut it, no DISCONNECT is sent
+        sock.shutdown(socket.SHUT_RDWR)
+        await self._end(hub.task)
+
+    @staticmethod
+    async def _end(task: asyncio.Task[None]) -> None:
+        # a cancel that lands while the link handles the broken connection can be swallowed: repeat it
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+
+    async def stop_all(self) -> None:
+        for hub in self.hubs.values():
+            if hub.task is not None:
+                await self._end(hub.task)
+
+    async def retained_owners(self) -> dict[str, str]:
+        """What the broker holds on ``camhub/cameras/+/owner`` (a fresh client's view)."""
+        found: dict[str, str] = {}
+        async with aiomqtt.Client("127.0.0.1", self.mosquitto.port) as client:
+            await client.subscribe("camhub/cameras/+/owner")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async for message in client.messages:
+                        if message.payload:
+                            found[message.topic.value.split("/")[2]] = json.loads(message.payload)["hub"]
+        return found
+
+
+async def until(predicate, timeout: float = 10.0, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if result := predicate():
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def bed(mosquitto: Mosquitto) -> AsyncIterator[Bed]:
+    made = Bed(mosquitto)
+    yield made
+    await made.stop_all()
+
+
+def preferred(camera_id: str, origins: list[str]) -> str | None:
+    return hashing.preferred(camera_id, origins)
+
+
+async def owned_once_each(bed: Bed, origins: list[str]) -> dict[str, str]:
+    """Wait until every camera is owned by exactly one of ``origins``; ``{camera: owner}``."""
+    def done() -> dict[str, str] | None:
+        owners: dict[str, list[str]] = {c: [h for h in origins if c in bed.hubs[h].owned()] for c in CAMERAS}
+        return {c: o[0] for c, o in owners.items()} if all(len(o) == 1 for o in owners.values()) else None
+    return await until(done, what="every camera owned exactly once")
+
+
+async def test_every_camera_goes_to_its_preferred_live_origin_once(bed: Bed) -> None:
+    names = ["o1", "o2", "o3"]
+    for name in names:
+        bed.hub(name)
+    owners = await owned_once_each(bed, names)
+    assert owners == {c: preferred(c, names) for c in CAMERAS}
+    assert len(set(owners.values())) > 1, "spread over the origins"
+    assert await bed.retained_owners() == owners  # the claims on the broker say the same
+    await asyncio.sleep(1.0)
+    assert all(kind == "gained" for hub in bed.hubs.values() for kind, _ in hub.events), "nothing flapped"
+
+
+async def test_an_edge_never_claims(bed: Bed) -> None:
+    edge = bed.hub("e1", role="edge")
+    await asyncio.sleep(1.5)
+    assert edge.owned() == set() and await bed.retained_owners() == {}
+    origin = bed.hub("o1")
+    await owned_once_each(bed, ["o1"])
+    await until(lambda: all((o := edge.ownership.owner(c)) and o.hub == "o1" for c in CAMERAS),
+                what="the edge seeing o1's claims")
+    assert origin.owned() == set(CAMERAS) and edge.owned() == set()
+
+
+async def test_a_dead_origin_s_cameras_move_at_once_and_a_returning_one_takes_none_back(bed: Bed) -> None:
+    names = ["o1", "o2", "o3"]
+    for name in names:
+        bed.hub(name)
+    before = await owned_once_each(bed, names)
+    victim = next(h for h in names if h in before.values())
+    await bed.crash(bed.hubs[victim])
+    survivors = [h for h in names if h != victim]
+    started = asyncio.get_running_loop().time()
+    after = await owned_once_each(bed, survivors)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 2.0, f"cameras moved after {took:.2f} s"
+    for camera, owner in before.items():  # only the dead hub's cameras moved, each to its next choice
+        assert after[camera] == (owner if owner != victim else preferred(camera, survivors))
+    # it comes back (a new process, the same id): sticky, nothing moves back
+    bed.hubs[victim].events.clear()
+    bed.start(bed.hubs[victim])
+    await until(lambda: bed.hubs[survivors[0]].members.live_origin(victim), what="the origin back")
+    await asyncio.sleep(2.0)
+    assert bed.hubs[victim].owned() == set()
+    assert {c: o for c, o in (await bed.retained_owners()).items()} == after
+
+
+async def test_a_hub_back_from_a_broker_outage_yields_to_a_claim_made_meanwhile(bed: Bed) -> None:
+    o1 = bed.hub("o1")
+    await owned_once_each(bed, ["o1"])
+    await bed.crash(o1)  # as the others see it: its link died (it keeps its state, as a hub cut off would)
+    o2 = bed.hub("o2")
+    await until(lambda: o2.owned() == set(CAMERAS), what="o2 taking every camera")
+    assert o1.owned() == set(CAMERAS), "cut off, o1 keeps pulling what it owned"
+    o1.events.clear()
+    bed.start(o1)  # o1 reconnects
+    await until(lambda: o1.owned() == set(), what="o1 yielding")
+    assert all(kind == "lost" for kind, _ in o1.events)
+    await asyncio.sleep(0.5)
+    assert await bed.retained_owners() == {c: "o2" for c in CAMERAS}, "o1 never overwrote a claim"
+
+
+async def test_two_claims_at_once_the_later_stands(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1"])
+    await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    # another origin that believes it owns cam1 (its view differed for a moment) claims it too
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
+                             "url": "http://127.0.0.1:8999", "cameras": ["cam1"]}), retain=True)
+        await client.publish("camhub/hubs/o9/availability", "online", retain=True)
+        await until(lambda: o1.members.live_origin("o9"), what="o9 live")
+        await client.publish("camhub/cameras/cam1/owner", json.dumps({"hub": "o9", "url": "http://127.0.0.1:8999",
+                                                                      "since": 1.0}), retain=True)
+        await until(lambda: o1.owned() == set(), what="o1 yielding to the later claim")
+        assert o1.ownership.owner("cam1").hub == "o9"  # type: ignore[union-attr]
+        # o9 goes away (its will, here said by hand): o1 takes cam1 again at once
+        await client.publish("camhub/hubs/o9/availability", "offline", retain=True)
+        await until(lambda: o1.owned() == {"cam1"}, what="o1 taking cam1 back from the dead o9")
+
+
+async def test_the_next_preferred_origin_claims_what_the_preferred_one_leaves(bed: Bed) -> None:
+    # "o9" is online and an origin, but never claims anything (a hub that cannot act)
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
+                             "url": "http://127.0.0.1:8999"}), retain=True)
+        await client.publish("camhub/hubs/o9/availability", "online", retain=True)
+        o1 = bed.hub("o1")
+        await asyncio.sleep(1.0)
+        left = {c for c in CAMERAS if preferred(c, ["o1", "o9"]) == "o9"}
+        assert left and o1.owned() == set(CAMERAS) - left, "o1 takes its own at once"
+        def ticked() -> bool:
+            o1.ownership.tick()  # the hub's clock (ClusterRole.run) is not running here
+            return o1.owned() == set(CAMERAS)
+        await until(ticked, timeout=6.0, what="o1 taking o9's after a step")
+
+
+async def test_rebalance_hands_cameras_back_one_at_a_time(bed: Bed) -> None:
+    o1 = bed.hub("o1", rebalance_s=0.5)
+    await until(lambda: o1.owned() == set(CAMERAS), what="o1 owning all")
+    o2 = bed.hub("o2")
+    want = {c for c in CAMERAS if preferred(c, ["o1", "o2"]) == "o2"}
+    assert want
+    await asyncio.sleep(1.5)
+    assert o2.owned() == set(), "sticky until the rebalance runs"
+    for _ in range(40):
+        o1.ownership.tick()
+        await asyncio.sleep(0.1)
+        assert len(o2.owned()) <= len(want)
+        if o2.owned() == want:
+            break
+    assert o2.owned() == want and o1.owned() == set(CAMERAS) - want
+    assert o1.ownership.changes["released"] == len(want)
+
+
+async def test_malformed_claims_and_member_messages_change_nothing_and_are_counted(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1"])
+    await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        for payload in (b"not json", b"[]", json.dumps({"hub": "o2", "url": "ftp://x/", "since": 1}).encode(),
+                        json.dumps({"hub": "../x", "url": "http://127.0.0.1:1", "since": 1}).encode(),
+                        json.dumps({"hub": "o2", "url": "http://8.8.8.8:80", "since": 1}).encode(),
+                        json.dumps({"hub": "o2", "url": "http://127.0.0.1:1", "since": "NaN"}).encode(),
+                        b"x" * 5000):
+            await client.publish("camhub/cameras/cam1/owner", payload)
+        await client.publish("camhub/hubs/o2/info", b"{\"id\": \"o3\", \"role\": \"origin\"}")
+        await client.publish("camhub/hubs/o2/availability", b"maybe")
+        await until(lambda: sum(o1.ownership.rejected.values()) >= 7 and sum(o1.members.rejected.values()) >= 2,
+                    what="the refusals counted")
+    assert o1.owned() == {"cam1"} and o1.ownership.owner("cam1").hub == "o1"  # type: ignore[union-attr]
+    assert o1.ownership.rejected["claim_url_not_allowed"] == 1 and o1.members.rejected["bad_info"] == 1
