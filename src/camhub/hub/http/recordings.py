@@ -98,6 +98,8 @@ async def _elsewhere(request: web.Request) -> web.StreamResponse | None:
     except (aiohttp.ClientError, OSError, TimeoutError):
         return error(503, "the hub holding this recording does not answer", id=camera.id, hub=holder)
     async with upstream:
+        if upstream.status == 200 and upstream.headers.get("Content-Type") == mjpeg.CONTENT_TYPE:
+            return await _relay_stream(request, upstream)
         headers = {k: v for k, v in upstream.headers.items()
                    if k.lower() in ("content-type", "content-length", "content-disposition", "x-camera-id",
                                     "x-recording-id", "retry-after")}
@@ -109,6 +111,26 @@ async def _elsewhere(request: web.Request) -> web.StreamResponse | None:
         except (aiohttp.ClientError, ConnectionError, OSError):
             pass  # either side left
     return response
+
+
+async def _relay_stream(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """A playback from its holder, passed on as it comes: the same MJPEG response, until either side goes."""
+    extra = b"".join(f"{name}: {upstream.headers[name]}\r\n".encode() for name in ("X-Camera-Id", "X-Recording-Id")
+                     if name in upstream.headers)
+    taken = take_connection(request, extra)
+    if taken is None:
+        return web.Response()
+    sock, transport, _peer = taken
+    loop = asyncio.get_running_loop()
+    try:
+        async for chunk in upstream.content.iter_any():
+            await asyncio.wait_for(loop.sock_sendall(sock, chunk), request.app[PLAYBACKS].write_timeout_s)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        pass  # either side left
+    finally:
+        sock.close()
+        transport.close()
+    return web.Response()  # never sent: the connection is closed
 
 
 def _recording(request: web.Request) -> tuple[str, dict[str, Any]]:
