@@ -47,6 +47,7 @@ function onData({ hub, cameras }) {
   grid.update(state.cameras, now);
   renderHeader();
   renderGridChrome();
+  renderCluster();
   if (cameraView.open) cameraView.update(state.byId.get(cameraView.id) ?? null, now);
 }
 
@@ -103,6 +104,7 @@ function renderHeader() {
     : 'MQTT broker';
 
   $('#f-version').textContent = hub?.version ? `camhub ${hub.version}` : 'camhub';
+  $('#f-hub').textContent = hub?.cluster ? `hub ${hub.cluster.hub_id} (${hub.cluster.role})` : '';
   $('#f-uptime').textContent = hub?.uptime_s != null ? `hub up ${fmt.duration(hub.uptime_s)}` : '';
   $('#f-broker').textContent = hub?.mqtt?.broker ? `broker ${hub.mqtt.broker}` : '';
   $('#f-auth').textContent = hub?.auth == null ? '' : hub.auth ? 'sign-in required' : 'open access (loopback)';
@@ -113,6 +115,49 @@ function renderHeader() {
     : 'camhub node --sim --id test';
   if (!cameraView.open) {
     document.title = total ? `camhub · ${online}/${total} online` : 'camhub';
+  }
+}
+
+// ---- the cluster's hubs (only when this hub is one of several) -----------------------------------------
+function renderCluster() {
+  const cluster = state.hub?.cluster;
+  const section = $('#cluster');
+  section.hidden = !cluster;
+  if (!cluster) return;
+  const members = Array.isArray(cluster.members) ? cluster.members : [];
+  $('#cluster-count').textContent = `${members.filter((m) => m.online).length}/${members.length}`;
+  const rows = members.map((m) => {
+    const tr = document.createElement('tr');
+    if (m.self) tr.className = 'is-me';
+    const name = document.createElement('td');
+    name.textContent = m.id;
+    if (m.self) {
+      const you = document.createElement('span');
+      you.className = 'you';
+      you.textContent = 'this hub';
+      name.append(you);
+    }
+    const role = document.createElement('td');
+    role.textContent = m.role ?? 'unknown';
+    const url = document.createElement('td');
+    url.className = 'mono';
+    url.textContent = m.url ?? '';
+    const online = document.createElement('td');
+    const status = document.createElement('span');
+    status.className = 'reason';
+    status.dataset.reason = m.online ? 'online' : 'offline';
+    status.textContent = m.online ? 'online' : 'offline';
+    online.append(status);
+    const owned = document.createElement('td');
+    owned.className = 'num';
+    owned.textContent = m.role === 'origin' ? fmt.int(m.cameras_owned ?? 0) : '—';
+    tr.append(name, role, url, online, owned);
+    return tr;
+  });
+  const sig = JSON.stringify(members.map((m) => [m.id, m.role, m.url, m.online, m.cameras_owned, m.self]));
+  if (sig !== section.dataset.sig) {
+    section.dataset.sig = sig;
+    $('#cluster-body').replaceChildren(...rows);
   }
 }
 

@@ -382,6 +382,7 @@ export class CameraView {
       ['Address', ann.ip],
       ['Node stream', ann.stream_url],
       ['Source', c.source === 'static' ? 'static (CAMHUB_SOURCES)' : c.source === 'mqtt' ? 'MQTT discovery' : c.source],
+      ['Owner', ownerText(c)],
       ['Last frame', c.last_seen == null ? 'never' : fmt.dateTime(c.last_seen)],
       ['Last error', c.last_error],
     ];
@@ -491,4 +492,12 @@ export class CameraView {
     });
     this.discBody.replaceChildren(...rows);
   }
+}
+
+// In a cluster: which hub owns (pulls) the camera; undefined on a single hub.
+function ownerText(c) {
+  if (!('owner' in c)) return undefined;
+  if (!c.owner) return 'none yet';
+  const where = c.owned ? 'this hub' : c.owner.url;
+  return `${c.owner.hub} (${where})${c.owner.online ? '' : ', offline'}`;
 }

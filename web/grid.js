@@ -116,7 +116,9 @@ class Tile {
     this.meta = el('div', 'tile-meta');
     this.boardEl = el('span', 'tile-board');
     this.resEl = el('span', 'tile-res');
-    this.meta.append(this.boardEl, this.resEl);
+    this.ownerEl = el('span', 'tile-owner');
+    this.ownerEl.hidden = true;
+    this.meta.append(this.boardEl, this.resEl, this.ownerEl);
 
     body.append(head, stats, this.meta);
     // The text first in the DOM, the picture first on screen (CSS order): the link's name, built from its
@@ -168,6 +170,9 @@ class Tile {
     setText(this.boardEl, board || (camera.source === 'static' ? 'static source' : 'unknown board'));
     setText(this.resEl, w && h ? `${w}×${h}` : '');
     this.resEl.hidden = !(w && h);
+    const owner = camera.owner?.hub;  // in a cluster: the hub that pulls it
+    setText(this.ownerEl, owner ? `on ${owner}` : '');
+    this.ownerEl.hidden = !owner;
     if (w && h) this.el.style.setProperty('--ar', `${w} / ${h}`);
 
     this.#updatePlaceholder();

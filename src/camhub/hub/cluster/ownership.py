@@ -338,6 +338,10 @@ class Ownership:
             data["online"] = data["state"] != "offline"
         return data
 
+    def online(self) -> int:
+        """Cameras streaming (or trying to) as the cluster sees them: here, or at their owner."""
+        return sum(1 for c in self.cameras if self.summary(c).get("state", c.state) != "offline")
+
     def health(self) -> dict[str, Any]:
         return {"settled": self.settled, "cameras_owned": sorted(self.owned),
                 "cameras_unowned": sorted(c.id for c in self.cameras if self.owner(c.id) is None)}

@@ -96,9 +96,10 @@ class ClusterRole:
         return self.ownership.summary(camera)
 
     def health(self) -> dict[str, Any]:
-        return {"cluster": {"hub_id": self.hub_id, "role": self.settings.role, "url": self.settings.url,
-                            "instance": self.settings.instance,
-                            **self.ownership.health(), "members": self.members.view()}}
+        """``/api/hub``: the members, and the cameras online as the cluster sees them (not just here)."""
+        cluster = {"hub_id": self.hub_id, "role": self.settings.role, "url": self.settings.url,
+                   "instance": self.settings.instance, **self.ownership.health(), "members": self.members.view()}
+        return {"cameras_online": self.ownership.online(), "cluster": cluster}
 
     def counters(self) -> Iterable[Family]:
         yield from self.members.counters()
