@@ -4,6 +4,7 @@ membership and ownership parts side by side (no HTTP, no pulls), so that each ru
 - every camera goes to the live origin its rendezvous hash prefers, exactly one each;
 - a claim by a live origin stands (sticky): a returning origin takes nothing back;
 - an owner that goes offline (its will) loses its cameras to the next-preferred live origins at once;
+- an owner that stops beating loses them before its will arrives, and is live again when it beats;
 - two claims at once: the later in the broker's order stands, the other hub yields;
 - a hub that reconnects first listens: it yields to a claim made meanwhile instead of overwriting it;
 - the next-preferred origin claims a camera its preferred origin leaves unclaimed;
@@ -31,6 +32,7 @@ from camhub.hub.core.registry import Cameras
 from camhub.hub.ingest.sources import AllowedSources
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
+from camhub.hub.util.tasks import every
 from tests.support.procs import Mosquitto
 
 CAMERAS = [f"cam{i}" for i in range(1, 9)]
@@ -225,6 +227,36 @@ async def test_two_claims_at_once_the_later_stands(bed: Bed) -> None:
         # o9 goes away (its will, here said by hand): o1 takes cam1 again at once
         await client.publish("camhub/hubs/o9/availability", "offline", retain=True)
         await until(lambda: o1.owned() == {"cam1"}, what="o1 taking cam1 back from the dead o9")
+
+
+async def test_an_origin_that_stops_beating_loses_its_cameras_before_its_will_and_is_back_when_it_beats(
+        bed: Bed) -> None:
+    # a machine gone silent: the broker keeps it online until its keep-alive runs out (up to ~9 s with
+    # mosquitto's 5 s scan); its beats stopping is what moves its cameras sooner
+    o1 = bed.hub("o1", cameras=["cam1"], beat_s=0.2, silent_s=1.0)
+    beating = asyncio.get_running_loop().create_task(every(0.2, o1.members.beat))  # ClusterRole.run's clock
+    try:
+        async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+            await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
+                                 "url": "http://127.0.0.1:8999", "cameras": ["cam1"]}), retain=True)
+            await client.publish("camhub/hubs/o9/availability", "online", retain=True)
+            await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+            await client.publish("camhub/cameras/cam1/owner", json.dumps({"hub": "o9", "url": "http://127.0.0.1:8999",
+                                                                          "since": 1.0}), retain=True)
+            for _ in range(6):  # o9 beats: its claim stands
+                await client.publish("camhub/hubs/o9/beat", b"")
+                await asyncio.sleep(0.2)
+            assert o1.owned() == set() and o1.members.live_origin("o9")
+            silent = asyncio.get_running_loop().time()  # o9 goes quiet; its connection (and "online") stays
+            await until(lambda: o1.owned() == {"cam1"}, timeout=5.0, what="o1 taking cam1 from the silent o9")
+            assert asyncio.get_running_loop().time() - silent < 1.0 + 0.2 + 0.5
+            assert not o1.members.live_origin("o9")
+            await client.publish("camhub/hubs/o9/beat", b"")  # heard again: live, and it takes nothing back
+            await until(lambda: o1.members.live_origin("o9"), what="o9 live again")
+            await asyncio.sleep(0.5)
+            assert o1.owned() == {"cam1"}
+    finally:
+        beating.cancel()
 
 
 async def test_the_next_preferred_origin_claims_what_the_preferred_one_leaves(bed: Bed) -> None:

@@ -10,6 +10,12 @@ Everything on those topics is untrusted: ids by the one id rule, URLs must point
 is counted. After this hub reconnects, a member it knew is believed for ``grace_s`` more without
 word from it (the broker re-sends every retained availability at once; a broker that restarted
 empty has none, and a member that died meanwhile never says so): then it counts as offline.
+
+Origins also beat: a non-retained ``<prefix>/hubs/<id>/beat`` every ``beat_s``. A crashed hub's will
+comes at once, but a machine that goes silent (power, cable, a frozen process) is only given up by
+the broker after 1.5 keep-alives plus its own scan (mosquitto 2.0 looks every 5 s): up to ~9 s. An
+origin not heard for ``silent_s`` counts as offline before that, so its cameras move within ~5 s;
+when it beats again it is back, and finds its cameras owned by others (sticky: it yields).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ ROLES = ("origin", "edge")
 MAX_INFO_BYTES = 16 * 1024
 MAX_MEMBERS = 256
 GRACE_S = 10.0
+BEAT_S = 1.0
+SILENT_S = 4.0  # an origin not heard for this long counts as offline (its will may take longer)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class ClusterSettings:
     settle_s: float = 1.0  # after reconnecting, retained claims and members arrive before this hub decides
     startup_s: float = 3.0  # after starting: also lets origins started together see each other first
     grace_s: float = GRACE_S
+    beat_s: float = BEAT_S
+    silent_s: float = SILENT_S
     rebalance_s: float = 0.0
 
 
@@ -66,6 +76,8 @@ class Member:
     instance: str | None = None
     cameras: list[str] = field(default_factory=list)
     since: float = field(default_factory=time.monotonic)  # online (or offline) since
+    heard: float = field(default_factory=time.monotonic)  # its latest beat (or its coming online)
+    silent: bool = False  # an origin that stopped beating (counted offline until it beats again)
 
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "url": self.url, "online": self.online, "version": self.version,
@@ -93,12 +105,32 @@ class Members:
     def subscribe(self) -> None:
         self.link.subscribe(self.topics.members("availability"), 1, self.message)
         self.link.subscribe(self.topics.members("info"), 1, self.message)
+        self.link.subscribe(self.topics.members("beat"), 0, self.message)
+
+    def beat(self) -> None:
+        """Every ``beat_s`` (origins): say this hub is alive; note the origins that went silent."""
+        if not self.link.connected:
+            return  # nothing is heard without the link: the others are judged again once it is up
+        if self.me.role == "origin":
+            self.link.publish(self.topics.member(self.me.id, "beat"), b"", qos=0)
+        now = time.monotonic()
+        changed = False
+        for member in self._others.values():
+            silent = member.role == "origin" and member.online and now - member.heard > self.settings.silent_s
+            if silent and not member.silent:
+                log.warning("hub %s: not heard for %.0f s; counted offline until it is", member.id, now - member.heard)
+                changed = True
+            member.silent = silent
+        if changed:
+            self.changed.emit()
 
     def link_up(self) -> None:
         """The link is (again) up: say who this hub is; doubt the others until they speak."""
         self._own_info_seen = False
+        now = time.monotonic()
         for member in self._others.values():
             member.confirmed = False
+            member.heard = now  # its beats could not reach this hub while the link was down
         if self._grace is not None:
             self._grace.cancel()
         self._grace = asyncio.get_running_loop().call_later(self.settings.grace_s, self._end_grace)
@@ -133,7 +165,7 @@ class Members:
         if parsed is None:
             return
         hub_id, leaf = parsed
-        if leaf not in ("availability", "info"):
+        if leaf not in ("availability", "info", "beat"):
             return
         if not is_valid_id(hub_id):
             self._reject("bad_id", topic)
@@ -148,13 +180,24 @@ class Members:
             if len(self._others) >= MAX_MEMBERS:
                 self._reject("member_limit", topic)
                 return
+            if leaf == "beat":
+                return  # a beat says nothing about a hub not seen yet
             member = self._others[hub_id] = Member(hub_id)
-        if leaf == "availability":
+        if leaf == "beat":
+            self._heard(member)
+        elif leaf == "availability":
             self._availability(member, payload)
         elif payload:
             self._info(member, payload)
         else:  # a cleared info: that hub was taken out of the cluster
             self._others.pop(hub_id, None)
+            self.changed.emit()
+
+    def _heard(self, member: Member) -> None:
+        member.heard = time.monotonic()
+        if member.silent:
+            member.silent = False
+            log.info("hub %s: heard again", member.id)
             self.changed.emit()
 
     def _availability(self, member: Member, payload: bytes) -> None:
@@ -166,7 +209,7 @@ class Members:
         online = text == "online"
         if online != member.online:
             member.online = online
-            member.since = time.monotonic()
+            member.since = member.heard = time.monotonic()
             log.info("hub %s (%s) is %s", member.id, member.role or "role unknown", text)
             self.changed.emit()
 
@@ -208,7 +251,7 @@ class Members:
     def _own(self, leaf: str, payload: bytes) -> None:
         """Our own topics, as the broker has them: another hub with our id shows up here."""
         if leaf != "info" or not payload:
-            return
+            return  # our own beats and availability
         try:
             instance = json.loads(payload).get("instance")
         except (UnicodeDecodeError, ValueError, AttributeError, RecursionError):
@@ -235,7 +278,7 @@ class Members:
         if hub_id == self.me.id:
             return self.link.connected
         member = self._others.get(hub_id)
-        return member is not None and member.online and member.url is not None
+        return member is not None and member.online and not member.silent and member.url is not None
 
     def live_origin(self, hub_id: str) -> bool:
         member = self.get(hub_id)

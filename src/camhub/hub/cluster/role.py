@@ -56,9 +56,10 @@ class ClusterRole:
         self.ownership.link_down()
 
     async def run(self) -> None:
-        """Until cancelled: ownership's clock (next-preferred claims, rebalance) and the shared boards."""
+        """Until cancelled: ownership's clock (next-preferred claims, rebalance), the beats, the shared boards."""
         async with asyncio.TaskGroup() as group:
             group.create_task(every(TICK_S, self.ownership.tick))
+            group.create_task(every(self.settings.beat_s, self.members.beat))
             group.create_task(self.fence.watch())
 
     async def close(self) -> None:

@@ -41,7 +41,7 @@ class Topics:
 
     # ---- a cluster's hubs and owners -----------------------------------------------------------
     def member(self, hub_id: str, leaf: str) -> str:
-        """``<prefix>/hubs/<hub_id>/<leaf>``: ``availability``, ``info``, ``state``, ``recordings``."""
+        """``<prefix>/hubs/<hub_id>/<leaf>``: ``availability``, ``info``, ``beat``, ``state``, ``recordings``."""
         return f"{self.prefix}/hubs/{hub_id}/{leaf}"
 
     def members(self, leaf: str) -> str:
