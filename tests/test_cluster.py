@@ -12,7 +12,9 @@ too, are the scenarios of tests/test_cluster_scenarios.py (network namespaces, `
   handed out by one hub opens the camera on another; another hub's pull of a camera this hub does
   not own is refused (409, naming the owner);
 - never the third hub on a board: with two other hubs on it an origin waits; with one it pulls and
-  /metrics counts the camera as shared until the board shows it alone.
+  /metrics counts the camera as shared until the board shows it alone;
+- a camera's retained topics are written by its owner only (a hub that merely sees it sends nothing,
+  not even the first motion OFF a single hub sends for a camera it has just seen).
 """
 
 from __future__ import annotations
@@ -301,3 +303,23 @@ def home_assistant_follows_the_owner(cluster: Cluster, observer: Observer) -> No
                            if m.at > time.time() - 5), 15, "the new owner's state of the camera")
     assert not [m for m in observer.on("homeassistant/+/+/config") if "camera_cam1" in m.topic and not m.payload], \
         "no hub cleared the camera's entities"
+
+
+def test_a_camera_s_topics_are_written_by_its_owner_only(cluster: Cluster) -> None:
+    # a hub that sees a camera it does not own (here an edge) writes none of its retained topics, not even
+    # the first motion OFF a single hub sends for a camera it has just seen; the owner, once there, does
+    observer = Observer(cluster.broker.port, ["camhub/hub/cameras/cam1/#"])
+    try:
+        edge = cluster.hub("e1", role="edge")
+        cluster.node("cam1")
+        cluster.ready()
+        wait_until(lambda: camera(edge, "cam1")["announce"], 20, "the edge seeing cam1 (its announce)")
+        time.sleep(2.0)
+        assert observer.on("camhub/hub/cameras/cam1/motion") == []
+        assert observer.on("camhub/hub/cameras/cam1/state") == []
+        origin = cluster.hub("o1")
+        origin.wait_ready()
+        assert observer.wait_for("camhub/hub/cameras/cam1/motion", timeout=20).text == "OFF"
+        observer.wait_for("camhub/hub/cameras/cam1/state", timeout=10)
+    finally:
+        observer.close()
