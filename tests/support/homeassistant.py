@@ -72,9 +72,11 @@ def _store(directory: Path, key: str, version: int, data: dict[str, Any], minor:
 
 
 class HomeAssistant(Process):
-    """One Home Assistant core on a free port, using the MQTT broker on ``mqtt_port``."""
+    """One Home Assistant core on a free port, using the MQTT broker on ``mqtt_host:mqtt_port``; ``netns``:
+    inside that network namespace (its API on that namespace's loopback: talk to it from inside)."""
 
-    def __init__(self, config_dir: Path, mqtt_port: int, discovery_prefix: str = "homeassistant") -> None:
+    def __init__(self, config_dir: Path, mqtt_port: int, discovery_prefix: str = "homeassistant",
+                 mqtt_host: str = "127.0.0.1", netns: str | None = None) -> None:
         hass = require_ha()
         self.config_dir = config_dir
         self.port = free_port()
@@ -87,15 +89,15 @@ class HomeAssistant(Process):
             _store(config_dir, "onboarding", 4, {"done": ["user", "core_config", "analytics", "integration"]})
             _store(config_dir, "core.config_entries", 1, {"entries": [{
                 "entry_id": uuid.uuid4().hex, "version": 1, "minor_version": 1, "domain": "mqtt",
-                "title": "127.0.0.1",
-                "data": {"broker": "127.0.0.1", "port": mqtt_port, "discovery": True,
+                "title": mqtt_host,
+                "data": {"broker": mqtt_host, "port": mqtt_port, "discovery": True,
                          "discovery_prefix": discovery_prefix},
                 "options": {}, "pref_disable_new_entities": False, "pref_disable_polling": False,
                 "source": "user", "unique_id": None, "disabled_by": None}]})
             subprocess.run([str(hass), "--script", "auth", "-c", str(config_dir), "add", USER, PASSWORD],
                            check=True, capture_output=True, timeout=120)
         super().__init__([str(hass), "-c", str(config_dir), "--skip-pip", "--log-file",
-                          str(config_dir / "home-assistant.log")], name="homeassistant")
+                          str(config_dir / "home-assistant.log")], name="homeassistant", netns=netns)
         self.token: str | None = None
 
     def wait_ready(self, timeout: float = 90.0) -> HomeAssistant:

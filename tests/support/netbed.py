@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support.homeassistant import HomeAssistant
 from tests.support.netns import NETNS_DIR, entered
 from tests.support.procs import ROOT, HubProcess, Mosquitto, Process, SimNode, in_netns, wait_for_port
 
@@ -511,6 +512,15 @@ class NetBed:
             servers.append((by_address[where.hostname or ""], where.hostname or "", where.port or 80))
         proxy = self._track(HAProxy(host, servers, self.workdir, config))
         return proxy.wait_ready() if wait else proxy
+
+    def homeassistant(self, host: Host, broker: Mosquitto, timeout: float = 120.0) -> HomeAssistant:
+        """A real Home Assistant core on ``host`` (tests/ha/install.sh; the test skips without it), its MQTT
+        integration on ``broker``; ready. Its API is on ``host``'s loopback: talk to it ``inside(host)``."""
+        assert self.workdir is not None
+        ha = self._track(HomeAssistant(self.workdir / f"ha-{host.name}", broker.port, mqtt_host=broker.host,
+                                       netns=host.netns))
+        with self.inside(host):
+            return ha.wait_ready(timeout)
 
     def watch(self, host: Host, urls: list[str], viewers: int = 1, seconds: float = 5.0,
               extra: Iterable[str] = ()) -> dict[str, Any]:
