@@ -251,6 +251,7 @@ async def test_an_origin_that_stops_beating_loses_its_cameras_before_its_will_an
             await until(lambda: o1.owned() == {"cam1"}, timeout=5.0, what="o1 taking cam1 from the silent o9")
             assert asyncio.get_running_loop().time() - silent < 1.0 + 0.2 + 0.5
             assert not o1.members.live_origin("o9")
+            assert [m["online"] for m in o1.members.view() if m["id"] == "o9"] == [False]  # /api/hub's members
             await client.publish("camhub/hubs/o9/beat", b"")  # heard again: live, and it takes nothing back
             await until(lambda: o1.members.live_origin("o9"), what="o9 live again")
             await asyncio.sleep(0.5)
