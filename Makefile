@@ -18,8 +18,11 @@ demo: $(STAMP)
 # First the Debian packages the tests talk to (.ci/debian-packages): installed when root or with
 # passwordless sudo, otherwise `make test` stops at once with the command to run.
 # Lint first (fast, and a broken contract should not wait for the slow tests), then every test.
+# The tests mostly wait (on sockets, processes, a browser), so three workers on two cores halve the wall
+# time; a file's tests stay in one worker (they share its module fixtures). TEST_JOBS=0: one process.
+TEST_JOBS ?= 3
 test: system-packages lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 system-packages:
 	@.ci/system-packages
