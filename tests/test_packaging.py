@@ -26,7 +26,9 @@ from tests.support.procs import ROOT, Process, free_port, wait_for_http
 from tests.support.waiting import get_json, wait_until
 from tests.test_deploy import usb_drive
 
-pytestmark = pytest.mark.wheel
+# Building the wheel and installing it with its dependencies into a fresh venv took over the suite's 120 s
+# on a loaded machine (the first test pays for it in its setup); the tests themselves are quick.
+pytestmark = [pytest.mark.wheel, pytest.mark.timeout(600)]
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "cameras/camhub_node/__init__.py").read_text())[1]
 
 

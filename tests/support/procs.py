@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,41 @@ from tests.support.netns import entered
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The ports tests hand to the servers they start. Below the kernel's ephemeral range (32768-60999 by
+# default), so no outgoing connection takes one between the pick and the server's bind; a block of its own
+# for each pytest-xdist worker, taken in turn from a random start, so two workers never hand out the same
+# port. (bind(0) gave two workers the same port moments apart: the loser's /healthz was answered by the
+# other worker's hub, and its test saw another hub's cameras.)
+PORTS_PER_WORKER = 1500
+FIRST_PORT = 20000
+
+
+class _Ports:
+    def __init__(self) -> None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
+        index = int(worker[2:]) if worker[2:].isdigit() else 0
+        self.base = FIRST_PORT + (index % 8) * PORTS_PER_WORKER
+        self.turn = random.randrange(PORTS_PER_WORKER)  # another test run on the machine starts elsewhere
+
+    def free(self) -> int:
+        for _ in range(PORTS_PER_WORKER):
+            self.turn += 1
+            port = self.base + self.turn % PORTS_PER_WORKER
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use, or a closed connection's TIME_WAIT
+                return port
+        raise RuntimeError(f"no free port in {self.base}-{self.base + PORTS_PER_WORKER - 1}")
+
+
+_ports = _Ports()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, for a server a test starts (never the same twice in a row)."""
+    return _ports.free()
 
 
 def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None,
