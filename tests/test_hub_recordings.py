@@ -308,3 +308,26 @@ def test_only_a_motion_recorder_keeps_a_preroll_ring(tmp_path: Path) -> None:
         held[mode] = len(recorder.ring)
         recorder.segment = None  # nothing is written without the writer thread; forget the open segment
     assert held == {"off": 0, "always": 0, "motion": 10}
+
+
+def test_an_open_recording_holds_no_threads_of_its_own(tmp_path: Path) -> None:
+    """Each camera has a segment and a time-lapse open all the time, and segments are cut every few minutes:
+    libavcodec's default (a pool of cores + 1 encoder threads per open file, although nothing is encoded)
+    made that 2 threads per open file on this machine, created and ended with every file."""
+    import os
+
+    from camhub.hub.taps.segments import SegmentWriter
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    before = threads()
+    writers = [SegmentWriter(tmp_path / f"{n}.mkv", time.time(), jpeg, "test") for n in range(4)]
+    for writer in writers:
+        writer.write(jpeg, time.time())
+    during = threads()
+    for writer in writers:
+        writer.close()
+    assert during == before
+    assert all(len(ffprobe_packets(tmp_path / f"{n}.mkv")) == 1 for n in range(4))

@@ -54,6 +54,9 @@ class SegmentWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuvj420p"
         stream.time_base = MS
+        # Nothing is ever encoded, yet libavcodec opens the track's encoder with a pool of worker threads
+        # (as many as cores + 1) for as long as the file is open: one thread, none of its own.
+        stream.codec_context.thread_count = 1
         self._stream = stream
 
     @property
