@@ -44,6 +44,7 @@ from camhub.hub.publish.status import StatusPublisher
 from camhub.hub.taps.motion import Motion, MotionSettings
 from camhub.hub.taps.recordings import Recordings, RecordSettings
 from camhub.hub.util.counters import Counted
+from camhub.hub.util.diagnostics import Diagnostics, Sized, Tracer
 from camhub.hub.util.tasks import every
 from camhub.settings import SettingsError
 
@@ -58,6 +59,9 @@ class Hub:
 
     def __init__(self, config: HubConfig) -> None:
         self.config = config
+        # first, so that tracing sees every part being built (CAMHUB_DIAGNOSTICS = "tracemalloc")
+        tracer = Tracer() if config.diagnostics == "tracemalloc" else None
+        sized: dict[str, Sized] = {}  # each part's structure sizes, by name, for /api/hub/diagnostics
         self._steps: list[Callable[[], Awaitable[None] | None]] = []  # start, in order
         self._leaving: list[Callable[[], None]] = []  # the first thing stop() does, in order
         self._stops: list[tuple[str, float, Callable[[], Awaitable[None] | None]]] = []  # stop, in reverse
@@ -77,6 +81,7 @@ class Hub:
         self.broker.viewers.connect(cameras.viewer_event)
         summary_extras.append(lambda camera: controls.summary(camera.announce, camera.source))
         counted += [self.broker, self.known]
+        sized.update(cameras=cameras, broker=self.broker, options=self.options, changes=self.changes)
         self._start(self.known.load)
         self._task(self.broker.run_housekeeping)
         self._stop("the known cameras", 5.0, self.known.flush)
@@ -92,11 +97,13 @@ class Hub:
             embedded = EmbeddedBroker(listen, config.mqtt_port)
             self._start(embedded.start)
             self._stop("the embedded MQTT broker", 10.0, embedded.stop)  # bounded itself
+            sized["mqtt_broker"] = embedded
         self.link = link = MqttLink(LinkSettings(mqtt_host, config.mqtt_port, config.mqtt_user, config.mqtt_password,
                                                  embedded=config.embedded_broker,
                                                  keep_retained=not config.clustered), self.topics)
         self._task(link.run)
         counted.append(link)
+        sized["mqtt"] = link
         hub_extras.append(lambda: {"mqtt": link.stats()})
 
         # ---- cluster (CAMHUB_ROLE origin or edge): members, ownership, hub-to-hub pulls ------------------
@@ -149,6 +156,7 @@ class Hub:
         detail_extras.append(lambda camera: motion.detail(camera.id))
         hub_extras.append(recordings.health)
         counted += [motion, recordings]
+        sized.update(motion=motion, recordings=recordings)
         self._task(lambda: every(TICK_S, motion.tick))
         self._start(recordings.start)
         self._task(lambda: every(TICK_S, recordings.tick))
@@ -173,6 +181,7 @@ class Hub:
         self.broker.viewers.connect(pulls.viewer_event)
         hub_extras.append(nodes.health)
         counted += [nodes, self.control]
+        sized.update(pulls=pulls, nodes=nodes)
         def add_static_sources() -> None:
             for camera_id, url in static.items():
                 pulls.add_static(camera_id, url)
@@ -200,6 +209,7 @@ class Hub:
             cameras.removed.connect(discovery.camera_removed)
             link.up.connect(discovery.publish_all)
             self._task(discovery.run_snapshots)
+            sized["discovery"] = discovery
 
         # ---- the cluster: a change of owner moves pulls and who publishes; the owner clears a removed claim --
         if self.cluster is not None:
@@ -235,7 +245,9 @@ class Hub:
             HttpServices(identity=self.identity, cameras=cameras, warm=pulls.warm, options=self.options,
                          control=self.control, motion=motion, recordings=recordings, changes=self.changes,
                          counted=counted, summary_extras=summary_extras, detail_extras=detail_extras,
-                         hub_extras=hub_extras, cluster=self.cluster))
+                         hub_extras=hub_extras, cluster=self.cluster,
+                         diagnostics=Diagnostics(sized, tracer) if config.diagnostics != "off" else None))
+        sized["http"] = http
         self._start(http.start)
         self._task(http.enforce_request_deadline)
         self._stop("the HTTP server", 5.0, http.stop)

@@ -77,6 +77,7 @@ class HubConfig:
     @property
     def clustered(self) -> bool:
         return self.role != "hub"
+    diagnostics: str = "off"  # off | on | tracemalloc: GET /api/hub/diagnostics (util/diagnostics.py)
 
     @property
     def recordings_dir(self) -> Path:
@@ -163,12 +164,14 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_CLUSTER_SECRET_FILE": ("cluster_secret_file", Path),
     "CAMHUB_CLUSTER_REBALANCE_S": ("rebalance_s", float),
     "CAMHUB_TRUSTED_PROXIES": ("trusted_proxies", str),
+    "CAMHUB_DIAGNOSTICS": ("diagnostics", str),
 }
 MIN_SECRET_CHARS = 16
 
 _CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
             "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always"),
-            "ha_discovery": ("on", "off"), "role": ("hub", "origin", "edge")}
+            "ha_discovery": ("on", "off"), "role": ("hub", "origin", "edge"),
+            "diagnostics": ("off", "on", "tracemalloc")}
 
 
 def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:

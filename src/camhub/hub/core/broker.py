@@ -365,6 +365,13 @@ class Broker:
             for feed in list(self.feeds.values()):
                 feed.tick(now)
 
+    def sizes(self) -> dict[str, int]:
+        """Its tables (``util.diagnostics``): feeds, live viewers, disconnects kept, taps."""
+        feeds = list(self.feeds.values())
+        return {"feeds": len(feeds), "viewers": sum(len(f.viewers) for f in feeds),
+                "disconnects_kept": sum(len(f.disconnects) for f in feeds), "taps": sum(len(f.taps) for f in feeds),
+                "tap_error_kinds": len(self.tap_errors), "log_keys": len(self._warnings)}
+
     def counters(self) -> Iterable[Family]:
         yield Family("camhub_frame_tap_errors", "Frames a frame tap (motion, recordings) failed on", "tap",
                      dict(self.tap_errors))

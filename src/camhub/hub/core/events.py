@@ -24,6 +24,9 @@ class Changes:
     def unsubscribe(self, event: asyncio.Event) -> None:
         self._listeners.discard(event)
 
+    def sizes(self) -> dict[str, int]:
+        return {"listeners": len(self._listeners)}
+
     def notify(self, *_: object) -> None:
         for event in self._listeners:
             event.set()

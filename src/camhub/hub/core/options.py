@@ -34,6 +34,9 @@ class CameraOptions:
             if isinstance(options, dict):
                 self._values[str(camera_id)] = {k: v for k, v in options.items() if v in CHOICES.get(k, ())}
 
+    def sizes(self) -> dict[str, int]:
+        return {"cameras": len(self._values)}
+
     def get(self, camera_id: str, name: str) -> str:
         return self._values.get(camera_id, {}).get(name, self.defaults[name])
 

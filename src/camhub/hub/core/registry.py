@@ -37,6 +37,9 @@ class Cameras:
     def __contains__(self, camera_id: object) -> bool:
         return camera_id in self._cameras
 
+    def sizes(self) -> dict[str, int]:
+        return {"cameras": len(self._cameras)}
+
     def ids(self) -> list[str]:
         return list(self._cameras)
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub.hub.cluster.credentials import ClusterKey
-from camhub.hub.http import api, recordings, streams
+from camhub.hub.http import api, diagnostics, recordings, streams
 from camhub.hub.http.auth import NO_CREDENTIALS, THROTTLED, Auth
 from camhub.hub.http.clients import CLIENT, HUB_CALLER, Clients
 from camhub.hub.http.hostcheck import HostCheck
@@ -72,6 +72,9 @@ class RequestDeadline:
         self._served: set[int] = set()
         self._first_seen: dict[int, float] = {}
 
+    def sizes(self) -> dict[str, int]:
+        return {"deadline_served": len(self._served), "deadline_watched": len(self._first_seen)}
+
     def served(self, protocol: Any) -> None:
         if protocol is not None:
             self._served.add(id(protocol))
@@ -120,7 +123,7 @@ class Guard:
         self.hosts = hosts
         self.clients = clients
         self.deadline = deadline
-        self._warnings = LogLimiter(log)
+        self.warnings = LogLimiter(log)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -149,7 +152,7 @@ class Guard:
         sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
         if self.hosts.allowed(host, sockname[0] if sockname else None):
             return True
-        self._warnings.warning("host-refused", "refused a request for Host %r from %s (not one of the hub's names)",
+        self.warnings.warning("host-refused", "refused a request for Host %r from %s (not one of the hub's names)",
                                (host or "")[:80], request[CLIENT])
         return False
 
@@ -158,13 +161,13 @@ class Guard:
         client = request[CLIENT]
         refused = self.auth.check(request.headers.get("Authorization"), camera_id, request.query.get("token"), client)
         if refused == THROTTLED:
-            self._warnings.warning(f"auth-throttled:{client}", "too many failed logins from %s; refusing it for a "
+            self.warnings.warning(f"auth-throttled:{client}", "too many failed logins from %s; refusing it for a "
                                    "while", client)
             return web.Response(status=429, text="too many failed attempts; try again later\n",
                                 headers={"Retry-After": str(self.auth.throttle.retry_after(client))})
         if refused is not None:
             if refused != NO_CREDENTIALS:
-                self._warnings.warning("auth-failed", "failed login from %s (%s)", client, refused)
+                self.warnings.warning("auth-failed", "failed login from %s (%s)", client, refused)
             return web.Response(status=401, text="credentials required\n",
                                 headers={"WWW-Authenticate": 'Basic realm="camhub", charset="UTF-8"'})
         return None
@@ -198,7 +201,7 @@ class HttpServer:
 
     def _build(self, services: HttpServices) -> web.Application:
         # client_max_size bounds request bodies; the parser bounds request lines and header fields.
-        guard = Guard(self.auth, self.hosts, self.deadline, self.clients)
+        guard = self.guard = Guard(self.auth, self.hosts, self.deadline, self.clients)
         app = web.Application(middlewares=[guard.middleware], client_max_size=MAX_BODY,
                               handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_LINE,
                                             "keepalive_timeout": IDLE_KEEPALIVE_S})
@@ -208,6 +211,7 @@ class HttpServer:
         api.add_routes(app, api.Health(self.auth, self.hosts, [self]))
         streams.add_routes(app, self.gate)
         recordings.add_routes(app, self.playbacks)
+        diagnostics.add_routes(app)
         add_metrics(app, HubCollector(services.cameras, [*services.counted, self]))
         if WEB_DIR.is_dir():
             app.router.add_static("/static/", WEB_DIR, append_version=False)
@@ -222,6 +226,14 @@ class HttpServer:
                      {"host": self.hosts.refused, "request_timeout": self.deadline.closed})
         yield Family("camhub_http_forwarded_ignored", "X-Forwarded-For headers ignored: not from a trusted proxy", "",
                      {"": self.clients.ignored})
+
+    def sizes(self) -> dict[str, int]:
+        server = self._runner.server if self._runner is not None else None
+        gate = self.gate.sizes()
+        return {"connections": len(server.connections) if server is not None else 0, **self.deadline.sizes(),
+                "auth_throttle": len(self.auth.throttle), "playbacks": self.playbacks.playing,
+                "refusal_reasons": gate["refusal_reasons"] + len(self.auth.failures),
+                "log_keys": gate["log_keys"] + len(self.deadline.log) + len(self.guard.warnings)}
 
     async def start(self) -> None:
         runner = self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, logger=self.http_log)

@@ -24,6 +24,7 @@ from camhub.hub.ingest.control import NodeControl
 from camhub.hub.taps.motion import Motion
 from camhub.hub.taps.recordings import Recordings
 from camhub.hub.util.counters import Counted
+from camhub.hub.util.diagnostics import Diagnostics
 
 CameraExtra = Callable[[Camera], Mapping[str, Any]]
 HubExtra = Callable[[], Mapping[str, Any]]
@@ -44,6 +45,7 @@ class HttpServices:
     detail_extras: Sequence[CameraExtra] = ()  # and its detail
     hub_extras: Sequence[HubExtra] = field(default=())  # fields /api/hub gets besides the HTTP side's own
     cluster: ClusterRole | None = None  # in a cluster: who owns what, and the other hubs
+    diagnostics: Diagnostics | None = None  # /api/hub/diagnostics (CAMHUB_DIAGNOSTICS); None: off
 
 
 SERVICES = web.AppKey("services", HttpServices)

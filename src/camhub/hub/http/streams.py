@@ -50,6 +50,9 @@ class StreamGate:
         self.refusals: Counter[str] = Counter()  # viewers turned away, by reason
         self._warnings = LogLimiter(log)
 
+    def sizes(self) -> dict[str, int]:
+        return {"refusal_reasons": len(self.refusals), "log_keys": len(self._warnings)}
+
     def counters(self) -> Iterable[Family]:
         yield Family("camhub_viewers_refused", "Viewer requests refused", "reason", dict(self.refusals))
 

@@ -49,6 +49,9 @@ class NodeMessages:
     def counters(self) -> Iterable[Family]:
         yield Family("camhub_announces_rejected", "MQTT announces rejected", "reason", dict(self.rejections))
 
+    def sizes(self) -> dict[str, int]:
+        return {"rejection_reasons": len(self.rejections), "log_keys": len(self._warnings)}
+
     def health(self) -> dict[str, int]:
         """What ``/api/hub`` shows of the announces."""
         return {"announces_rejected": sum(self.rejections.values())}

@@ -103,6 +103,9 @@ class Pulls:
         self._upstreams: dict[str, Upstream] = {}
         self._idle: dict[str, asyncio.TimerHandle] = {}  # camera id -> when its unwatched pull stops
 
+    def sizes(self) -> dict[str, int]:
+        return {"upstreams": len(self._upstreams), "idle_timers": len(self._idle)}
+
     # ---- what the sources say --------------------------------------------------------------
     def add_static(self, camera_id: str, url: str) -> Camera:
         """A ``CAMHUB_SOURCES`` camera: always available, pulled as the policy wants."""

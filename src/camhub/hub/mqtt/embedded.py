@@ -229,6 +229,29 @@ class EmbeddedBroker:
             await self._broker.retain_message(None, "$SYS/broker/version", version)
         log.info("embedded MQTT broker listening on %s:%d", self.listen, self.port)
 
+    def sizes(self) -> dict[str, int]:
+        """amqtt's tables (``util.diagnostics``): sessions (connected or kept), subscriptions, retained
+        messages, what waits to be broadcast, and what waits in the sessions' own queues. Read through
+        amqtt's internals, so another amqtt may show fewer."""
+        broker = self._broker
+        if broker is None:
+            return {}
+        sizes: dict[str, int] = {}
+        with contextlib.suppress(Exception):  # another amqtt's internals
+            sessions = [session for session, _handler in broker._sessions.values()]
+            sizes["sessions"] = len(sessions)
+            sizes["sessions_connected"] = sum(s.transitions.state == "connected" for s in sessions)
+            sizes["session_queued"] = sum(s.retained_messages.qsize() + s.delivered_message_queue.qsize()
+                                          for s in sessions)
+            sizes["session_inflight"] = sum(len(s.inflight_in) + len(s.inflight_out) for s in sessions)
+            sizes["subscription_filters"] = len(broker._subscriptions)
+            sizes["subscriptions"] = sum(len(subscribers) for subscribers in broker._subscriptions.values())
+            sizes["retained"] = len(broker._retained_messages)
+            sizes["broadcast_queue"] = broker._broadcast_queue.qsize()
+            sizes["broadcast_tasks"] = len(broker._tasks_queue)
+            sizes["retained_deliveries"] = len(getattr(broker, "_retained_deliveries", ()))
+        return sizes
+
     async def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
         """Stop the broker within ``timeout`` seconds, its port closed in any case."""
         broker, self._broker = self._broker, None

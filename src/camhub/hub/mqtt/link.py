@@ -95,6 +95,10 @@ class MqttLink:
                 "published": self.published, "pending": self.pending, "dropped": dict(self.dropped),
                 "ignored": self.ignored}
 
+    def sizes(self) -> dict[str, int]:
+        return {"subscriptions": len(self._subscriptions), "retained_pending": len(self._retained),
+                "events_pending": len(self._events), "drop_reasons": len(self.dropped)}
+
     def counters(self) -> Iterable[Family]:
         yield Family("camhub_mqtt_connected", "1 while the hub's MQTT link is up", "",
                      {"": 1.0 if self.connected else 0.0}, kind="gauge")

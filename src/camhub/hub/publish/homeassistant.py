@@ -75,6 +75,10 @@ class Discovery:
         self._snapshot_at: dict[str, float] = {}
         self._birth: asyncio.TimerHandle | None = None
 
+    def sizes(self) -> dict[str, int]:
+        return {"configs_sent": len(self._sent), "cameras": len(self._camera_topics),
+                "snapshot_cameras": len(self._snapshot_at) + len(self._snapshot_seq)}
+
     def subscribe(self) -> None:
         """Listen for Home Assistant's birth (it restarted: publish everything again)."""
         self.mqtt.subscribe(self.topics.ha_status, 1, self.ha_status)

@@ -186,6 +186,11 @@ class Motion:
         yield Family("camhub_motion_events", "Motion events started", "camera",
                      {c: m.starts for c, m in cameras.items()})
 
+    def sizes(self) -> dict[str, int]:
+        cameras = list(self.cameras.values())
+        return {"cameras": len(cameras), "events_kept": sum(len(c.events) for c in cameras),
+                "analysing": sum(c.busy for c in cameras), "log_keys": len(self._warnings)}
+
     def apply_options(self, camera_id: str, options: dict[str, str]) -> None:
         """A camera's hub options changed (``core.options``): motion detection on or off."""
         self.set_enabled(camera_id, options["motion"] == "on")

@@ -141,6 +141,12 @@ class Store:
         segment.bytes += len(jpeg)
         return True
 
+    def sizes(self) -> dict[str, int]:
+        with self._lock:
+            return {"index_cameras": len(self._index), "index_recordings": sum(len(r) for r in self._index.values()),
+                    "writer_queue": self._ops.qsize(), "writer_pending_bytes": self._pending,
+                    "log_keys": len(self._warnings)}
+
     def recordings(self, camera_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._index.get(camera_id, {}).values())
@@ -465,6 +471,13 @@ class Recordings:
                      "camera", {c: r.dropped for c, r in self.cameras.items()})
         yield Family("camhub_recordings_deleted", "Recordings deleted", "reason", {"retention": self.store.deleted})
         yield Family("camhub_recording_errors", "Recording writes that failed", "kind", {"write": self.store.errors})
+
+    def sizes(self) -> dict[str, int]:
+        recorders = list(self.cameras.values())
+        return {"recorders": len(recorders), "preroll_frames": sum(len(r.ring) for r in recorders),
+                "preroll_bytes": sum(r.ring_bytes for r in recorders),
+                "open_segments": sum((r.segment is not None) + (r.timelapse is not None) for r in recorders),
+                **self.store.sizes()}
 
     def apply_options(self, camera_id: str, options: dict[str, str]) -> None:
         """A camera's hub options changed (``core.options``): its recording mode."""

@@ -47,6 +47,10 @@ class LogLimiter:
     def warning(self, key: str, msg: str, *args: object) -> bool:
         return self.log(logging.WARNING, key, msg, *args)
 
+    def __len__(self) -> int:
+        """Kinds of message remembered (at most ``max_keys``)."""
+        return len(self._seen)
+
     def info(self, key: str, msg: str, *args: object) -> bool:
         return self.log(logging.INFO, key, msg, *args)
 
