@@ -2,7 +2,8 @@
 
 ``GET /api/hub/diagnostics`` (``CAMHUB_DIAGNOSTICS``, off by default) shows every part's structure
 sizes; ``benchmarks/soak.py`` samples it for hours. Here: it is off unless asked for, it is behind the
-API's credentials, and it reports sizes and (with tracemalloc) where memory grew.
+API's credentials, it reports sizes and (with tracemalloc) where memory grew, and a camera that is
+removed leaves none of its state behind in the parts that keep per-camera state.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support import scenes
+from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, running
+from tests.support.quirky_camera import Quirks, serve_in_thread
+from tests.support.waiting import get_json, wait_until
 
 
 def _status(url: str, password: str | None = None, method: str = "GET") -> tuple[int, dict]:
@@ -63,3 +68,45 @@ def test_tracemalloc_names_the_places_whose_memory_grew_since_the_baseline(
         assert status == 200 and 0 < len(growers) <= 5
         assert all(g["size_diff"] > 0 for g in growers) and all(":" in g["where"][0] for g in growers)
         assert _status(f"{hub.url}/api/hub/diagnostics?key=nonsense")[0] == 400
+
+
+def _announce(camera_id: str, url: str) -> str:
+    return json.dumps({"id": camera_id, "name": camera_id, "stream_url": url})
+
+
+def test_a_removed_camera_leaves_nothing_behind(mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
+    """Cameras come and go over months (boards replaced, renamed): the state each part keeps per camera
+    (motion's background and events, the recorder's pre-roll ring and open files) must go with the camera,
+    and what it was writing must be closed and complete on disk."""
+    env = {"CAMHUB_DIAGNOSTICS": "on", "CAMHUB_TIMELAPSE_S": "0.3", "CAMHUB_RECORD_PREROLL_S": "2"}
+    with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
+        hub.wait_ready()
+        diagnostics = f"{hub.url}/api/hub/diagnostics"
+        with serve_in_thread(Quirks(fps=10)) as camera:
+            camera.jpegs = scenes.still(5)
+            observer.publish("camhub/nodes/yard/announce", _announce("yard", camera.url), retain=True)
+            wait_until(lambda: any(r["kind"] == "timelapse" and r["frames"] >= 3
+                                   for r in get_json(f"{hub.url}/api/cameras/yard/recordings")),
+                       what="a time-lapse being written")
+            parts = get_json(diagnostics)["parts"]
+            assert parts["recordings"]["preroll_frames"] > 0 and parts["recordings"]["open_segments"] == 1
+        wait_until(lambda: get_json(f"{hub.url}/api/cameras/yard")["state"] != "streaming", what="the camera gone")
+        # and cameras that never streamed (a typo in an announce, a board that never came up)
+        for n in range(5):
+            observer.publish(f"camhub/nodes/ghost{n}/announce", _announce(f"ghost{n}", "http://127.0.0.1:9/"),
+                             retain=True)
+        wait_until(lambda: len(get_json(f"{hub.url}/api/cameras")) == 6, what="six cameras")
+        for camera_id in ["yard", *(f"ghost{n}" for n in range(5))]:
+            observer.publish(f"camhub/nodes/{camera_id}/announce", b"", retain=True)  # decommissioned
+        wait_until(lambda: get_json(f"{hub.url}/api/cameras") == [], what="every camera removed")
+        parts = wait_until(lambda: (p := get_json(diagnostics)["parts"])["recordings"]["writer_queue"] == 0 and p,
+                           what="the writer idle")
+        assert parts["cameras"]["cameras"] == 0 and parts["broker"]["feeds"] == 0
+        assert parts["motion"]["cameras"] == 0 and parts["motion"]["events_kept"] == 0
+        assert parts["recordings"]["recorders"] == 0 and parts["recordings"]["preroll_frames"] == 0
+        assert parts["recordings"]["open_segments"] == 0
+        assert parts["discovery"]["cameras"] == 0 and parts["pulls"]["upstreams"] == 0
+        # the time-lapse it was writing was closed: complete, with its sidecar
+        (lapse,) = (tmp_path / "recordings" / "yard").glob("*-timelapse.mkv")
+        wait_until(lambda: lapse.with_suffix(".json").exists(), what="the time-lapse closed")
+        assert json.loads(lapse.with_suffix(".json").read_text())["frames"] >= 3

@@ -152,6 +152,8 @@ class Hub:
         self.broker.feed_made.connect(attach_taps)
         self.options.changed.connect(motion.apply_options)
         self.options.changed.connect(recordings.apply_options)
+        cameras.removed.connect(motion.forget)  # a removed camera leaves nothing behind (issue #26)
+        cameras.removed.connect(recordings.forget)
         summary_extras += [lambda camera: motion.summary(camera.id), lambda camera: recordings.summary(camera.id)]
         detail_extras.append(lambda camera: motion.detail(camera.id))
         hub_extras.append(recordings.health)

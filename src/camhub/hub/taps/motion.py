@@ -210,6 +210,10 @@ class Motion:
             state.events.extend(self._load_events(camera_id))
         return state
 
+    def forget(self, camera_id: str) -> None:
+        """The camera was removed: its state goes (a camera that comes back starts afresh, with its saved events)."""
+        self.cameras.pop(camera_id, None)
+
     def tap(self, camera_id: str) -> Callable[[Frame], None]:
         """The frame listener for one camera's feed (called on the event loop for every frame)."""
         state = self.camera(camera_id)

@@ -505,6 +505,15 @@ class Recordings:
             recorder = self.cameras[camera_id] = CameraRecorder(camera_id, self.store, mode, motion)
         return recorder
 
+    def forget(self, camera_id: str) -> None:
+        """The camera was removed: its open recording and time-lapse are closed, its pre-roll let go, its recorder
+        dropped (its recordings stay on disk, under retention like any others)."""
+        recorder = self.cameras.pop(camera_id, None)
+        if recorder is not None:
+            recorder.close_all()
+            recorder.ring.clear()
+            recorder.ring_bytes = 0
+
     def recorder_for(self, camera_id: str) -> CameraRecorder:
         """A known camera's recorder (every feed gets one when it is made)."""
         return self.cameras[camera_id]
