@@ -8,8 +8,14 @@ are about twice their ESP32 size, so these heaps are upper bounds), side by side
    ``--seconds``; a heap passes when the node stays up with no ``MemoryError`` in its output, no task
    restart, no capture error, and both viewers get at least ``--min-share`` of the fps. Bisection in
    16 KB steps between ``--low`` and ``--high``.
-2. A soak: ``--soak-size`` to two viewers for ``--soak`` seconds in a ``--soak-heap`` heap: frames
-   each viewer got, the lowest ``free_heap`` seen in ``/status``, MemoryErrors.
+2. A soak: ``--soak-size`` to two viewers for ``--soak`` seconds in a ``--soak-heap`` heap, the node
+   on a local mosquitto (its stats every 5 s, as on a board): ``free_heap`` from ``/status`` every
+   ``--soak-sample`` seconds, and per ``--soak-window``: each viewer's fps, the lowest and highest
+   free heap, and the collections seen (MicroPython frees memory only by collecting and counts no
+   collections itself, so each rise of ``free_heap`` between two samples is at least one collection;
+   what the node allocates per second is the sum of the falls between samples). Flat means the free
+   heap right after each collection (what the node holds) does not fall over the hour: its slope.
+   MemoryErrors, task restarts and capture errors must stay at zero.
 3. Bytes allocated per frame in the send path (``gc.mem_alloc()`` deltas, ``vm_side.py alloc``) for
    1, 2 and 4 viewers; per viewer is the slope. Target: at most 512 B per frame per viewer.
 4. Idle: CPU and allocation rate of a node with no viewers (camera running, MQTT connected to a
@@ -18,6 +24,7 @@ are about twice their ESP32 size, so these heaps are upper bounds), side by side
     .venv/bin/python benchmarks/node_vm.py                      # ≈ 10 min (both VMs)
     .venv/bin/python benchmarks/node_vm.py --only alloc,idle    # ≈ 2 min
     .venv/bin/python benchmarks/node_vm.py --runtime circuitpython
+    .venv/bin/python benchmarks/node_vm.py --only soak --soak 3600 --runtime micropython   # issue #26's hour
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import sys
 import threading
 import time
@@ -105,6 +113,67 @@ def stream_trial(runtime: str, heap: int, frame_size: str, fps: int, seconds: fl
             "restarts": status.get("task_restarts", {}), "capture_errors": status.get("capture_errors", 0)}
 
 
+def soak_trial(runtime: str, heap: int, frame_size: str, fps: int, seconds: float, sample_s: float,
+               window_s: float) -> dict:
+    """Two viewers of a node (on a mosquitto) in a ``heap``-byte VM for ``seconds``, ``free_heap`` sampled."""
+    broker = Mosquitto()
+    node = SimNode("soak", broker.port, fps=fps, frame_size=frame_size, runtime=runtime,
+                   extra=["--heap", str(heap)], env={"CAMHUB_WRITE_TIMEOUT_S": "10"})
+    viewers: list[Counter] = []
+    samples: list[tuple[float, int]] = []  # (seconds since the viewers connected, free_heap)
+    windows: list[dict] = []
+    status: dict = {}
+    try:
+        node.wait_ready(timeout=60)
+        viewers = [Counter(node.url + "/stream") for _ in range(2)]
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        window = {"start": 0.0, "parts": [v.parts for v in viewers], "first": 0}
+        while (now := time.monotonic() - t0) < seconds and node.alive():
+            try:
+                status = get_json(node.url + "/status")
+            except OSError:
+                break
+            samples.append((now, status["free_heap"]))
+            if now - window["start"] >= window_s:
+                windows.append(_window(window, samples, viewers, now))
+                window = {"start": now, "parts": [v.parts for v in viewers], "first": len(samples) - 1}
+            time.sleep(sample_s)
+        windows.append(_window(window, samples, viewers, time.monotonic() - t0))
+    except (RuntimeError, TimeoutError):
+        pass
+    finally:
+        for v in viewers:
+            v.stop.set()
+        alive = node.alive()
+        node.stop()
+        broker.stop()
+    output = node.output()
+    held = [free for (_, before), (t, free) in zip(samples, samples[1:], strict=False) if free > before]
+    held_at = [t for (_, before), (t, free) in zip(samples, samples[1:], strict=False) if free > before]
+    fell = sum(before - free for (_, before), (_, free) in zip(samples, samples[1:], strict=False) if free < before)
+    span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 0.0
+    slope = None
+    if len(held) >= 3:
+        slope = statistics.linear_regression(held_at, held).slope * 3600  # bytes per hour
+    return {"heap": heap, "alive": alive, "memory_errors": len(re.findall(r"MemoryError", output)),
+            "restarts": status.get("task_restarts", {}), "capture_errors": status.get("capture_errors", 0),
+            "windows": windows, "samples": len(samples), "collections": len(held),
+            "alloc_per_s": fell / span if span else None, "after_gc_slope_per_h": slope,
+            "after_gc_first": held[:3], "after_gc_last": held[-3:], "lowest_free": min((f for _, f in samples),
+                                                                                          default=None)}
+
+
+def _window(window: dict, samples: list[tuple[float, int]], viewers: list[Counter], now: float) -> dict:
+    mine = samples[window["first"]:]
+    frees = [free for _, free in mine]
+    rises = sum(1 for a, b in zip(frees, frees[1:], strict=False) if b > a)
+    seconds = max(now - window["start"], 1e-9)
+    return {"start": window["start"], "seconds": seconds,
+            "fps": [(v.parts - p) / seconds for v, p in zip(viewers, window["parts"], strict=True)],
+            "lowest": min(frees, default=None), "highest": max(frees, default=None), "collections": rises}
+
+
 def passes(trial: dict, fps: int, share: float) -> bool:
     return (trial["alive"] and not trial["memory_errors"] and not trial["restarts"] and not trial["capture_errors"]
             and min(trial["fps"]) >= share * fps)
@@ -146,11 +215,19 @@ def heap_part(runtimes: list[str], args: argparse.Namespace) -> None:
 def soak_part(runtimes: list[str], args: argparse.Namespace) -> None:
     heap = parse_heap(args.soak_heap)
     for runtime in runtimes:
-        trial = stream_trial(runtime, heap, args.soak_size, args.fps, args.soak)
-        print(f"\nsoak, {LABELS[runtime]}: {args.soak_size} to two viewers for {args.soak:.0f} s in {heap // 1024} KB: "
-              f"alive {trial['alive']}, MemoryErrors {trial['memory_errors']}, fps {trial['fps'][0]:.1f}/"
-              f"{trial['fps'][1]:.1f}, lowest free_heap {trial['lowest_free']}, task restarts {trial['restarts']}",
-              flush=True)
+        print(f"\nsoak, {LABELS[runtime]}: {args.soak_size} at {args.fps} fps to two viewers for {args.soak:.0f} s "
+              f"in {heap // 1024} KB, free_heap every {args.soak_sample:g} s:", flush=True)
+        trial = soak_trial(runtime, heap, args.soak_size, args.fps, args.soak, args.soak_sample, args.soak_window)
+        print(f"{'minutes':<12}{'fps (2 viewers)':>18}{'lowest free':>14}{'highest free':>14}{'collections':>13}")
+        for w in trial["windows"]:
+            print(f"{w['start'] / 60:>5.0f}-{(w['start'] + w['seconds']) / 60:<6.0f}{w['fps'][0]:>11.1f}/"
+                  f"{w['fps'][1]:<6.1f}{str(w['lowest']):>14}{str(w['highest']):>14}{w['collections']:>13}")
+        slope = trial["after_gc_slope_per_h"]
+        print(f"alive {trial['alive']}, MemoryErrors {trial['memory_errors']}, task restarts {trial['restarts']}, "
+              f"capture errors {trial['capture_errors']}; {trial['samples']} samples, {trial['collections']} "
+              f"collections seen, {trial['alloc_per_s'] or 0:.0f} B/s allocated; free heap after a collection: "
+              f"first {trial['after_gc_first']}, last {trial['after_gc_last']}, slope "
+              f"{'-' if slope is None else f'{slope:+.0f} B/h'}")
 
 
 def alloc_part(runtimes: list[str], args: argparse.Namespace) -> None:
@@ -214,6 +291,8 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=60.0)
     parser.add_argument("--soak-size", default="VGA")
     parser.add_argument("--soak-heap", default="1M")
+    parser.add_argument("--soak-sample", type=float, default=2.0, help="seconds between free_heap samples")
+    parser.add_argument("--soak-window", type=float, default=300.0, help="seconds per row of the soak's table")
     parser.add_argument("--alloc-size", default="VGA")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
