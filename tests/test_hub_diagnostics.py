@@ -76,36 +76,47 @@ def _announce(camera_id: str, url: str) -> str:
 
 def test_a_removed_camera_leaves_nothing_behind(mosquitto: Mosquitto, observer: Observer, tmp_path: Path) -> None:
     """Cameras come and go over months (boards replaced, renamed): the state each part keeps per camera
-    (motion's background and events, the recorder's pre-roll ring and open files) must go with the camera,
-    and what it was writing must be closed and complete on disk."""
-    env = {"CAMHUB_DIAGNOSTICS": "on", "CAMHUB_TIMELAPSE_S": "0.3", "CAMHUB_RECORD_PREROLL_S": "2"}
+    (motion's background and events, the recorder's pre-roll ring of JPEGs and open files, what Home
+    Assistant discovery sent) must go with the camera, and what it was writing must be closed and
+    complete on disk."""
+    # no camera entity (HA_SNAPSHOT_S = 0): its config topic is one discovery clears for each camera
+    env = {"CAMHUB_DIAGNOSTICS": "on", "CAMHUB_TIMELAPSE_S": "0.3", "CAMHUB_RECORD_PREROLL_S": "2",
+           "CAMHUB_HA_SNAPSHOT_S": "0"}
     with running(HubProcess(mosquitto.port, tmp_path, env=env)) as hub:
         hub.wait_ready()
         diagnostics = f"{hub.url}/api/hub/diagnostics"
+
+        def parts() -> dict:
+            return get_json(diagnostics)["parts"]
+
+        hub_only = wait_until(lambda: parts()["discovery"]["configs_sent"], what="the hub's own discovery")
         with serve_in_thread(Quirks(fps=10)) as camera:
             camera.jpegs = scenes.still(5)
             observer.publish("camhub/nodes/yard/announce", _announce("yard", camera.url), retain=True)
             wait_until(lambda: any(r["kind"] == "timelapse" and r["frames"] >= 3
                                    for r in get_json(f"{hub.url}/api/cameras/yard/recordings")),
                        what="a time-lapse being written")
-            parts = get_json(diagnostics)["parts"]
-            assert parts["recordings"]["preroll_frames"] > 0 and parts["recordings"]["open_segments"] == 1
+            recordings = parts()["recordings"]
+            assert recordings["preroll_frames"] > 0 and recordings["open_segments"] == 1
         wait_until(lambda: get_json(f"{hub.url}/api/cameras/yard")["state"] != "streaming", what="the camera gone")
         # and cameras that never streamed (a typo in an announce, a board that never came up)
         for n in range(5):
             observer.publish(f"camhub/nodes/ghost{n}/announce", _announce(f"ghost{n}", "http://127.0.0.1:9/"),
                              retain=True)
         wait_until(lambda: len(get_json(f"{hub.url}/api/cameras")) == 6, what="six cameras")
+        before = parts()["discovery"]["configs_sent"]
+        observer.publish("homeassistant/status", "online")  # HA restarted: every config again, also the cleared
+        wait_until(lambda: parts()["discovery"]["configs_sent"] > before, what="discovery published again")
         for camera_id in ["yard", *(f"ghost{n}" for n in range(5))]:
             observer.publish(f"camhub/nodes/{camera_id}/announce", b"", retain=True)  # decommissioned
         wait_until(lambda: get_json(f"{hub.url}/api/cameras") == [], what="every camera removed")
-        parts = wait_until(lambda: (p := get_json(diagnostics)["parts"])["recordings"]["writer_queue"] == 0 and p,
-                           what="the writer idle")
-        assert parts["cameras"]["cameras"] == 0 and parts["broker"]["feeds"] == 0
-        assert parts["motion"]["cameras"] == 0 and parts["motion"]["events_kept"] == 0
-        assert parts["recordings"]["recorders"] == 0 and parts["recordings"]["preroll_frames"] == 0
-        assert parts["recordings"]["open_segments"] == 0
-        assert parts["discovery"]["cameras"] == 0 and parts["pulls"]["upstreams"] == 0
+        left = wait_until(lambda: (p := parts())["recordings"]["writer_queue"] == 0 and p, what="the writer idle")
+        assert left["cameras"]["cameras"] == 0 and left["broker"]["feeds"] == 0
+        assert left["motion"]["cameras"] == 0 and left["motion"]["events_kept"] == 0
+        assert left["recordings"]["recorders"] == 0 and left["recordings"]["preroll_frames"] == 0
+        assert left["recordings"]["open_segments"] == 0
+        assert left["discovery"]["cameras"] == 0 and left["discovery"]["configs_sent"] == hub_only
+        assert left["pulls"]["upstreams"] == 0
         # the time-lapse it was writing was closed: complete, with its sidecar
         (lapse,) = (tmp_path / "recordings" / "yard").glob("*-timelapse.mkv")
         wait_until(lambda: lapse.with_suffix(".json").exists(), what="the time-lapse closed")

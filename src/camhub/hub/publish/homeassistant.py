@@ -70,7 +70,7 @@ class Discovery:
         self.prefix = topics.prefix
         self.base = _slug(topics.prefix)
         self._sent: dict[str, str] = {}  # config topic -> last payload published
-        self._camera_topics: dict[str, set[str]] = {}  # camera id -> its config topics
+        self._camera_topics: dict[str, set[str]] = {}  # camera id -> its config topics (also those it lacks)
         self._snapshot_seq: dict[str, int] = {}
         self._snapshot_at: dict[str, float] = {}
         self._birth: asyncio.TimerHandle | None = None
@@ -206,7 +206,7 @@ class Discovery:
         if not self.publishes(camera.id):
             return
         configs = self.camera_configs(camera)
-        self._camera_topics[camera.id] = {t for t, p in configs.items() if p is not None}
+        self._camera_topics[camera.id] = set(configs)
         for topic, payload in configs.items():
             self._send(topic, payload, force)
 
@@ -216,8 +216,8 @@ class Discovery:
             self.camera_lost(camera_id)
             return
         for topic in sorted(self._camera_topics.pop(camera_id, ())):
-            self._sent.pop(topic, None)
-            self.mqtt.publish(topic, "", retain=True)
+            if self._sent.pop(topic, ""):  # published (an entity it lacks was sent as "" at most): clear it
+                self.mqtt.publish(topic, "", retain=True)
         self.mqtt.publish(self.topics.camera_snapshot(camera_id), "", retain=True)
         self._snapshot_seq.pop(camera_id, None)
         self._snapshot_at.pop(camera_id, None)
