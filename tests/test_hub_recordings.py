@@ -331,3 +331,25 @@ def test_an_open_recording_holds_no_threads_of_its_own(tmp_path: Path) -> None:
         writer.close()
     assert during == before
     assert all(len(ffprobe_packets(tmp_path / f"{n}.mkv")) == 1 for n in range(4))
+
+
+def test_retention_that_deletes_a_cameras_last_recording_forgets_the_camera(tmp_path: Path) -> None:
+    """Over months cameras come and go: the index keeps no entry for a camera none of whose recordings is left
+    (in process: the store and its writer thread, real files)."""
+    from camhub.hub.taps.recordings import RecordSettings, Segment, Store
+
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    segment_bytes = 3 * len(jpeg)  # each segment below: three frames
+    store = Store(RecordSettings(root=tmp_path, preroll_s=0.0, postroll_s=0.0, segment_s=300.0, keep_days=7.0,
+                                 max_gb=2.5 * segment_bytes / 1e9, min_free_gb=0.0, timelapse_s=0.0), lambda: None)
+    store.start()
+    start = time.time()
+    for n, camera in enumerate(["gone", "kept", "kept", "kept"]):  # the oldest first; two and a half fit
+        segment = Segment(camera, "always", start + n)
+        for k in range(3):
+            assert store.submit_frame(segment, jpeg, segment.start + k / 10)
+        store.submit("close", segment)
+    store.stop()
+    assert store.recordings("gone") == [] and len(store.recordings("kept")) == 2
+    assert store.sizes()["index_cameras"] == 1
+    assert not list((tmp_path / "gone").glob("*.mkv"))

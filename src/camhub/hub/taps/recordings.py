@@ -333,7 +333,11 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             video.unlink()
         with self._lock:
-            self._index.get(camera_id, {}).pop(rec_id, None)
+            recordings = self._index.get(camera_id)
+            if recordings is not None:
+                recordings.pop(rec_id, None)
+                if not recordings:  # a camera whose recordings are all gone (perhaps gone itself) is not kept
+                    del self._index[camera_id]
         self.deleted += 1
         log.info("recordings: deleted %s/%s (retention)", camera_id, rec_id)
 
