@@ -472,19 +472,34 @@ class Soak:
             node.start()
             self.event("node back", node=node.node_id)
 
-    async def decommissions(self) -> None:
-        """Every 20 min the temporary node goes for good (stopped, retained announce cleared), a new one comes."""
+    async def decommissions(self, load: Load) -> None:
+        """Every 20 min the temporary node goes for good (stopped, retained announce cleared), a new one comes.
+
+        A clear is an empty retained message: only a hub connected at that moment hears it (a link that is
+        down then misses it, and the camera stays, offline). So it is sent again until the hubs that
+        discover over mosquitto no longer list the camera, for at most two minutes."""
+        mqtt_hubs = [h for h in self.hubs if h.mode == "full"]
         while True:
             await asyncio.sleep(self.period(1200))
             old = self.temp
             assert old is not None and self.mosquitto is not None
             old.stop()
             await asyncio.sleep(40)  # its stats must be older than the hub's proof-of-life window (30 s)
-            for ha in self.ha[-1:]:
-                ha.publish(f"camhub/nodes/{old.node_id}/announce", b"", retain=True)
-                ha.publish(f"camhub/nodes/{old.node_id}/availability", b"", retain=True)
+            clears = 0
+            for _ in range(12):
+                self.ha[-1].publish(f"camhub/nodes/{old.node_id}/announce", b"", retain=True)
+                clears += 1
+                await asyncio.sleep(10)
+                listed = [h.mode for h in mqtt_hubs if old.node_id in await self._camera_ids(load, h)]
+                if not listed:
+                    break
             self.temp = self._temp_node()
-            self.event("node decommissioned", old=old.node_id, new=self.temp.node_id)
+            self.event("node decommissioned", old=old.node_id, new=self.temp.node_id, clears=clears,
+                       still_listed_by=listed)
+
+    async def _camera_ids(self, load: Load, hub: Hub) -> list[str]:
+        status, body = await load.get(hub, "/api/cameras")
+        return [c["id"] for c in json.loads(body)] if status == 200 else []
 
     async def broker_restarts(self) -> None:
         while True:
@@ -538,6 +553,9 @@ class Soak:
                 self.record("sample", mode=hub.mode, dead=True)
                 continue
             row: dict[str, Any] = {"mode": hub.mode, **proc_stats(hub.child.pid)}
+            began = time.monotonic()
+            status, _ = await load.get(hub, "/healthz")
+            row["healthz_ms"] = round((time.monotonic() - began) * 1000, 1) if status == 200 else None
             status, body = await load.get(hub, "/api/hub/diagnostics?top=0", timeout=60)
             if status == 200:
                 diag = json.loads(body)
@@ -574,7 +592,7 @@ class Soak:
         connector = aiohttp.TCPConnector(limit=64, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             load.session = session
-            jobs = [self.node_deaths(), self.decommissions(), self.broker_restarts(), self.ha_births()]
+            jobs = [self.node_deaths(), self.decommissions(load), self.broker_restarts(), self.ha_births()]
             for hub in self.hubs:
                 jobs += [load.viewers(hub), load.dashboard(hub), load.dashboard(hub), load.poller(hub),
                          load.scraper(hub)]
@@ -676,6 +694,16 @@ def report(out: Path, warmup: float | None, flat_mb: float) -> None:
 
         for name in main:
             _line(name, series)
+        latency = sorted(v for _, v in series.get("healthz_ms", []))
+        if latency:
+            print(f"/healthz while sampled: median {statistics.median(latency):.0f} ms, "
+                  f"p95 {latency[int(0.95 * (len(latency) - 1))]:.0f} ms, max {latency[-1]:.0f} ms")
+        log = out / f"hub-{mode}.log"
+        if log.exists():
+            text = log.read_text(errors="replace")
+            print(f"its log: MQTT connected {text.count('MQTT connected to')}x, link down "
+                  f"{len(re.findall(r'MQTT link to .* down', text))}x, tracebacks {text.count('Traceback')}, "
+                  f"{len(text.splitlines())} lines")
         print("structures (entries; only those that moved after warm-up):")
         growing = []
         for name in sorted(n for n in series if n.startswith("parts.")):
@@ -741,7 +769,9 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=2)
     parser.add_argument("--viewers", type=int, default=12, help="viewers connected at a time, per hub")
     parser.add_argument("--modes", default="full,relay,embedded")
-    parser.add_argument("--tracemalloc", default="full", help="modes whose hub traces allocations ('' = none)")
+    parser.add_argument("--tracemalloc", default="embedded",
+                        help="modes whose hub traces allocations ('' = none); tracing slows a hub down, and its "
+                             "snapshots (at the end of the warm-up and of the run) cost RSS")
     parser.add_argument("--hub-env", action="append", default=[], metavar="MODE:KEY=VALUE",
                         help="an extra environment variable for one mode's hub, e.g. full:MALLOC_ARENA_MAX=2")
     parser.add_argument("--record-mb", type=float, default=50.0, help="CAMHUB_RECORD_MAX_GB, in MB")
