@@ -116,8 +116,42 @@ def test_a_removed_camera_leaves_nothing_behind(mosquitto: Mosquitto, observer: 
         assert left["recordings"]["recorders"] == 0 and left["recordings"]["preroll_frames"] == 0
         assert left["recordings"]["open_segments"] == 0
         assert left["discovery"]["cameras"] == 0 and left["discovery"]["configs_sent"] == hub_only
-        assert left["pulls"]["upstreams"] == 0
+        assert left["pulls"]["upstreams"] == 0 and left["status"]["motion_sent"] == 0
         # the time-lapse it was writing was closed: complete, with its sidecar
         (lapse,) = (tmp_path / "recordings" / "yard").glob("*-timelapse.mkv")
         wait_until(lambda: lapse.with_suffix(".json").exists(), what="the time-lapse closed")
         assert json.loads(lapse.with_suffix(".json").read_text())["frames"] >= 3
+
+
+async def test_a_change_signalled_after_a_camera_was_removed_brings_none_of_its_state_back(tmp_path: Path) -> None:
+    """A stopping pull can still say its camera went offline after the camera was removed (Home Assistant
+    discovery ignores such a change for the same reason): the status publisher must not then publish the
+    camera's motion state, which made motion detection keep the camera again and the publisher its entry,
+    for good. In process: the real registry, motion detection, status publisher and an unconnected link."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from camhub.hub.core.broker import Broker, FanoutSettings
+    from camhub.hub.core.camera import OFFLINE, STREAMING
+    from camhub.hub.core.registry import Cameras
+    from camhub.hub.mqtt.link import LinkSettings, MqttLink
+    from camhub.hub.mqtt.topics import Topics
+    from camhub.hub.publish.status import StatusPublisher
+    from camhub.hub.taps.motion import Motion, MotionSettings
+    from camhub.hub.taps.recordings import Recordings, RecordSettings
+
+    cameras = Cameras(Broker(FanoutSettings()), max_cameras=8)
+    with ThreadPoolExecutor(1) as pool:
+        motion = Motion(MotionSettings(), True, pool)
+        recordings = Recordings(RecordSettings(root=tmp_path, preroll_s=0, postroll_s=0, segment_s=60, keep_days=1,
+                                               max_gb=1, min_free_gb=0, timelapse_s=0))
+        status = StatusPublisher(MqttLink(LinkSettings(), Topics()), Topics(), cameras, motion, recordings)
+        cameras.removed.connect(motion.forget)  # as the hub wires them
+        cameras.changed.connect(status.camera_changed)
+        cameras.removed.connect(status.camera_removed)
+        camera = cameras.add("yard", "Yard", "mqtt", "http://127.0.0.1:9/stream")
+        cameras.set_state(camera, STREAMING)
+        assert motion.sizes()["cameras"] == 1 and status.sizes()["motion_sent"] == 1
+        cameras.pop("yard")
+        cameras.forget("yard")
+        cameras.set_state(camera, OFFLINE)  # late: its pull, stopping
+        assert motion.sizes()["cameras"] == 0 and status.sizes()["motion_sent"] == 0

@@ -199,6 +199,7 @@ class Hub:
         motion.emitted.connect(status.motion_event)
         recordings.status_changed.connect(status.recordings_changed)
         link.up.connect(status.republish)
+        sized["status"] = status
         self._task(lambda: every(config.state_interval_s, status.states))
         self.discovery: Discovery | None = None
         if config.ha_discovery == "on":

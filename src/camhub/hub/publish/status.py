@@ -46,12 +46,17 @@ class StatusPublisher:
         # motion (which in a still scene may be minutes away).
         self._motion_sent: set[str] = set()
 
+    def sizes(self) -> dict[str, int]:
+        return {"motion_sent": len(self._motion_sent)}
+
     # ---- cameras ---------------------------------------------------------------------------
     def camera_changed(self, camera: Camera) -> None:
         if self.publishes(camera.id):
             self.link.publish(self.topics.camera_state(camera.id), camera.state_payload(time.monotonic()),
                               retain=True)
-            if camera.id not in self._motion_sent:
+            # not for a camera already removed (a late change of its stopping pull): that would bring back its
+            # motion state, which motion forgot with the camera, and its entry here, for good
+            if camera.id not in self._motion_sent and self.cameras.get(camera.id) is camera:
                 self._publish_motion(camera.id)
         self.hub_state()
 
