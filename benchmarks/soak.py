@@ -70,7 +70,7 @@ import paho.mqtt.client as paho
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import Mosquitto, camhub_cmd, free_port, wait_for_http  # noqa: E402
+from tests.support.procs import Mosquitto, camhub_cmd, free_port, stop_process, wait_for_http  # noqa: E402
 
 PASSWORD = "soak-password"
 OPTION_CHANGES = ({"motion": "off"}, {"motion": "on"}, {"record": "always"}, {"record": "motion"}, {"record": "off"},
@@ -115,14 +115,8 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, sig, timeout)
 
 
 def node_has_scenes() -> bool:
