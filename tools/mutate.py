@@ -9,9 +9,11 @@ files the tests read from the repository root, and a ``pyproject.toml`` whose ``
 from ``[tool.camhub.mutate]``: the one file mutated and the tests run against it.
 
 Usage: ``python tools/mutate.py [--max-children N] [MODULE ...]`` (a MODULE is a path from that table or
-its file name, e.g. ``subscriber.py``). Prints killed/total per module and writes every surviving
-mutant's diff to ``build/mutate/<name>/survivors.txt``. A run starts from a fresh staging tree;
-``--report`` only summarizes the last one.
+its tail, e.g. ``subscriber.py`` or ``http/recordings.py``; a tail that fits several runs them all).
+Prints killed/total per module and writes every surviving mutant's diff to
+``build/mutate/<name>/survivors.txt``, where ``<name>`` is the module's dotted name
+(``camhub.hub.http.recordings``: two modules may share a file name). A run starts from a fresh
+staging tree; ``--report`` only summarizes the last one.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def staged_path(module: str) -> str:
         if module.startswith(prefix):
             return f"src/{package}/{module[len(prefix):]}"
     raise SystemExit(f"{module}: not in {', '.join(str(p.relative_to(ROOT)) for p in PACKAGES.values())}")
+
+
+def staged_name(module: str) -> str:
+    """``src/camhub/hub/http/recordings.py`` -> ``camhub.hub.http.recordings`` (its staging tree's name)."""
+    return staged_path(module).removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def chosen(modules: list[str], wanted: list[str]) -> list[str]:
+    """The modules ``wanted`` names (a path, or the tail of one after a ``/``); all of them if none."""
+    return [m for m in modules if not wanted or any(m == w or m.endswith("/" + w) for w in wanted)]
 
 
 def toml_list(values: list[str]) -> str:
@@ -102,7 +114,7 @@ ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def run_module(module: str, test_args: list[str], also_copy: list[str], max_children: int) -> dict[str, int]:
-    name = Path(module).stem
+    name = staged_name(module)
     tree = stage(name, module, test_args, also_copy)
     started = time.monotonic()
     log = tree / "mutmut.log"
@@ -138,20 +150,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="only summarize the last run (e.g. after `mutmut run` by hand in a staging tree)")
     parser.add_argument("module", nargs="*", help="modules to mutate (default: all in [tool.camhub.mutate.modules])")
     args = parser.parse_args(argv)
-    chosen = [m for m in modules if not args.module or m in args.module or Path(m).name in args.module]
-    if not chosen:
+    picked = chosen(list(modules), args.module)
+    if not picked:
         raise SystemExit(f"no such module; choose from: {', '.join(modules)}")
     rows = []
-    for module in chosen:
+    for module in picked:
         if args.report:
-            s = {**report(BUILD / Path(module).stem, module), "seconds": 0}
+            s = {**report(BUILD / staged_name(module), module), "seconds": 0}
         else:
             print(f"== {module}: mutmut with {' '.join(modules[module])}", flush=True)
             s = run_module(module, modules[module], config.get("also_copy", []), args.max_children)
         detected = s["killed"] + s["timeout"]
         rows.append(f"{module}: {detected}/{s['total']} killed ({s['timeout']} by timeout), {s['survived']} survived, "
                     f"{s['no_tests']} not covered, {s['other']} other, {s['seconds']} s")
-        print(rows[-1], f"\n   survivors: build/mutate/{Path(module).stem}/survivors.txt", flush=True)
+        print(rows[-1], f"\n   survivors: build/mutate/{staged_name(module)}/survivors.txt", flush=True)
     print("\n".join(["", "mutation score (killed/total):", *rows]))
     return 0
 
