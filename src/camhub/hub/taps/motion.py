@@ -129,12 +129,11 @@ class CameraMotion:
             self.last_change = now
             if not self.active and self.streak == 1:
                 self.started = captured
-            if self.active:
-                self.peak = max(self.peak, score)
-            elif self.streak >= self.settings.frames:
+                self.peak = score  # the event's peak counts from its first changed frame
+            self.peak = max(self.peak, score)
+            if not self.active and self.streak >= self.settings.frames:
                 self.active = True
                 self.starts += 1
-                self.peak = score
                 return "start"
             return None
         self.streak = 0
