@@ -289,27 +289,6 @@ def test_recordings_need_credentials_or_the_cameras_view_token_like_its_stream(
             assert _get(f"{hub.url}/cameras/yard/recordings/..%2f..%2fcameras/video.mkv?token={token}")[0] == 404
 
 
-def test_only_a_motion_recorder_keeps_a_preroll_ring(tmp_path: Path) -> None:
-    """The pre-roll ring holds seconds of every camera's JPEGs: memory spent only where a motion recording may
-    need it (in process: the recorder as the broker's frame tap drives it, without a writer thread)."""
-    from camhub.hub.core.broker import Frame
-    from camhub.hub.taps.motion import CameraMotion, MotionSettings
-    from camhub.hub.taps.recordings import CameraRecorder, RecordSettings, Store
-
-    store = Store(RecordSettings(root=tmp_path, preroll_s=5.0, postroll_s=10.0, segment_s=300.0, keep_days=7.0,
-                                 max_gb=10.0, min_free_gb=0.0, timelapse_s=0.0), lambda: None)
-    jpeg = scenes.still(count=1, size=(160, 120))[0]
-    now = time.time()
-    held = {}
-    for mode in ("off", "always", "motion"):
-        recorder = CameraRecorder("cam", store, mode, CameraMotion("cam", MotionSettings(), enabled=False))
-        for seq in range(1, 11):
-            recorder.frame(Frame(jpeg, seq, now + seq / 10, time.monotonic(), in_memfd=False))
-        held[mode] = len(recorder.ring)
-        recorder.segment = None  # nothing is written without the writer thread; forget the open segment
-    assert held == {"off": 0, "always": 0, "motion": 10}
-
-
 def test_an_open_recording_holds_no_threads_of_its_own(tmp_path: Path) -> None:
     """Each camera has a segment and a time-lapse open all the time, and segments are cut every few minutes:
     libavcodec's default (a pool of cores + 1 encoder threads per open file, although nothing is encoded)

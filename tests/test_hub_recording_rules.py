@@ -1,0 +1,515 @@
+"""The recorder's rules, in process: what is recorded when (pre-roll, motion, post-roll, segments, time-lapse),
+what is kept (retention by age and by size, at the boundaries), and what a restart finds on disk.
+
+A camera's recorder is fed frames at scripted capture times (every 0.125 s: exact binary fractions) and its
+motion state is switched by the script; the real ``Store`` writes real segment files on its writer thread.
+Only the clock is the test's (``tests/support/clock.py``, the recordings module's ``time``), and, where a
+disk that fills up is needed, the free space the module reads (a disk cannot be filled safely on a shared
+machine; the real disk's refusal is test_hub_recordings.py's). End to end (a real hub, ffprobe): that file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from camhub.hub.core.broker import Frame
+from camhub.hub.taps import recordings as recordings_module
+from camhub.hub.taps import segments
+from camhub.hub.taps.motion import CameraMotion, MotionSettings
+from camhub.hub.taps.recordings import GB, CameraRecorder, Recordings, RecordSettings, Store
+from tests.support.clock import Clock
+from tests.support.waiting import wait_until
+
+T0 = 1_700_000_000.0  # Unix seconds (2023): recording ids have 10 digits or more
+STEP = 0.125
+DAY = 86400.0
+
+
+def jpeg(i: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", size, 40 + 7 * (i % 30)).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+JPEGS = [jpeg(i) for i in range(30)]
+
+
+def settings(root: Path, **changes: Any) -> RecordSettings:
+    return replace(RecordSettings(root=root, preroll_s=2.0, postroll_s=3.0, segment_s=60.0, keep_days=7.0,
+                                  max_gb=10.0, min_free_gb=0.0, timelapse_s=0.0), **changes)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(T0)
+    monkeypatch.setattr(recordings_module, "time", clock)
+    return clock
+
+
+class FreeSpace:
+    """The free space the recordings module sees (``shutil.disk_usage``), set by the test."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def disk_usage(self, path: Any) -> Any:
+        return SimpleNamespace(total=10 * self.free, used=0, free=self.free)
+
+
+@dataclass
+class Cam:
+    """One camera's recorder and its motion state, driven by a script."""
+
+    clock: Clock
+    store: Store
+    recorder: CameraRecorder
+    motion: CameraMotion
+    seq: int = 0
+
+    def feed(self, start: float, end: float, active: Iterable[tuple[float, float]] = (), peak: float = 1.5,
+             step: float = STEP, frames: list[bytes] | None = None) -> None:
+        """Frames every ``step`` from ``start`` to before ``end``; motion on in the ``active`` spans."""
+        spans = list(active)
+        t = start
+        while t < end - 1e-9:
+            self.motion.active = any(a <= t < b for a, b in spans)
+            self.motion.peak = peak if self.motion.active else 0.0
+            self.frame(t, (frames or JPEGS)[self.seq % len(frames or JPEGS)])
+            t += step
+
+    def frame(self, t: float, data: bytes) -> None:
+        self.clock.now = T0 + t
+        self.seq += 1
+        self.recorder.frame(Frame(data, self.seq, T0 + t, T0 + t, in_memfd=False))
+
+    def tick(self, t: float) -> None:
+        self.clock.now = T0 + t
+        self.recorder.tick(T0 + t)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Stop as the hub stops; the recordings, oldest first, times relative to T0."""
+        self.recorder.close_all()
+        self.store.stop()
+        return relative(self.store.recordings("yard"))
+
+
+def relative(recs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(({**r, "start": round(r["start"] - T0, 3), "end": round(r["end"] - T0, 3)} for r in recs),
+                  key=lambda r: r["start"])
+
+
+@pytest.fixture
+def cams(tmp_path: Path, clock: Clock) -> Iterator[Any]:
+    made: list[Store] = []
+
+    def make(mode: str = "motion", start: bool = True, root: Path | None = None, **changes: Any) -> Cam:
+        """A camera's recorder; each with its own folder unless ``root`` is given (one store per folder)."""
+        store = Store(settings(root or tmp_path / f"rec-{len(made)}", **changes), lambda: None)
+        made.append(store)
+        if start:
+            store.start()
+        motion = CameraMotion("yard", MotionSettings(), enabled=True)
+        return Cam(clock, store, CameraRecorder("yard", store, mode, motion), motion)
+
+    yield make
+    for store in made:
+        store.stop(timeout=10)
+
+
+def packets(store: Store, rec: dict[str, Any]) -> list[float]:
+    """The capture times (relative to T0) of the frames in a recording's file."""
+    path = store.path("yard", rec["id"])
+    return [round(rec["start"] + pts / 1000, 3) for pts, _ in segments.read(path)]
+
+
+# ---- what a motion recording holds ---------------------------------------------------------------
+def test_a_motion_recording_is_the_preroll_the_motion_and_the_postroll(cams: Any) -> None:
+    cam = cams()  # pre-roll 2 s, post-roll 3 s
+    cam.feed(0.0, 15.0, active=[(5.0, 7.0)])  # motion from 5 s; its last frame at 6.875
+    (rec,) = cam.finish()
+    # from 2 s before the first motion frame to the last frame before 3 s after the last motion frame
+    assert (rec["kind"], rec["start"], rec["end"], rec["frames"]) == ("motion", 3.0, 9.75, 55)
+    assert rec["peak"] == 1.5 and rec["bytes"] == sum(len(JPEGS[i % 30]) for i in range(24, 79))
+    assert packets(cam.store, rec) == [3.0 + STEP * i for i in range(55)]
+
+
+def test_the_postroll_and_preroll_are_their_own_settings(cams: Any) -> None:
+    cam = cams(preroll_s=1.0, postroll_s=0.5)
+    cam.feed(0.0, 15.0, active=[(5.0, 7.0)])
+    (rec,) = cam.finish()
+    assert (rec["start"], rec["end"]) == (4.0, 7.25)
+
+
+def test_motion_again_within_the_postroll_continues_the_recording(cams: Any) -> None:
+    cam = cams()
+    cam.feed(0.0, 20.0, active=[(5.0, 6.0), (8.0, 9.0)])  # 2 s apart: within the 3 s post-roll
+    (rec,) = cam.finish()
+    assert (rec["start"], rec["end"], rec["frames"]) == (3.0, 11.75, 71)
+
+
+def test_a_later_event_records_no_frame_twice(cams: Any) -> None:
+    cam = cams()
+    cam.feed(0.0, 20.0, active=[(5.0, 6.0), (10.0, 11.0)])  # the second's pre-roll overlaps the first's post-roll
+    first, second = cam.finish()
+    assert (first["start"], first["end"]) == (3.0, 8.75)
+    assert (second["start"], second["end"]) == (8.875, 13.75)  # its pre-roll starts after the first's last frame
+    assert first["frames"] + second["frames"] == (13.75 - 3.0) / STEP + 1
+
+
+def test_the_recording_ends_at_the_tick_after_the_postroll_when_frames_stop(cams: Any) -> None:
+    cam = cams()
+    cam.feed(0.0, 6.0, active=[(5.0, 7.0)])  # the camera goes silent at 6 s, motion still on
+    cam.motion.active = False  # motion ends (its own tick)
+    cam.tick(8.0)
+    assert cam.recorder.segment is not None  # post-roll: until 5.875 + 3
+    cam.tick(8.875)
+    assert cam.recorder.segment is None
+    (rec,) = cam.finish()
+    assert (rec["start"], rec["end"]) == (3.0, 5.875)
+
+
+def test_a_silent_camera_has_its_recording_closed_after_idle_close_s(cams: Any) -> None:
+    cam = cams(mode="always", idle_close_s=5.0)
+    cam.feed(0.0, 2.0)
+    cam.tick(6.875)  # 5 s after the last frame (1.875): not yet
+    assert cam.recorder.segment is not None
+    cam.tick(6.876)
+    assert cam.recorder.segment is None
+    (rec,) = cam.finish()
+    assert (rec["kind"], rec["start"], rec["end"], rec["frames"]) == ("always", 0.0, 1.875, 16)
+
+
+def test_always_mode_records_everything_in_segments_of_segment_s(cams: Any) -> None:
+    cam = cams(mode="always", segment_s=10.0)
+    cam.feed(0.0, 25.0)
+    recs = cam.finish()
+    assert [(r["kind"], r["start"], r["end"], r["frames"]) for r in recs] == [
+        ("always", 0.0, 9.875, 80), ("always", 10.0, 19.875, 80), ("always", 20.0, 24.875, 40)]
+    assert all(r["peak"] is None for r in recs)  # no motion: no peak
+
+
+def test_off_records_nothing_and_motion_mode_records_nothing_without_motion(cams: Any) -> None:
+    for mode in ("off", "motion"):
+        cam = cams(mode=mode)
+        cam.feed(0.0, 10.0, active=[(2.0, 4.0)] if mode == "off" else [])
+        assert cam.recorder.segment is None and cam.recorder.recordings() == []
+        assert cam.finish() == []
+    assert not list((cam.store.settings.root).rglob("*.mkv"))
+
+
+def test_only_a_motion_recorder_keeps_its_ring_and_within_the_byte_limit(cams: Any) -> None:
+    cam = cams(mode="motion", max_pending_bytes=4 * 5 * len(JPEGS[0]))  # a quarter: five frames of pre-roll
+    cam.feed(0.0, 4.0, frames=[JPEGS[0]])
+    assert len(cam.recorder.ring) == 5 and cam.recorder.ring_bytes == 5 * len(JPEGS[0])
+    always = cams(mode="always")
+    always.feed(0.0, 1.0)
+    assert len(always.recorder.ring) == 0
+    no_preroll = cams(mode="motion", preroll_s=0.0)
+    no_preroll.feed(0.0, 1.0)
+    assert len(no_preroll.recorder.ring) == 0
+
+
+# ---- what the recorder shows ---------------------------------------------------------------------
+def test_status_follows_the_open_recording(cams: Any) -> None:
+    cam = cams(mode="motion", timelapse_s=30.0)
+    assert cam.recorder.status() == {"mode": "motion", "active": False, "since": None, "stopped": None,
+                                     "frames_dropped": 0, "timelapse_s": 30.0}
+    cam.feed(0.0, 6.0, active=[(5.0, 7.0)])
+    status = cam.recorder.status()
+    assert status["active"] is True and status["since"] == T0 + 3.0
+    assert cams(mode="off").recorder.status()["timelapse_s"] is None
+
+
+def test_open_and_closed_recordings_are_listed_newest_first_by_overlap(cams: Any, clock: Clock) -> None:
+    cam = cams(mode="always", segment_s=10.0)
+    cam.feed(0.0, 25.0)
+    wait_until(lambda: len(cam.store.recordings("yard")) == 2, 10, "two closed segments")
+    listed = relative(cam.recorder.recordings())
+    assert [(r["start"], r["open"]) for r in sorted(listed, key=lambda r: -r["start"])] == [
+        (20.0, True), (10.0, False), (0.0, False)]
+    assert [r["start"] for r in cam.recorder.recordings()] == [T0 + 20.0, T0 + 10.0, T0]  # newest first
+    open_one = cam.recorder.recordings()[0]
+    assert (open_one["frames"], open_one["end"], open_one["kind"]) == (40, T0 + 24.875, "always")
+    starts = [r["start"] - T0 for r in cam.recorder.recordings(since=T0 + 9.875)]
+    assert starts == [20.0, 10.0, 0.0]  # the first ends at 9.875: it overlaps
+    assert [r["start"] - T0 for r in cam.recorder.recordings(since=T0 + 9.876)] == [20.0, 10.0]
+    assert [r["start"] - T0 for r in cam.recorder.recordings(until=T0 + 10.0)] == [10.0, 0.0]
+    assert [r["start"] - T0 for r in cam.recorder.recordings(until=T0 + 9.999)] == [0.0]
+
+
+def test_a_recording_without_frames_yet_is_not_listed(cams: Any) -> None:
+    cam = cams(mode="always", start=False, max_pending_bytes=10)  # nothing fits: every frame dropped
+    cam.feed(0.0, 1.0)
+    assert cam.recorder.segment is not None and cam.recorder.recordings() == []
+    assert cam.recorder.dropped == 8 and cam.recorder.status()["frames_dropped"] == 8
+
+
+def test_frames_the_writer_cannot_take_are_dropped_and_counted(cams: Any) -> None:
+    size = len(JPEGS[0])
+    cam = cams(mode="always", start=False, max_pending_bytes=3 * size)  # the writer is not running: nothing drains
+    cam.feed(0.0, 1.0, frames=[JPEGS[0]])
+    assert cam.recorder.dropped == 5 and cam.recorder.segment is not None
+    assert cam.recorder.segment.frames == 3 and cam.recorder.segment.bytes == 3 * size
+    assert cam.recorder.segment.end == T0 + 0.25  # the last frame that was taken
+
+
+# ---- time-lapse ----------------------------------------------------------------------------------
+def test_a_timelapse_takes_one_frame_per_interval_and_plays_at_ten_a_second(cams: Any) -> None:
+    cam = cams(mode="off", timelapse_s=1.0)
+    cam.feed(0.0, 10.0)
+    (lapse,) = cam.finish()
+    assert (lapse["kind"], lapse["frames"], lapse["start"], lapse["end"]) == ("timelapse", 10, 0.0, 9.0)
+    pts = [p for p, _ in segments.read(cam.store.path("yard", lapse["id"]))]
+    assert pts == [100 * i for i in range(10)]
+
+
+def test_a_timelapse_starts_a_new_file_each_day(cams: Any, clock: Clock) -> None:
+    midnight = time.mktime(time.localtime(T0 + 3 * DAY)[:3] + (0, 0, 0, 0, 0, -1))  # a local midnight
+    cam = cams(mode="off", timelapse_s=1.0)
+    cam.feed(midnight - T0 - 3.0, midnight - T0 + 3.0)
+    days = cam.finish()
+    assert [(r["start"] - (midnight - T0), r["frames"]) for r in days] == [(-3.0, 3), (0.0, 3)]
+
+
+# ---- a disk that fills up ------------------------------------------------------------------------
+def test_recording_stops_before_the_disk_is_full_and_resumes_with_room_to_spare(
+        cams: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    mib = 1024 * 1024
+    disk = FreeSpace(5 * GB + 64 * mib)  # exactly the limit (5 GB free) and the margin: stop
+    monkeypatch.setattr(recordings_module, "shutil", disk)
+    cam = cams(mode="always", min_free_gb=5.0, timelapse_s=1.0)
+    wait_until(lambda: cam.store.disk_low, 10, "recording stopped")
+    status = cam.store.status()
+    assert (status["state"], status["reason"], status["free_bytes"], status["min_free_bytes"]) == (
+        "stopped", "disk_low", 5 * GB + 64 * mib, 5 * GB)
+    assert cam.recorder.status()["stopped"] == "disk_low"
+    cam.feed(0.0, 2.0)
+    assert cam.recorder.segment is None and cam.recorder.timelapse is None
+    disk.free = 5 * GB + 256 * mib  # some room again, but not enough to start again (no flapping)
+    cam.feed(10.0, 12.0)
+    wait_until(lambda: cam.store.status()["free_bytes"] == disk.free, 10, "the writer's next check")
+    assert cam.store.disk_low and cam.recorder.segment is None
+    disk.free = 5 * GB + 256 * mib + 1
+    cam.feed(20.0, 21.0)  # the writer's next check (every 5 s) ...
+    wait_until(lambda: not cam.store.disk_low, 10, "recording resumed")
+    cam.feed(30.0, 31.0)  # ... lets the next frames be recorded
+    assert cam.recorder.segment is not None and cam.store.status()["state"] == "ok"
+    assert cams(mode="off").recorder.status()["stopped"] is None  # a camera that records nothing is not "stopped"
+
+
+def test_a_recording_under_way_is_closed_when_the_disk_runs_low(cams: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = FreeSpace(10 * GB)
+    monkeypatch.setattr(recordings_module, "shutil", disk)
+    cam = cams(mode="always", min_free_gb=1.0, idle_close_s=60.0)
+    cam.feed(0.0, 1.0)
+    assert cam.recorder.segment is not None
+    disk.free = GB + 64 * 1024 * 1024 - 1
+    cam.clock.now = T0 + 10  # the writer's next check (every 5 s) finds the disk short of space
+    wait_until(lambda: cam.store.disk_low, 10, "recording stopped")
+    cam.tick(10.0)  # no frame came since: the tick closes it
+    assert cam.recorder.segment is None
+
+
+# ---- retention -----------------------------------------------------------------------------------
+def put(root: Path, start: float, end: float, size: int, kind: str = "always", camera: str = "yard") -> str:
+    """A closed recording on disk (its file and sidecar), as an earlier run left it."""
+    rec_id = f"{int(start * 1000)}-{kind}"
+    folder = root / camera
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{rec_id}.mkv").write_bytes(b"")
+    (folder / f"{rec_id}.json").write_text(json.dumps({"id": rec_id, "camera": camera, "kind": kind, "start": start,
+                                                       "end": end, "frames": 1, "bytes": size, "peak": None}))
+    return rec_id
+
+
+def swept(cam: Cam) -> bool:
+    """The writer has run its retention sweep (every 5 s of the clock; the first at once)."""
+    return bool(cam.store._last_sweep)
+
+
+def kept_after_a_sweep(cam: Cam, clock: Clock) -> set[str]:
+    cam.store.submit()  # wakes the writer, whose first sweep is due
+    wait_until(lambda: swept(cam), 10, "a sweep")
+    cam.store.stop()
+    return {r["id"] for r in cam.store.recordings("yard")}
+
+
+@pytest.mark.parametrize("keep_days", [1.0, 30.0])
+def test_recordings_older_than_keep_days_are_deleted_to_the_second(
+        tmp_path: Path, cams: Any, clock: Clock, keep_days: float) -> None:
+    root = tmp_path / "rec"
+    now = T0 + 100 * DAY
+    clock.now = now
+    age = keep_days * DAY
+    old = put(root, now - age - 60, now - age - 0.001, 10)  # ended just over keep_days ago
+    boundary = put(root, now - age - 30, now - age, 10)  # ended exactly keep_days ago: kept
+    recent = put(root, now - 7200, now - 3600, 10)  # an hour ago
+    cam = cams(keep_days=keep_days, root=root)
+    assert kept_after_a_sweep(cam, clock) == {boundary, recent}
+    assert not (root / "yard" / f"{old}.mkv").exists() and not (root / "yard" / f"{old}.json").exists()
+    assert cam.store.deleted == 1 and cam.store.status()["deleted"] == 1
+
+
+def test_the_oldest_recordings_go_first_until_the_total_is_within_max_gb(
+        tmp_path: Path, cams: Any, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    sizes = {T0 - 400: 200_000_000, T0 - 300: 150_000_000, T0 - 200: 100_000_000, T0 - 100: 50_000_000}
+    ids = [put(root, start, start + 50, size) for start, size in sizes.items()]
+    cam = cams(max_gb=0.5, root=root)  # 500 MB; there are 500 MB: all kept
+    assert kept_after_a_sweep(cam, clock) == set(ids)
+    put(root, T0 - 50, T0 - 10, 1)  # one byte more: the oldest goes (200 MB), the rest fit
+    cam = cams(max_gb=0.5, root=root)
+    assert kept_after_a_sweep(cam, clock) == set(ids[1:]) | {f"{int((T0 - 50) * 1000)}-always"}
+
+
+def test_the_size_limit_counts_every_camera_and_the_oldest_go_first_whoever_recorded_them(
+        tmp_path: Path, cams: Any, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    yard = put(root, T0 - 300, T0 - 290, 300_000_000)
+    door = put(root, T0 - 400, T0 - 390, 300_000_000, camera="door")
+    cam = cams(max_gb=0.5, root=root)
+    assert kept_after_a_sweep(cam, clock) == {yard}
+    assert cam.store.recordings("door") == [] and not (root / "door" / f"{door}.mkv").exists()
+    assert cam.store.status()["used_bytes"] == 300_000_000 and cam.store.status()["recordings"] == 1
+
+
+def test_the_recording_being_written_counts_towards_max_gb(tmp_path: Path, cams: Any, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    size = len(JPEGS[0])
+    older = put(root, T0 - 100, T0 - 90, 20 * size)
+    cam = cams(mode="always", max_gb=30 * size / GB, root=root)
+
+    def sweep_with(frames: int, at: float) -> None:
+        wait_until(lambda: cam.recorder.segment.writer and cam.recorder.segment.writer.bytes == frames * size, 10,
+                   f"{frames} frames written")
+        cam.clock.now = T0 + at
+        cam.store.submit()  # wakes the writer: its sweep (every 5 s) is due
+        wait_until(lambda: cam.store._last_sweep == T0 + at, 10, "the sweep")
+
+    cam.feed(0.0, 1.0, frames=[JPEGS[0]])
+    sweep_with(8, 10.0)  # 8 frames being written: 28 in all, within the limit
+    assert cam.store.recordings("yard") != []
+    cam.feed(10.0, 11.0, frames=[JPEGS[0]])
+    sweep_with(16, 20.0)  # 16: 36 in all; the older recording makes room
+    assert cam.store.recordings("yard") == []
+    assert not (root / "yard" / f"{older}.mkv").exists()
+    assert cam.recorder.segment is not None  # the one being written is never deleted
+
+
+# ---- what a restart finds ------------------------------------------------------------------------
+def unclosed(path: Path, start: float, frames: list[tuple[bytes, float | None, int | None]]) -> None:
+    """A segment as a killed hub leaves it: what the writer had written (and flushed), never closed."""
+    writer = segments.SegmentWriter(path, start, frames[0][0], "killed")
+    for data, at, pts_ms in frames:
+        writer.write(data, at, pts_ms)
+    written = path.read_bytes()
+    writer.close()
+    path.write_bytes(written)
+
+
+def test_a_restart_lists_closed_recordings_and_recovers_the_one_left_open(tmp_path: Path, cams: Any,
+                                                                           clock: Clock) -> None:
+    root = tmp_path / "rec"
+    closed = put(root, T0 - 100, T0 - 90, 1234)
+    crashed_id = f"{int((T0 - 50) * 1000)}-motion"
+    crashed = root / "yard" / f"{crashed_id}.mkv"
+    unclosed(crashed, T0 - 50, [(JPEGS[i % 30], T0 - 50 + i * 0.25, None) for i in range(20)])
+    held = segments.probe(crashed)  # what it holds up to its last whole block
+    assert held.start == T0 - 50 and 4 <= held.frames < 20
+    empty_id = f"{int((T0 - 40) * 1000)}-always"
+    (root / "yard" / f"{empty_id}.mkv").write_bytes(b"")  # killed as it began: no whole frame
+    (root / "yard" / "notes.mkv").write_bytes(b"x")  # not a recording's name: left alone
+    (root / "yard" / f"{closed}.json.tmp").write_text("half")  # a sidecar being written
+    (root / "stray-file").write_text("x")
+    cam = cams(root=root)
+    wait_until(lambda: len(cam.store.recordings("yard")) == 2, 10, "the recordings indexed")
+    recs = {r["id"]: r for r in cam.store.recordings("yard")}
+    assert recs[closed]["bytes"] == 1234 and "recovered" not in recs[closed]
+    recovered = recs[crashed_id]
+    assert recovered["recovered"] is True and recovered["kind"] == "motion" and recovered["peak"] is None
+    assert (recovered["frames"], recovered["bytes"]) == (held.frames, sum(len(JPEGS[i]) for i in range(held.frames)))
+    assert (recovered["start"], recovered["end"]) == (T0 - 50, T0 - 50 + (held.frames - 1) * 0.25)
+    assert json.loads((root / "yard" / f"{crashed_id}.json").read_text()) == recovered  # indexed for good
+    assert not (root / "yard" / f"{empty_id}.mkv").exists()
+    assert (root / "yard" / "notes.mkv").exists() and not (root / "yard" / f"{closed}.json.tmp").exists()
+
+
+def test_a_recovered_timelapse_ends_when_its_file_was_last_written(tmp_path: Path, cams: Any) -> None:
+    root = tmp_path / "rec"
+    rec_id = f"{int((T0 - 500) * 1000)}-timelapse"
+    unclosed(root / "yard" / f"{rec_id}.mkv", T0 - 500, [(JPEGS[i % 30], None, i * 100) for i in range(40)])
+    os.utime(root / "yard" / f"{rec_id}.mkv", (T0 - 20, T0 - 20))
+    frames = segments.probe(root / "yard" / f"{rec_id}.mkv").frames
+    cam = cams(root=root)
+    wait_until(lambda: cam.store.recordings("yard"), 10, "the time-lapse indexed")
+    (lapse,) = cam.store.recordings("yard")
+    assert (lapse["start"], lapse["end"], lapse["frames"]) == (T0 - 500, T0 - 20, frames)
+
+
+def test_a_new_frame_size_closes_the_recording_and_starts_another(cams: Any) -> None:
+    cam = cams(mode="always")
+    cam.feed(0.0, 1.0)
+    cam.feed(1.0, 2.0, frames=[jpeg(1, (96, 64))])
+    small, large = cam.finish()
+    assert (small["start"], small["end"], small["frames"]) == (0.0, 0.875, 8)
+    assert (large["start"], large["end"], large["frames"]) == (1.0, 1.875, 8)
+    assert segments.jpeg_size(next(segments.read(cam.store.path("yard", large["id"])))[1]) == (96, 64)
+
+
+def test_a_write_that_fails_is_counted_and_the_writer_goes_on(tmp_path: Path, cams: Any,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "yard").write_text("a file where the camera's folder belongs")
+    cam = cams(mode="always", root=tmp_path / "rec")
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam.feed(0.0, 1.0)
+        wait_until(lambda: cam.store.errors, 10, "the failed write counted")
+    assert "recordings: frame of" in caplog.text and "failed" in caplog.text
+    cam.recorder.close_all()
+    cam.store.stop()
+    assert cam.store.status()["errors"] == cam.store.errors >= 1
+
+
+# ---- every camera's recorders ----------------------------------------------------------------------
+async def test_recordings_keep_one_recorder_per_camera_and_follow_the_options(tmp_path: Path, clock: Clock) -> None:
+    recordings = Recordings(settings(tmp_path / "rec", timelapse_s=0.0))
+    statuses: list[dict[str, Any]] = []
+    recordings.status_changed.connect(statuses.append)
+    motion = CameraMotion("yard", MotionSettings(), enabled=True)
+    recorder = recordings.recorder("yard", "always", motion)
+    assert recordings.recorder("yard", "off", motion) is recorder and recordings.recorder_for("yard") is recorder
+    recordings.start()
+    try:
+        recorder.frame(Frame(JPEGS[0], 1, T0, T0, in_memfd=False))
+        assert recordings.summary("yard")["recording"]["active"] is True
+        recordings.apply_options("yard", {"motion": "on", "record": "motion"})  # closes what was open
+        assert recorder.mode == "motion" and recorder.segment is None and not recorder.ring
+        recordings.set_mode("yard", "motion")  # the same: nothing changes
+        recordings.set_mode("nobody", "always")  # a camera without a recorder: nothing to do
+        clock.now = T0 + 100
+        recordings.tick()
+        families = {f.name: dict(f.values) for f in recordings.counters()}
+        assert families == {"camhub_recording_frames_dropped": {"yard": 0},
+                            "camhub_recordings_deleted": {"retention": 0}, "camhub_recording_errors": {"write": 0}}
+        assert recordings.health()["recordings"]["state"] == "ok"
+    finally:
+        await recordings.stop()
+    for _ in range(500):
+        if statuses:
+            break
+        await asyncio.sleep(0.01)
+    assert statuses and statuses[-1]["state"] == "ok"  # the store's status, on the event loop
+    assert {r["kind"] for r in recordings.store.recordings("yard")} == {"always"}
