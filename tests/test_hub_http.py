@@ -1,107 +1,26 @@
-"""The hub's HTTP side in this process, against stand-in services: the API's refusals and limits.
-
-The HTTP server is built exactly as the hub builds it (``HttpServer``), but from parts made here: the
-real camera registry, frame broker, options, motion and recordings (in process, no threads started)
-and, for the MQTT link, a stand-in that records what would be published (the link's own behaviour is
-tested against mosquitto in test_hub_mqtt_link.py). Requests go over real sockets (aiohttp's test
-server on 127.0.0.1). Being in process, these tests reach the HTTP code under `make mutate` too.
-"""
+"""The hub's HTTP side in this process (``tests/support/hubhttp.py``: built as the hub builds it, from real
+parts and a stand-in MQTT link): the API's refusals and limits. Requests go over real sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from camhub.hub.core.broker import Broker, FanoutSettings
 from camhub.hub.core.camera import Camera
-from camhub.hub.core.events import Changes
-from camhub.hub.core.identity import HubIdentity
-from camhub.hub.core.options import CameraOptions
-from camhub.hub.core.registry import Cameras
-from camhub.hub.http.server import HttpServer, HttpSettings
-from camhub.hub.http.services import HttpServices
+from camhub.hub.http.server import HttpServer
 from camhub.hub.http.streams import ViewerLimits
-from camhub.hub.ingest.control import NodeControl
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
-from camhub.hub.taps.motion import Motion, MotionSettings
-from camhub.hub.taps.recordings import Recordings, RecordSettings
 from tests.support import scenes
-
-MOTION_POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion")  # one for every test of this module
-NODE_ANNOUNCE = {"id": "porch", "name": "Porch", "stream_url": "http://127.0.0.1:9/stream", "fps": 10,
-                 "jpeg_quality": 12, "frame_size": "VGA"}
-
-
-@dataclass
-class StandInLink:
-    """What NodeControl uses of the MQTT link: whether it is up, and publish (recorded here)."""
-
-    connected: bool = True
-    published: list[tuple[str, Any, int | None]] = field(default_factory=list)
-
-    def publish(self, topic: str, payload: Any, retain: bool = False, qos: int | None = None) -> None:
-        self.published.append((topic, payload, qos))
-
-
-@dataclass
-class World:
-    client: TestClient
-    server: HttpServer
-    services: HttpServices
-    link: StandInLink
-
-    async def json(self, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
-        async with self.client.get(path, **kwargs) as response:
-            text = await response.text()
-            body = json.loads(text) if response.content_type == "application/json" else text
-            return response.status, body, dict(response.headers)
-
-    async def post(self, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
-        kwargs.setdefault("json", body)
-        async with self.client.post(path, **kwargs) as response:
-            return response.status, json.loads(await response.text() or "null")
-
-    async def metric(self, name: str, labels: str, headers: dict[str, str] | None = None) -> float | None:
-        async with self.client.get("/metrics", headers=headers) as response:
-            text = await response.text()
-        for line in text.splitlines():
-            if line.startswith(f"{name}{{{labels}}} "):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-
-async def make_world(tmp_path: Path, **settings: Any) -> World:
-    broker = Broker(FanoutSettings())
-    cameras = Cameras(broker, max_cameras=8)
-    link = StandInLink()
-    options = CameraOptions(tmp_path, {"motion": "on", "record": "off"})
-    motion = Motion(MotionSettings(), True, MOTION_POOL)
-    recordings = Recordings(RecordSettings(root=tmp_path / "rec", preroll_s=0, postroll_s=0, segment_s=60,
-                                           keep_days=1, max_gb=1, min_free_gb=0, timelapse_s=0))
-    broker.feed_made.connect(lambda feed: recordings.recorder(feed.camera_id, "off", motion.camera(feed.camera_id)))
-    options.changed.connect(motion.apply_options)
-    control = NodeControl(link, Topics())  # type: ignore[arg-type]  (the stand-in link)
-    services = HttpServices(identity=HubIdentity("9.9.9"), cameras=cameras, warm=lambda camera: None,
-                            options=options, control=control, motion=motion, recordings=recordings,
-                            changes=Changes(), counted=[broker, control],
-                            summary_extras=[lambda c: motion.summary(c.id)])
-    server = HttpServer(HttpSettings(**settings), services)
-    client = TestClient(TestServer(server.app, host="127.0.0.1"))
-    await client.start_server()
-    return World(client, server, services, link)
+from tests.support.hubhttp import NODE_ANNOUNCE, World, make_world
 
 
 @pytest.fixture
