@@ -1,0 +1,249 @@
+"""The recordings' HTTP side in process (``http.recordings`` on the world of tests/support/hubhttp.py):
+the list, the download, and playback as MJPEG at the recording's pace, with their refusals.
+
+The recordings are real segment files with sidecars, as an earlier run of the hub left them; the
+store indexes them when it starts. Playback is read over a plain socket that trusts Content-Length
+(independent of the hub's parser). End to end, with credentials and tokens: test_hub_recordings.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from camhub.hub.taps import segments
+from tests.support.hubhttp import NODE_ANNOUNCE, World, make_world
+
+START = int(time.time()) - 3600 + 0.25  # an hour ago: within the world's retention (a day)
+ID = f"{int(START * 1000)}-motion"
+
+
+def jpeg(level: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (64, 48), level).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+FRAMES = [jpeg(30 + 10 * i) for i in range(20)]
+
+
+def record(root: Path, start: float, times: list[float], frames: list[bytes] | None = None,
+           kind: str = "motion", camera: str = "porch") -> dict[str, Any]:
+    """A closed recording on disk, written as the hub writes one (file, then sidecar)."""
+    frames = frames or FRAMES
+    rec_id = f"{int(start * 1000)}-{kind}"
+    writer = segments.SegmentWriter(root / camera / f"{rec_id}.mkv", start, frames[0], "t")
+    for i, t in enumerate(times):
+        writer.write(frames[i % len(frames)], start + t)
+    writer.close()
+    sidecar = {"id": rec_id, "camera": camera, "kind": kind, "start": start, "end": writer.end,
+               "frames": writer.frames, "bytes": writer.bytes, "peak": 2.5}
+    (root / camera / f"{rec_id}.json").write_text(json.dumps(sidecar))
+    return sidecar
+
+
+async def start(tmp_path: Path) -> World:
+    """The HTTP world with its recordings' store started on what is in ``tmp_path / "rec"``."""
+    made = await make_world(tmp_path)
+    made.services.cameras.add("porch", "Porch", "mqtt", NODE_ANNOUNCE["stream_url"], dict(NODE_ANNOUNCE))
+    made.services.cameras.add("door", "Door", "static", "http://127.0.0.1:9/")
+    recordings = made.services.recordings
+    recordings.start()
+    expected = len(list((tmp_path / "rec" / "porch").glob("*.json")))
+    for _ in range(1000):
+        if len(recordings.store.recordings("porch")) == expected:
+            break
+        await asyncio.sleep(0.01)
+    return made
+
+
+async def stop(world: World) -> None:
+    await world.services.recordings.stop()
+    await world.client.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    record(tmp_path / "rec", START, [0.0, 0.25, 0.5, 0.75, 1.0])
+    record(tmp_path / "rec", START + 100, [0.0, 0.5], kind="always")
+    made = await start(tmp_path)
+    yield made
+    await stop(made)
+
+
+async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def play(world: World, path: str, count: int | None = None) -> tuple[int, dict[str, str], list[Any]]:
+    """Status, headers and the parts ``(headers, body)`` of a playback (all of it, or the first ``count``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.client.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    try:
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:] if ":" in line)}
+        parts: list[Any] = []
+        if status != 200:
+            return status, headers, [json.loads(await reader.read(int(headers["content-length"])))]
+        while count is None or len(parts) < count:
+            try:
+                block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            except asyncio.IncompleteReadError:
+                break  # the recording ended: the hub closed the connection
+            lines = block.decode("latin-1").split("\r\n")
+            assert lines[0] == "--camhubframe", lines
+            part = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            body = await reader.readexactly(int(part["content-length"]))
+            assert await reader.readexactly(2) == b"\r\n"
+            parts.append((part, body))
+        return status, headers, parts
+    finally:
+        writer.close()
+
+
+# ---- the list and the download -------------------------------------------------------------------
+async def test_recordings_are_listed_newest_first_with_their_urls(world: World) -> None:
+    status, listed, _ = await world.json("/api/cameras/porch/recordings")
+    assert status == 200 and [r["id"] for r in listed] == [f"{int((START + 100) * 1000)}-always",
+                                                            f"{int(START * 1000)}-motion"]
+    motion = listed[1]
+    base = f"/cameras/porch/recordings/{motion['id']}"
+    assert motion == {"id": motion["id"], "camera": "porch", "kind": "motion", "start": START, "end": START + 1.0,
+                      "frames": 5, "bytes": sum(map(len, FRAMES[:5])), "peak": 2.5, "open": False,
+                      "stream": f"{base}/stream", "download": f"{base}/video.mkv"}
+    assert [r["kind"] for r in (await world.json(f"/api/cameras/porch/recordings?since={START + 1.5}"))[1]] \
+        == ["always"]
+    assert [r["kind"] for r in (await world.json(f"/api/cameras/porch/recordings?until={START + 99}"))[1]] \
+        == ["motion"]
+    assert (await world.json("/api/cameras/door/recordings"))[1] == []
+
+
+async def test_a_recording_downloads_as_its_file(world: World, tmp_path: Path) -> None:
+    rec_id = f"{int(START * 1000)}-motion"
+    async with world.client.get(f"/cameras/porch/recordings/{rec_id}/video.mkv") as response:
+        assert response.status == 200 and response.headers["Content-Type"] == "video/x-matroska"
+        assert response.headers["Content-Disposition"] == f'attachment; filename="porch-{rec_id}.mkv"'
+        assert await response.read() == (tmp_path / "rec" / "porch" / f"{rec_id}.mkv").read_bytes()
+
+
+async def test_a_listed_recording_without_its_file_is_a_503(world: World, tmp_path: Path) -> None:
+    rec_id = f"{int(START * 1000)}-motion"
+    (tmp_path / "rec" / "porch" / f"{rec_id}.mkv").unlink()
+    status, body, headers = await world.json(f"/cameras/porch/recordings/{rec_id}/video.mkv")
+    assert status == 503 and body == {"error": "the recording has no data on disk yet", "id": rec_id}
+    assert headers["Retry-After"] == "5"
+    status, _, [body] = await play(world, f"/cameras/porch/recordings/{rec_id}/stream")
+    assert status == 503 and body == {"error": "the recording cannot be read yet", "id": rec_id}
+
+
+@pytest.mark.parametrize("path", [
+    f"/cameras/porch/recordings/{ID.replace('motion', 'timelapse')}/stream",  # a name that could be one, but is not
+    f"/cameras/porch/recordings/{int((START + 100) * 1000)}-motion/video.mkv",  # the other one is "always"
+    f"/cameras/door/recordings/{ID}/stream",  # another camera's
+    "/cameras/porch/recordings/17-motion/stream",  # not a recording's name
+    f"/cameras/porch/recordings/{ID}.json/video.mkv",
+])
+async def test_an_unknown_recording_is_a_404_naming_it(world: World, path: str) -> None:
+    status, body, _ = await world.json(path)
+    assert status == 404 and body == {"error": "unknown recording", "id": path.split("/")[4][:64]}
+
+
+# ---- playback ------------------------------------------------------------------------------------
+async def test_playback_sends_every_frame_as_recorded_with_its_capture_time(world: World) -> None:
+    rec_id = f"{int(START * 1000)}-motion"
+    status, headers, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?speed=8")
+    assert status == 200 and headers["content-type"] == "multipart/x-mixed-replace; boundary=camhubframe"
+    assert headers["x-camera-id"] == "porch" and headers["x-recording-id"] == rec_id
+    assert [body for _, body in parts] == FRAMES[:5]
+    assert [int(h["x-frame-seq"]) for h, _ in parts] == [1, 2, 3, 4, 5]
+    assert [h["x-timestamp"] for h, _ in parts] == [f"{START + t:.6f}" for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(h["content-type"] == "image/jpeg" for h, _ in parts)
+    assert world.server.playbacks.playing == 0  # over: the slot is free
+
+
+async def test_playback_starts_t_seconds_in(world: World) -> None:
+    rec_id = f"{int(START * 1000)}-motion"
+    _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=0.5&speed=8")
+    assert [body for _, body in parts] == FRAMES[2:5]
+    _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=0.6&speed=8")
+    assert [body for _, body in parts] == FRAMES[3:5]
+    _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=30")
+    assert parts == []  # past its end: nothing to play
+
+
+async def test_playback_keeps_the_recordings_pace_times_the_speed(tmp_path: Path) -> None:
+    long = record(tmp_path / "rec", START, [0.5 * i for i in range(9)])  # four seconds
+    world = await start(tmp_path)
+    try:
+        path = f"/cameras/porch/recordings/{long['id']}/stream"
+        began = time.monotonic()
+        _, _, parts = await play(world, f"{path}?speed=1")
+        took = time.monotonic() - began
+        assert len(parts) == 9 and took >= 4.0 * 0.95  # never faster than recorded
+        began = time.monotonic()
+        _, _, parts = await play(world, f"{path}?speed=64")
+        assert len(parts) == 9 and time.monotonic() - began < 2.0  # 64 times as fast: 1/16 s (not 4 s)
+        began = time.monotonic()
+        _, _, parts = await play(world, f"{path}?speed=4&t=2")
+        took = time.monotonic() - began
+        assert len(parts) == 5 and 0.5 * 0.95 <= took < 2.0
+    finally:
+        await stop(world)
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("t=-1", "t must be in [0, 604800]"), ("t=604801", "t must be in [0, 604800]"), ("t=soon", "t must be a number"),
+    ("speed=0.09", "speed must be in [0.1, 64]"), ("speed=65", "speed must be in [0.1, 64]"),
+    ("speed=fast", "speed must be a number"),
+])
+async def test_a_bad_offset_or_speed_is_a_400_naming_it(world: World, query: str, message: str) -> None:
+    status, body, _ = await world.json(f"/cameras/porch/recordings/{int(START * 1000)}-motion/stream?{query}")
+    assert status == 400 and body == {"error": message}
+
+
+async def test_playbacks_beyond_the_limit_are_refused_until_one_ends(world: World) -> None:
+    world.server.playbacks.limit = 1
+    rec_id = f"{int(START * 1000)}-motion"
+    first = asyncio.create_task(play(world, f"/cameras/porch/recordings/{rec_id}/stream?speed=0.5"))
+    for _ in range(500):
+        if world.server.playbacks.playing:
+            break
+        await asyncio.sleep(0.01)
+    status, _, [body] = await play(world, f"/cameras/porch/recordings/{rec_id}/stream")
+    assert status == 503 and body == {"error": "too many recordings playing", "id": rec_id}
+    assert len((await first)[2]) == 5
+    assert world.server.playbacks.playing == 0
+    assert len((await play(world, f"/cameras/porch/recordings/{rec_id}/stream?speed=8"))[2]) == 5
+
+
+async def test_a_viewer_that_stops_reading_is_let_go_after_the_write_timeout(tmp_path: Path) -> None:
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (480, 640), dtype=np.uint8)).save(noise, "JPEG",
+                                                                                                 quality=95)
+    big = record(tmp_path / "rec", START, [0.001 * i for i in range(80)], frames=[noise.getvalue()])  # ~20 MB
+    world = await start(tmp_path)
+    world.server.playbacks.write_timeout_s = 0.3
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.client.port)
+    try:
+        writer.write(f"GET /cameras/porch/recordings/{big['id']}/stream?speed=64 HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\n\r\n".encode())
+        await until(lambda: world.server.playbacks.playing == 1, "the playback under way")
+        # it never reads: the socket buffers fill, and the hub gives up on it
+        await until(lambda: world.server.playbacks.playing == 0, "the playback given up")
+    finally:
+        writer.close()
+        await stop(world)
