@@ -9,12 +9,14 @@ against mosquitto in test_hub_mqtt_link.py). Requests go over real sockets (aioh
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -31,6 +33,7 @@ from camhub.hub.mqtt.topics import Topics
 from camhub.hub.taps.motion import Motion, MotionSettings
 from camhub.hub.taps.recordings import Recordings, RecordSettings
 
+T = TypeVar("T")
 MOTION_POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion")  # one for every test of this module
 NODE_ANNOUNCE = {"id": "porch", "name": "Porch", "stream_url": "http://127.0.0.1:9/stream", "fps": 10,
                  "jpeg_quality": 12, "frame_size": "VGA"}
@@ -82,14 +85,17 @@ class World:
 
 
 async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
-                     motion_settings: MotionSettings | None = None, **settings: Any) -> World:
+                     motion_settings: MotionSettings | None = None, motion_log: Path | None = None,
+                     **settings: Any) -> World:
     """The HTTP server over real parts, wired as ``app.py`` wires them (taps, options, extras, counters);
-    ``options`` are the cameras' default hub options. The recordings' writer is not started."""
+    ``options`` are the cameras' default hub options, ``motion_log`` the motion events' folder. The
+    recordings' writer is not started."""
     broker = Broker(FanoutSettings())
     cameras = Cameras(broker, max_cameras=8)
     link = StandInLink()
     options_ = CameraOptions(tmp_path, {"motion": "on", "record": "off", **(options or {})})
-    motion = Motion(motion_settings or MotionSettings(), options_.defaults["motion"] == "on", MOTION_POOL)
+    motion = Motion(motion_settings or MotionSettings(), options_.defaults["motion"] == "on", MOTION_POOL,
+                    log_dir=motion_log)
     recordings = Recordings(RecordSettings(root=tmp_path / "rec", preroll_s=0, postroll_s=0, segment_s=60,
                                            keep_days=1, max_gb=1, min_free_gb=0, timelapse_s=0))
 
@@ -116,3 +122,35 @@ async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
     client = TestClient(TestServer(server.app, host="127.0.0.1"))
     await client.start_server()
     return World(client, server, services, link)
+
+
+class ServedWorld:
+    """A world (``make_world``) served from a thread of its own, for a browser driven from the test's thread:
+    ``url`` to load, ``run(coroutine)`` and ``call(function, ...)`` to act on its parts on their event loop."""
+
+    def __init__(self, tmp_path: Path, **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="served-world", daemon=True)
+        self.thread.start()
+        self.world: World = self.run(make_world(tmp_path, **kwargs))
+        self.url = f"http://127.0.0.1:{self.world.client.port}"
+        self.services = self.world.services
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        async def on_the_loop() -> T:
+            return function(*args)
+        return self.run(on_the_loop())
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+            await self.services.recordings.stop()
+            await self.world.client.close()
+        self.run(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
