@@ -203,10 +203,10 @@ def test_apply_is_disabled_for_an_offline_camera_and_while_a_change_is_on_its_wa
         held: list[Any] = []
         pg.route("**/api/cameras/porch/settings", lambda route: held.append(route))  # held here until let through
         pg.fill("#ctl-fps", "7")
-        pg.click("#ctl-apply")
-        pg.wait_for_function("() => document.querySelector('#ctl-apply').disabled")  # sent, no answer yet
-        pg.wait_for_timeout(300)
-        assert len(held) == 1 and pg.is_disabled("#ctl-apply")
+        # a double click: the first sends, and the button is disabled before the second lands
+        pg.evaluate("() => { const apply = document.querySelector('#ctl-apply'); apply.click(); apply.click(); }")
+        pg.wait_for_timeout(500)
+        assert len(held) == 1 and pg.is_disabled("#ctl-apply")  # one request, on its way: no answer yet
         held[0].continue_()
         pg.wait_for_selector("#ctl-status[data-state='pending']")
         assert pg.is_enabled("#ctl-apply")
