@@ -80,6 +80,7 @@ TABLE = [
     ("[fe80::1]", "fe80::1%eth0", True),  # the local address's scope is ignored
     ("[fe80::2]", "fe80::1%eth0", False),
     ("[::1", None, False),  # no closing bracket: not a name of this hub
+    ("[::12", None, False),
 ]
 
 

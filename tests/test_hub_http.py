@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import aiomqtt
 import pytest
 
 from camhub.hub.core.camera import Camera
+from camhub.hub.http import api
 from camhub.hub.http.server import HttpServer
 from camhub.hub.http.streams import ViewerLimits
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
@@ -107,6 +109,148 @@ async def test_a_viewer_gets_the_frames_as_mjpeg(world: World) -> None:
         while jpeg not in body:
             body += await asyncio.wait_for(response.content.read(65536), 5)
     assert b"X-Frame-Seq: 1" in body
+
+
+async def test_a_viewer_is_listed_with_its_fps_limit_and_its_leaving_recorded(world: World) -> None:
+    feed = camera(world, "porch").feed
+    async with world.client.get("/cameras/porch/stream?fps=2.5", headers={"User-Agent": "VLC/3.0"}) as response:
+        assert response.status == 200 and response.headers["X-Camera-Id"] == "porch"
+        for _ in range(200):
+            if feed.viewers:
+                break
+            await asyncio.sleep(0.01)
+        _, detail, _ = await world.json("/api/cameras/porch")
+        (viewer,) = detail["clients"]
+        assert viewer["max_fps"] == 2.5 and viewer["user_agent"] == "VLC/3.0"
+        assert viewer["peer"].startswith("127.0.0.1:")
+        assert detail["clients"] and (await world.json("/api/hub"))[1]["viewers"] == 1
+    for _ in range(200):
+        if not feed.viewers:
+            break
+        await asyncio.sleep(0.01)
+    _, detail, _ = await world.json("/api/cameras/porch")
+    assert detail["clients"] == [] and [d["reason"] for d in detail["disconnects"]] == ["closed"]
+
+
+@pytest.mark.parametrize(("query", "status"), [("fps=", 200), ("fps=120", 200), ("fps=0.1", 200),
+                                               ("fps=120.01", 400), ("fps=-1", 400)])
+async def test_a_viewers_fps_may_be_anything_up_to_120_or_left_out(world: World, query: str, status: int) -> None:
+    async with world.client.get(f"/cameras/porch/stream?{query}") as response:
+        assert response.status == status
+
+
+async def test_a_snapshot_waits_a_moment_for_the_first_frame_of_a_camera_being_pulled(world: World) -> None:
+    porch = camera(world, "porch")
+    porch.pull = object()  # type: ignore[assignment]  (a pull under way: only whether there is one matters here)
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+
+    async def arrives() -> None:
+        await asyncio.sleep(0.3)
+        porch.feed.publish(jpeg, time.time())
+        porch.frame_arrived.set()
+
+    task = asyncio.create_task(arrives())
+    async with world.client.get("/cameras/porch/snapshot.jpg") as response:
+        assert response.status == 200 and await response.read() == jpeg
+        assert response.headers["Cache-Control"] == "no-cache, no-store" and response.content_type == "image/jpeg"
+        assert float(response.headers["X-Timestamp"]) == pytest.approx(time.time(), abs=5)
+    await task
+    porch.pull = None
+
+
+async def test_a_snapshot_asks_for_the_camera_to_be_kept_warm(tmp_path: Path) -> None:
+    made = await make_world(tmp_path)
+    warmed: list[str] = []
+    made.services.__dict__["warm"] = lambda camera: warmed.append(camera.id)  # frozen: set as the hub would build it
+    made.services.cameras.add("door", "Door", "static", "http://127.0.0.1:9/")
+    try:
+        assert (await made.json("/cameras/door/snapshot.jpg"))[0] == 503
+        assert warmed == ["door"]
+    finally:
+        await made.client.close()
+
+
+# ---- the API's own answers -----------------------------------------------------------------------
+async def test_the_hub_says_how_it_is(world: World) -> None:
+    camera(world, "porch").state = "streaming"
+    status, hub, _ = await world.json("/api/hub")
+    assert status == 200 and hub["version"] == "9.9.9" and hub["cameras_total"] == 2 and hub["cameras_online"] == 1
+    assert hub["viewers"] == 0 and hub["auth"] is False and hub["auth_failures"] == {} and hub["hosts_refused"] == 0
+    assert abs(hub["time"] - time.time()) < 5 and 0 <= hub["uptime_s"] < 600
+    assert hub["recordings"]["state"] == "ok"  # what the parts add
+    assert hub["counters"]["camhub_settings_refused"] == {} and "camhub_motion_frames_analysed" not in hub["counters"]
+
+
+async def test_a_cameras_detail_has_its_viewers_disconnects_and_motion_events(world: World) -> None:
+    status, detail, _ = await world.json("/api/cameras/porch")
+    assert status == 200 and detail["id"] == "porch" and detail["clients"] == [] and detail["disconnects"] == []
+    assert detail["motion_events"] == [] and detail["motion"]["enabled"] is True and detail["upstream"] is None
+    assert detail["controls"]["frame_size"][0] == "R96X96" and detail["recording"]["mode"] == "off"
+    assert (await world.json("/api/cameras/door"))[1]["controls"] is None  # a plain source offers no settings
+
+
+async def test_stream_urls_follow_the_name_the_hub_was_reached_by(world: World) -> None:
+    status, urls, _ = await world.json("/api/cameras/porch/urls", headers={"Host": "localhost:8123"})
+    assert status == 200 and urls == {"stream": "http://localhost:8123/cameras/porch/stream",
+                                      "snapshot": "http://localhost:8123/cameras/porch/snapshot.jpg"}
+
+
+async def test_motion_events_are_listed_by_time(world: World) -> None:
+    state = world.services.motion.camera("porch")
+    state.events.extend([{"start": 2000.0, "end": 2010.0, "peak": 3.0}, {"start": 1000.0, "end": 1010.0, "peak": 1.0}])
+    assert [e["start"] for e in (await world.json("/api/cameras/porch/motion"))[1]] == [2000.0, 1000.0]
+    assert [e["start"] for e in (await world.json("/api/cameras/porch/motion?since=1500"))[1]] == [2000.0]
+    assert [e["start"] for e in (await world.json("/api/cameras/porch/motion?until=1500"))[1]] == [1000.0]
+
+
+async def test_the_event_stream_sends_the_whole_picture_at_once_and_on_every_change(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "SSE_INTERVAL_S", 60.0)  # so an event within the test's wait is one of a change
+    async with world.client.get("/api/events") as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert response.headers["Cache-Control"] == "no-cache" and response.headers["X-Accel-Buffering"] == "no"
+
+        async def next_event() -> dict:
+            lines = []
+            while not lines or lines[-1] != b"\n":
+                lines.append(await asyncio.wait_for(response.content.readline(), 10))
+            assert lines[0] == b"event: state\n"
+            return json.loads(lines[1].removeprefix(b"data: "))
+
+        first = await next_event()
+        assert [c["id"] for c in first["cameras"]] == ["door", "porch"] and first["hub"]["version"] == "9.9.9"
+        await world.post("/api/cameras/porch/options", {"motion": "off"})
+        assert (await next_event())["cameras"][1]["motion"]["enabled"] is False
+        monkeypatch.setattr(api, "SSE_INTERVAL_S", 0.1)
+        world.services.changes.notify()
+        await next_event()
+        await next_event()  # and again without a change: the periodic refresh
+
+
+# ---- errors: one JSON shape ------------------------------------------------------------------------
+async def test_every_error_is_json_and_only_a_503_says_when_to_retry(world: World) -> None:
+    for method, path, status, message in (("GET", "/nothing/here", 404, "Not Found"),
+                                          ("POST", "/api/cameras", 405, "Method Not Allowed"),
+                                          ("GET", "/api/cameras/nope", 404, "unknown camera")):
+        async with world.client.request(method, path) as response:
+            assert response.status == status and response.content_type == "application/json"
+            assert (await response.json())["error"] == message and "Retry-After" not in response.headers
+    long_id = "a" * 100
+    assert (await world.json(f"/api/cameras/{long_id}"))[1] == {"error": "unknown camera", "id": "a" * 64}
+
+
+async def test_a_change_needs_a_json_body_from_the_same_site(world: World) -> None:
+    origin = f"http://127.0.0.1:{world.client.port}"
+    assert (await world.post("/api/cameras/porch/options", {"record": "always"}, headers={"Origin": origin}))[0] == 200
+    status, body = await world.post("/api/cameras/porch/options", {"record": "off"},
+                                    headers={"Origin": "http://127.0.0.1:1"})
+    assert status == 403 and body == {"error": "cross-origin requests may not change camera options"}
+    status, body = await world.post("/api/cameras/porch/options", None, data=b"{not json",
+                                    headers={"Content-Type": "application/json"})
+    assert status == 400 and body == {"error": "the body is not JSON"}
+    status, body = await world.post("/api/cameras/porch/options", None, data=b"record=off")
+    assert status == 415 and body == {"error": "send Content-Type: application/json"}
+    assert world.services.options.get("porch", "record") == "always"
 
 
 # ---- settings changes ----------------------------------------------------------------------------
