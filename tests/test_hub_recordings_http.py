@@ -177,6 +177,8 @@ async def test_playback_sends_every_frame_as_recorded_with_its_capture_time(worl
 
 async def test_playback_starts_t_seconds_in(world: World) -> None:
     rec_id = f"{int(START * 1000)}-motion"
+    _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=0&speed=64")
+    assert [body for _, body in parts] == FRAMES[:5]  # 0 and 64 are the ends of their ranges
     _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=0.5&speed=8")
     assert [body for _, body in parts] == FRAMES[2:5]
     _, _, parts = await play(world, f"/cameras/porch/recordings/{rec_id}/stream?t=0.6&speed=8")
