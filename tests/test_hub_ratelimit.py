@@ -149,3 +149,26 @@ def test_retry_after_is_never_zero_while_blocked() -> None:
     clock.now += 59.9999
     assert throttle.blocked("a") and throttle.retry_after("a") == 1
     assert throttle.retry_after("never-failed") == 0
+
+
+def test_the_defaults_every_part_uses(caplog: pytest.LogCaptureFixture) -> None:
+    """``LogLimiter(log)``: one line a minute per kind, 1024 kinds; the login throttle's table: 4096 addresses."""
+    clock = Clock()
+    limiter = LogLimiter(logging.getLogger("test.limiter"), clock=clock)
+    assert limiter.warning("k", "x") and not limiter.warning("k", "x")
+    clock.now += 59.9
+    assert not limiter.warning("k", "x")
+    clock.now += 0.1
+    assert limiter.warning("k", "x")
+    for i in range(1100):
+        limiter.warning(f"other-{i}", "x")
+    assert len(limiter._seen) == 1024 and limiter.warning("k", "x")  # "k" was forgotten: logged at once
+    throttle = AttemptThrottle(clock=clock)
+    for i in range(5000):
+        throttle.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(throttle) == 4096
+    for _ in range(9):
+        throttle.failed("192.0.2.1")
+    assert not throttle.blocked("192.0.2.1")
+    throttle.failed("192.0.2.1")
+    assert throttle.blocked("192.0.2.1") and throttle.retry_after("192.0.2.1") == 60
