@@ -375,3 +375,35 @@ async def test_the_events_file_stays_bounded(clock: Clock, tmp_path: Path) -> No
     lines = (tmp_path / "yard.jsonl").read_text().splitlines()
     assert 2 <= len(lines) <= 4 * 2 + 4
     assert json.loads(lines[-1]) == r.motion.events("yard")[0]
+
+
+def test_a_jpeg_that_is_not_grey_or_ycbcr_is_converted_and_compared_alike() -> None:
+    cmyk = io.BytesIO()
+    Image.open(io.BytesIO(picture(boxes=((5, 5, 3, 3),)))).convert("CMYK").save(cmyk, "JPEG", quality=95)
+    gray = motion_module.small_gray(cmyk.getvalue())
+    assert gray.shape in ((30, 40), (240, 320)) and gray.dtype == np.float32
+    assert gray.mean() > 100  # the picture's own greys, not zeros
+
+
+async def test_an_analysis_that_finishes_after_detection_was_switched_off_and_on_is_dropped(clock: Clock) -> None:
+    r = run(clock)
+    await r.play(0.0, [STILL])
+    await r.frame(0.25, square(1), settle=False)  # on the worker thread while ...
+    r.motion.set_enabled("yard", False)  # ... detection is switched off
+    r.motion.set_enabled("yard", True)  # and on again (a fresh background)
+    await r.settled()
+    await asyncio.sleep(0.05)
+    assert r.state.analysed == 1 and r.state.score == 0.0  # the old background's result was not used
+    await r.play(0.5, [STILL, square(2), square(3)])  # the first frame after it is the new background
+    assert r.phases() == [(1.0, "start")]
+
+
+async def test_a_motion_log_that_cannot_be_written_is_logged_not_fatal(
+        clock: Clock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "motion").write_text("a file where the folder belongs")
+    r = run(clock, log_dir=tmp_path / "motion", quiet_s=1.0)
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.motion"):
+        await r.play(0.0, [STILL, square(1), square(2)] + [STILL] * 5)
+        POOL.submit(lambda: None).result(5)
+    assert r.phases() == [(0.5, "start"), (1.5, "end")] and len(r.motion.events("yard")) == 1
+    assert "cannot write motion events to" in caplog.text
