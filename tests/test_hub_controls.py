@@ -66,12 +66,19 @@ def test_a_change_outside_them_is_refused_naming_the_field(request_: Any, key: s
 
 def test_what_a_node_announces_is_read_and_sizes_listed_smallest_first() -> None:
     controls = parse_controls({"fps": [2, 20], "jpeg_quality": [0, 100],
-                               "frame_size": ["VGA", "QQVGA", "ZZ_CUSTOM", "VGA", "HD", "AA_CUSTOM", "P_HD"]})
+                               "frame_size": ["VGA", "QQVGA", "ZZ_CUSTOM", "VGA", "HD", "AA_CUSTOM", "P_HD", "XGA"]})
     assert controls.fps == (2, 20) and controls.jpeg_quality == (0, 100)
-    # by picture area (HD 1280x720 and P_HD 720x1280 are as large: by name), names the hub does not know last
-    assert controls.frame_sizes == ("QQVGA", "VGA", "HD", "P_HD", "AA_CUSTOM", "ZZ_CUSTOM")
+    # by picture area (XGA 1024x768 is smaller than HD 1280x720, though taller; HD and P_HD 720x1280 are as
+    # large: by name), names the hub does not know last
+    assert controls.frame_sizes == ("QQVGA", "VGA", "XGA", "HD", "P_HD", "AA_CUSTOM", "ZZ_CUSTOM")
     assert controls.to_dict() == {"fps": [2, 20], "jpeg_quality": [0, 100], "frame_size": list(controls.frame_sizes)}
     assert parse_controls({"fps": [1, 1000], "jpeg_quality": [7, 7], "frame_size": ["X" * 16] * 64}).fps == (1, 1000)
+
+
+# what a refusal of an announce's controls says the field should have been (the hub logs it)
+EXPECTED = {"controls": "not an object", "controls.frame_size": "expected 1-64 frame size names",
+            "controls.fps": "expected [low, high], whole numbers within 1..1000",
+            "controls.jpeg_quality": "expected [low, high], whole numbers within 0..100"}
 
 
 @pytest.mark.parametrize(("controls", "field"), [
@@ -100,6 +107,9 @@ def test_an_announce_whose_controls_cannot_be_used_is_refused_naming_the_field(c
     with pytest.raises(ControlError) as refused:
         parse_controls(controls)
     assert refused.value.key == field
+    # the hub logs this refusal: it says what the field should have been
+    assert str(refused.value).startswith(f"{field}: {EXPECTED[field]}"), str(refused.value)
+
 
 
 def test_a_node_that_announces_no_controls_accepts_what_this_firmware_accepts() -> None:
