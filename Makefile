@@ -49,10 +49,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/motion.py
 
 # Mutation testing of the core modules (slow, CPU-heavy; never part of `make test` or CI).
-# MODULES="subscriber.py auth.py" picks some; MUTATE_JOBS sets how many mutants run at once.
+# MODULES="subscriber.py auth.py" picks some; MUTATE_JOBS sets how many mutants run at once; MUTATE_TIMEOUT
+# the seconds a test may take before its mutant counts as killed by timeout (default 60).
 MUTATE_JOBS ?= 1
 mutate: $(STAMP)
-	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(MODULES)
+	$(BIN)/python tools/mutate.py --max-children $(MUTATE_JOBS) $(if $(MUTATE_TIMEOUT),--timeout $(MUTATE_TIMEOUT)) $(MODULES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

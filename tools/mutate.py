@@ -8,7 +8,7 @@ match the imports, and puts its mutated copy first on ``sys.path``), a copy of `
 files the tests read from the repository root, and a ``pyproject.toml`` whose ``[tool.mutmut]`` is made
 from ``[tool.camhub.mutate]``: the one file mutated and the tests run against it.
 
-Usage: ``python tools/mutate.py [--max-children N] [MODULE ...]`` (a MODULE is a path from that table or
+Usage: ``python tools/mutate.py [--max-children N] [--timeout S] [MODULE ...]`` (a MODULE is a path from that table or
 its tail, e.g. ``subscriber.py`` or ``http/recordings.py``; a tail that fits several runs them all).
 Prints killed/total per module and writes every surviving mutant's diff to
 ``build/mutate/<name>/survivors.txt``, where ``<name>`` is the module's dotted name
@@ -66,7 +66,7 @@ def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def stage(name: str, module: str, test_args: list[str], also_copy: list[str]) -> Path:
+def stage(name: str, module: str, test_args: list[str], also_copy: list[str], timeout_s: int) -> Path:
     """A fresh staging tree for one module."""
     tree = BUILD / name
     shutil.rmtree(tree, ignore_errors=True)
@@ -86,8 +86,8 @@ def stage(name: str, module: str, test_args: list[str], also_copy: list[str]) ->
         f"only_mutate = {toml_list([staged_path(module)])}",
         f"also_copy = {toml_list(also_copy)}",
         f"pytest_add_cli_args_test_selection = {toml_list(test_args)}",
-        # a mutant that makes a test wait forever is a kill, not two minutes of nothing
-        'pytest_add_cli_args = ["--timeout=60", "-p", "no:cacheprovider", "--hypothesis-profile=mutate"]',
+        # a mutant that makes a test wait forever is a kill (by timeout), not minutes of nothing
+        f'pytest_add_cli_args = ["--timeout={timeout_s}", "-p", "no:cacheprovider", "--hypothesis-profile=mutate"]',
         "",
     ])
     (tree / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + mutmut)
@@ -113,9 +113,10 @@ MUTMUT = [sys.executable, "-m", "mutmut"]
 ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def run_module(module: str, test_args: list[str], also_copy: list[str], max_children: int) -> dict[str, int]:
+def run_module(module: str, test_args: list[str], also_copy: list[str], max_children: int,
+               timeout_s: int) -> dict[str, int]:
     name = staged_name(module)
-    tree = stage(name, module, test_args, also_copy)
+    tree = stage(name, module, test_args, also_copy, timeout_s)
     started = time.monotonic()
     log = tree / "mutmut.log"
     with log.open("w") as out:
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-children", type=int, default=int(config.get("max_children", 1)),
                         help="mutants tested at once (default from [tool.camhub.mutate])")
+    parser.add_argument("--timeout", type=int, default=int(config.get("test_timeout_s", 60)),
+                        help="seconds a test may take before its mutant counts as killed by timeout")
     parser.add_argument("--report", action="store_true",
                         help="only summarize the last run (e.g. after `mutmut run` by hand in a staging tree)")
     parser.add_argument("module", nargs="*", help="modules to mutate (default: all in [tool.camhub.mutate.modules])")
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             s = {**report(BUILD / staged_name(module), module), "seconds": 0}
         else:
             print(f"== {module}: mutmut with {' '.join(modules[module])}", flush=True)
-            s = run_module(module, modules[module], config.get("also_copy", []), args.max_children)
+            s = run_module(module, modules[module], config.get("also_copy", []), args.max_children, args.timeout)
         detected = s["killed"] + s["timeout"]
         rows.append(f"{module}: {detected}/{s['total']} killed ({s['timeout']} by timeout), {s['survived']} survived, "
                     f"{s['no_tests']} not covered, {s['other']} other, {s['seconds']} s")
