@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -99,10 +100,15 @@ class Bed:
 
     @staticmethod
     async def _end(task: asyncio.Task[None]) -> None:
-        # a cancel that lands while the link handles the broken connection can be swallowed: repeat it
-        while not task.done():
+        # a cancel that lands while the link handles the broken connection can be swallowed: repeat it.
+        # Bounded, as the hub's own stop is (app.STOP_TASKS_S): once, under load, the link's task outlived
+        # two minutes of cancels and the test's teardown hung the worker until pytest-timeout.
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while not task.done() and asyncio.get_running_loop().time() < deadline:
             task.cancel()
             await asyncio.wait([task], timeout=0.1)
+        if not task.done():
+            warnings.warn(f"an MQTT link task still runs after 10 s of cancels: {task!r}", stacklevel=1)
 
     async def stop_all(self) -> None:
         for hub in self.hubs.values():

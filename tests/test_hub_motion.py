@@ -29,12 +29,17 @@ def test_motion_on_within_a_second_of_an_object_and_off_after_the_quiet_period(
             topic = "camhub/hub/cameras/yard/motion"
             observer.wait_for(topic, lambda m: m.text == "OFF", timeout=10)
             # a still scene (fresh sensor noise and JPEG artefacts in every frame) is not motion
-            wait_until(lambda: _camera_motion(hub)["frames_analysed"] >= 20, what="20 analysed still frames")
+            wait_until(lambda: _camera_motion(hub)["frames_analysed"] >= 1, what="a first analysed frame")
+            window_opened = time.monotonic()
+            first = _camera_motion(hub)["frames_analysed"]
+            wait_until(lambda: _camera_motion(hub)["frames_analysed"] >= first + 20, what="20 analysed still frames")
             assert not [m for m in observer.on(topic) if m.text == "ON"]
             camera_now = get_json(f"{hub.url}/api/cameras/yard")
+            window_s = time.monotonic() - window_opened  # at least as long as the hub's window between the reads
             assert camera_now["motion"]["active"] is False
-            # at most CAMHUB_MOTION_FPS (5) of the camera's 10 frames a second are analysed
-            assert camera_now["motion"]["frames_analysed"] <= camera_now["frames_in"] / 2 + 3
+            # at most CAMHUB_MOTION_FPS (5) of the camera's 10 frames a second are analysed: a bound in time (on
+            # a loaded machine the camera may send fewer than 10 a second, and the hub then analyses most)
+            assert camera_now["motion"]["frames_analysed"] - first <= 5 * window_s + 3
 
             appeared = time.time()
             camera.jpegs = moving
