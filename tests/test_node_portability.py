@@ -14,7 +14,8 @@ NODE_FILES = sorted(CAMERAS.rglob("*.py"))
 
 # CircuitPython 9 built-ins the node may use, and the libraries deploy copies to lib/.
 BOARD_MODULES = {
-    "array", "asyncio", "binascii", "board", "builtins", "busio", "collections", "digitalio", "errno", "espcamera",
+    "alarm", "analogio", "array", "asyncio", "binascii", "board", "builtins", "busio", "collections", "digitalio",
+    "errno", "espcamera",
     "gc", "io", "json", "math", "mdns", "microcontroller", "os", "random", "re", "select", "socketpool", "struct",
     "supervisor", "sys", "time", "traceback", "watchdog", "wifi",
     "adafruit_httpserver", "adafruit_minimqtt", "adafruit_connection_manager", "adafruit_ticks", "camhub_node",

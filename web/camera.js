@@ -248,7 +248,8 @@ export class CameraView {
     else if (state === 'offline') {
       const seen = this.summary?.last_seen;
       const now = this.now ?? Date.now() / 1000 + this.serverOffset;
-      text = seen == null ? 'Camera offline' : `Camera offline — last seen ${fmt.ago(now - seen)}`;
+      const what = this.summary?.mode === 'snapshot' ? 'Camera missing: it has not woken' : 'Camera offline';
+      text = seen == null ? what : `${what} — last seen ${fmt.ago(now - seen)}`;
       if (this.summary?.last_error) text += ` — ${this.summary.last_error}`;
     } else if (state === 'stalled') text = 'No frames arriving from the camera';
     else if (this.streamFailed) text = 'Stream interrupted — reconnecting…';
@@ -372,11 +373,22 @@ export class CameraView {
       this.streamBox.style.setProperty('--ar', `${w} / ${h}`);
       this.streamBox.style.setProperty('--ar-num', String(w / h));
     }
+    const sleep = c.mode === 'snapshot' ? (c.sleep ?? {}) : null;
+    const now = this.now ?? Date.now() / 1000 + this.serverOffset;
+    const battery = sleep ? [
+      ['Mode', `battery camera: a picture every ${fmt.duration(sleep.interval_s)}${sleep.wake_pin ? ' and when its wake pin fires' : ''}`],
+      ['Last wake', sleep.last_wake == null ? 'not since the hub started'
+        : `${fmt.dateTime(sleep.last_wake)}${sleep.wake_reason ? ` (${sleep.wake_reason})` : ''}`],
+      ['Next picture', c.state === 'offline' ? 'missing: it has not woken' : fmt.nextPicture(sleep, now)],
+      ['Battery', sleep.battery_v == null ? null : fmt.volts(sleep.battery_v)],
+      ['Queued for the next wake', fmt.settings(sleep.pending) || null],
+    ] : [];
     const rows = [
+      ...battery,
       ['Board', c.board || ann.board],
       ['Sensor', ann.sensor],
       ['Resolution', w && h ? `${w} × ${h}${ann.frame_size ? ` (${ann.frame_size})` : ''}` : ann.frame_size],
-      ['Target fps', ann.fps],
+      ['Target fps', sleep ? null : ann.fps],
       ['JPEG quality', ann.jpeg_quality],
       ['Firmware', ann.firmware],
       ['Address', ann.ip],

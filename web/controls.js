@@ -2,12 +2,19 @@
 // POST /api/cameras/<id>/settings. A change is "pending" until the node re-announces it (the announce
 // arrives with every summary over the event stream); if it has not after CONFIRM_MS, the page says so.
 
+import * as fmt from './format.js';
+
 const CONFIRM_MS = 10000;
 const FIELDS = ['frame_size', 'jpeg_quality', 'fps'];
 const LABELS = { frame_size: 'frame size', jpeg_quality: 'JPEG quality', fps: 'fps' };
 
 function describe(change) {
   return FIELDS.filter((k) => k in change).map((k) => `${LABELS[k]} ${change[k]}`).join(', ');
+}
+
+function fmtNext(sleep) {
+  const left = sleep.next_wake - Date.now() / 1000;
+  return left > 0 ? `about ${fmt.until(left)}` : 'due now';
 }
 
 export class NodeControls {
@@ -72,7 +79,10 @@ export class NodeControls {
         input.value = String(announce[key]);
       }
     }
-    const offline = summary.state === 'offline';
+    // A battery camera takes its changes when it wakes: queued, whether it sleeps or is missing.
+    const battery = summary.mode === 'snapshot';
+    this.battery = battery ? summary.sleep ?? {} : null;
+    const offline = summary.state === 'offline' && !battery;
     this.apply.disabled = offline || this.sending === true;
     const said = this.status.dataset.state;
     if (offline && !this.pending && (said === 'idle' || said === undefined)) {
@@ -80,11 +90,20 @@ export class NodeControls {
     } else if (!offline && said === 'offline') {
       this.#say('', 'idle');
     }
+    const queued = this.battery?.pending ?? {};
+    if (battery && Object.keys(queued).length && !this.pending) {
+      this.pending = { requested: queued, queued: true }; // queued earlier (another page, Home Assistant)
+      this.#sayQueued(queued);
+    }
     if (this.pending && FIELDS.every((k) => !(k in this.pending.requested) || announce[k] === this.pending.requested[k])) {
       const done = this.pending.requested;
       this.#clearPending();
       for (const key of Object.keys(done)) this.dirty.delete(key);
       this.#say(`Applied: the camera now runs at ${describe(done)}.`, 'applied');
+    } else if (this.pending?.queued && battery && !Object.keys(queued).length) {
+      const refused = this.pending.requested; // the hub no longer holds it, and the announce does not show it
+      this.#clearPending();
+      this.#say(`The camera woke and did not take ${describe(refused)}: its current settings are shown.`, 'timeout');
     }
   }
 
@@ -129,6 +148,11 @@ export class NodeControls {
     if (id !== this.id) return;
     if (!resp) {
       this.#say('The hub could not be reached: nothing was changed.', 'error');
+    } else if (resp.status === 202 && body?.queued) {
+      this.#clearPending();
+      const pending = body.pending ?? change;
+      this.pending = { requested: pending, queued: true }; // no timeout: it applies when the camera wakes
+      this.#sayQueued(pending);
     } else if (resp.status === 202) {
       this.#clearPending();
       const requested = body?.requested ?? change;
@@ -139,6 +163,11 @@ export class NodeControls {
     } else {
       this.#say(`Not changed: ${body?.error ?? `the hub answered ${resp.status}`}.`, 'error');
     }
+  }
+
+  #sayQueued(pending) {
+    const when = this.battery?.next_wake != null ? ` (${fmtNext(this.battery)})` : '';
+    this.#say(`Queued for the camera’s next wake${when}: ${describe(pending)}. It sleeps between pictures.`, 'pending');
   }
 
   #unconfirmed() {

@@ -112,8 +112,36 @@ export const STATE_LABELS = {
   streaming: 'Streaming',
   connecting: 'Connecting',
   stalled: 'Stalled',
+  sleeping: 'Asleep',
   offline: 'Offline',
 };
+
+/** How soon, coarse: "in 12 s", "in 3 min", "in 2 h". */
+export function until(seconds) {
+  if (seconds == null || Number.isNaN(seconds)) return '—';
+  if (seconds < 60) return `in ${Math.max(1, Math.ceil(seconds))} s`;
+  if (seconds < 3600) return `in ${Math.round(seconds / 60)} min`;
+  return `in ${Math.round(seconds / 3600)} h`;
+}
+
+/** A battery camera's wake, as a tile or the camera view says it: "next picture in 3 min", "picture due". */
+export function nextPicture(sleep, now) {
+  if (!sleep || sleep.next_wake == null) return 'waiting for its first wake';
+  const left = sleep.next_wake - now;
+  return left > 0 ? `next picture ${until(left)}` : 'next picture due';
+}
+
+/** A battery voltage: "3.87 V". */
+export function volts(v) {
+  return v == null || Number.isNaN(v) ? '—' : `${v.toFixed(2)} V`;
+}
+
+const SETTING_LABELS = { frame_size: 'frame size', jpeg_quality: 'JPEG quality', fps: 'fps' };
+
+/** Settings as words: "frame size QQVGA, JPEG quality 20". */
+export function settings(change) {
+  return Object.entries(change ?? {}).map(([k, v]) => `${SETTING_LABELS[k] ?? k} ${v}`).join(', ');
+}
 
 export const REASONS = {
   closed: 'the viewer closed the connection',

@@ -55,7 +55,7 @@ function stat(name, label) {
   const value = el('span', 'stat-value');
   const sr = el('span', 'visually-hidden', `${label}: `);
   wrap.append(sr, value);
-  return { wrap, value };
+  return { wrap, value, sr };
 }
 
 class Tile {
@@ -98,8 +98,13 @@ class Tile {
     this.recChip = el('span', 'chip rec-chip');
     this.recChip.textContent = 'Rec';
     this.recChip.hidden = true;
+    // A battery camera: when its next picture is due, and its battery where the board reads one.
+    this.wakeChip = el('span', 'chip wake-chip');
+    this.wakeChip.hidden = true;
+    this.batteryChip = el('span', 'chip battery-chip');
+    this.batteryChip.hidden = true;
     media.append(this.front, this.back, this.placeholder, this.badge, this.fpsChip, this.lastSeen, this.motionChip,
-      this.recChip);
+      this.recChip, this.wakeChip, this.batteryChip);
 
     const body = el('div', 'tile-body');
     const head = el('div', 'tile-head');
@@ -158,10 +163,21 @@ class Tile {
     const viewers = typeof camera.clients === 'number' ? camera.clients : (camera.viewers ?? 0);
     setText(this.viewers.value, fmt.int(viewers));
     setText(this.dropped.value, fmt.int(camera.dropped_total ?? 0));
-    setText(this.age.value, state === 'offline'
+    const battery = camera.mode === 'snapshot';
+    this.el.dataset.mode = battery ? 'snapshot' : 'stream';
+    const ageLabel = battery ? 'Picture age' : 'Last frame age';
+    setText(this.age.sr, `${ageLabel}: `);
+    this.age.wrap.title = ageLabel;
+    // A battery camera's picture is as old as its last wake: its age is what matters, asleep or missing.
+    setText(this.age.value, state === 'offline' && !battery
       ? (camera.last_seen == null ? '—' : fmt.ago(seenAgo).replace(' ago', ''))
       : fmt.age(camera.last_frame_age_ms));
     this.age.wrap.classList.toggle('warn', state === 'stalled');
+    const sleep = battery ? camera.sleep : null;
+    this.wakeChip.hidden = !sleep || state === 'offline';
+    if (sleep && state !== 'offline') setText(this.wakeChip, fmt.nextPicture(sleep, now));
+    this.batteryChip.hidden = sleep?.battery_v == null;
+    if (sleep?.battery_v != null) setText(this.batteryChip, `Battery ${fmt.volts(sleep.battery_v)}`);
 
     const ann = camera.announce || {};
     const board = camera.board || ann.board;
@@ -190,7 +206,7 @@ class Tile {
     this.placeholder.hidden = this.hasFrame;
     if (this.hasFrame) return;
     let iconName = 'camera';
-    let text = 'Waiting for the first frame…';
+    let text = this.camera.mode === 'snapshot' ? 'Waiting for the first picture…' : 'Waiting for the first frame…';
     if (state === 'offline') {
       iconName = 'cameraOff';
       // The hub keeps retrying a camera that fails; its last error says why it is offline.

@@ -16,10 +16,12 @@ import supervisor
 import wifi
 from adafruit_ticks import ticks_add, ticks_less
 
-from camhub_node.boardcam import BoardCamera, pin_map
+from camhub_node.boardcam import BoardCamera, board_pin, pin_map
 from camhub_node.config import check_socket_budget
 
 WIFI_BACKOFF_MAX_S = 60
+WAKE_WIFI_TRIES = 3  # snapshot mode: attempts to join Wi-Fi before a wake gives up and sleeps
+BATTERY_PINS = ("BATTERY_MONITOR", "VOLTAGE_MONITOR", "BATTERY")  # board names of a battery divider
 SETTINGS_FILE = "/settings.toml"  # what os.getenv reads: the drive's root
 
 
@@ -62,9 +64,49 @@ class BoardPlatform:
         return file_keys(SETTINGS_FILE)
 
     def check_settings(self, cfg):
-        """ConfigError unless the settings fit this board: a camera pin map, and sockets."""
+        """ConfigError unless the settings fit this board: a camera pin map, sockets, the wake pin."""
         pin_map(cfg)
         check_socket_budget(cfg, web_workflow=bool(os.getenv("CIRCUITPY_WEB_API_PASSWORD")))
+        if cfg.wake_pin is not None:
+            self.wake_pin(cfg)
+
+    # ---- snapshot mode: deep sleep, the wake pin, the battery ----------------------------------
+
+    def alarm(self):
+        import alarm
+
+        return alarm
+
+    def wake_pin(self, cfg):
+        """The ``microcontroller.Pin`` of CAMHUB_WAKE_PIN; ConfigError if this build has no such pin."""
+        return board_pin(cfg.wake_pin, "CAMHUB_WAKE_PIN", "give its GPIO number (an RTC GPIO, 0 to 21)")
+
+    def pin_level(self, pin):
+        import digitalio
+
+        with digitalio.DigitalInOut(pin) as io:
+            return io.value
+
+    def battery_v(self):
+        """The battery's voltage, where the board names a battery divider (``board.BATTERY_MONITOR`` on
+        the MEMENTO, ``VOLTAGE_MONITOR`` or ``BATTERY`` on others): the ADC reading times two, the 1:2
+        divider Adafruit boards use (adafruit_pycamera-based code reads the MEMENTO's the same way).
+        None where the board names none."""
+        for name in BATTERY_PINS:
+            pin = getattr(board, name, None)
+            if pin is not None:
+                import analogio
+
+                with analogio.AnalogIn(pin) as adc:
+                    return round(adc.value / 65535 * adc.reference_voltage * 2, 2)
+        return None
+
+    def before_deep_sleep(self, camera):
+        """Power the sensor down for the sleep: ``deinit`` the camera and hold its power-down line
+        high through the deep sleep (``preserve_dios``), where the board wires one."""
+        if camera is None:
+            return ()
+        return camera.power_down()
 
     # ---- network ---------------------------------------------------------------------------
 
@@ -75,23 +117,36 @@ class BoardPlatform:
         wifi.radio.connect(ssid, os.getenv("CIRCUITPY_WIFI_PASSWORD") or "")
 
     def start(self, cfg):
-        """Join Wi-Fi (retrying with backoff), then the socket pool, mDNS and the watchdog."""
+        """Join Wi-Fi (retrying with backoff), then the socket pool, mDNS and the watchdog.
+
+        In snapshot mode the join is bounded (WAKE_WIFI_TRIES) and raises: a battery camera that
+        cannot join goes back to sleep rather than drain its battery retrying; it needs no mDNS.
+        """
         self.cfg = cfg
+        snapshot = cfg.mode == "snapshot"
         hostname = os.getenv("CIRCUITPY_WIFI_HOSTNAME") or ("camhub-" + cfg.node_id)
         try:
             wifi.radio.hostname = hostname
         except (ValueError, RuntimeError):
             pass
         delay = 1
+        tries = 0
         while not wifi.radio.connected:  # the web workflow may have connected already
             try:
                 self._connect_wifi()
             except (ConnectionError, OSError) as error:
+                tries += 1
+                if snapshot and tries >= WAKE_WIFI_TRIES:
+                    raise
                 print("camhub: Wi-Fi connect failed (%s); retrying in %d s" % (error, delay))
                 time.sleep(delay)
                 delay = min(delay * 2, WIFI_BACKOFF_MAX_S)
-        _no_power_saving()
+        if not snapshot:
+            _no_power_saving()  # a stream wants throughput; a wake sends one picture and sleeps
         self.pool = socketpool.SocketPool(wifi.radio)
+        if snapshot:
+            self._start_watchdog(cfg)
+            return
         try:
             import mdns
 
@@ -100,6 +155,9 @@ class BoardPlatform:
             self._mdns.advertise_service(service_type="_http", protocol="_tcp", port=cfg.http_port)
         except Exception as error:  # e.g. the web workflow already runs the one mDNS server
             print("camhub: mDNS not available: %s" % error)
+        self._start_watchdog(cfg)
+
+    def _start_watchdog(self, cfg):
         if cfg.watchdog_s:
             from watchdog import WatchDogMode
 

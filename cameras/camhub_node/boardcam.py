@@ -40,7 +40,11 @@ def pin_map(cfg):
 
 
 def _pin(pins, name):
-    value = pins.get(name)
+    return board_pin(pins.get(name), "the camera's %s pin" % name, "set CAMHUB_CAMERA_PINS with GPIO numbers")
+
+
+def board_pin(value, what, fix):
+    """The pin for a GPIO number or a ``board`` name (None: not wired); ConfigError if the build lacks it."""
     if value is None:
         return None
     try:
@@ -49,8 +53,8 @@ def _pin(pins, name):
         return getattr(board, value)
     except AttributeError:
         where = "microcontroller.pin.GPIO%d" % value if isinstance(value, int) else "board." + value
-        raise ConfigError("the camera's %s pin is %s, which this CircuitPython build for %r does not have: "
-                          "set CAMHUB_CAMERA_PINS with GPIO numbers" % (name, where, board.board_id)) from None
+        raise ConfigError("%s is %s, which this CircuitPython build for %r does not have: %s"
+                          % (what, where, board.board_id, fix)) from None
 
 
 def camera_arguments(cfg, pins):
@@ -78,7 +82,8 @@ class BoardCamera:
     """``espcamera.Camera`` in JPEG mode, with the little the node needs on top."""
 
     def __init__(self, cfg):
-        self.cam = espcamera.Camera(**camera_arguments(cfg, pin_map(cfg)))
+        self.pins = pin_map(cfg)
+        self.cam = espcamera.Camera(**camera_arguments(cfg, self.pins))
         self.sensor_name = self.cam.sensor_name
         self.frame_size = cfg.frame_size
         self.quality = cfg.jpeg_quality
@@ -86,6 +91,19 @@ class BoardCamera:
     def take(self, timeout=1.0):
         """A read-only memoryview into the driver's buffer, valid until the next take()."""
         return self.cam.take(timeout)
+
+    def power_down(self):
+        """Release the camera and hold the sensor's power-down line high (powered down): the
+        ``DigitalInOut`` to pass to ``alarm.exit_and_deep_sleep_until_alarms(preserve_dios=...)``."""
+        self.cam.deinit()
+        pwdn = _pin(self.pins, "pwdn")
+        if pwdn is None:
+            return ()
+        import digitalio
+
+        line = digitalio.DigitalInOut(pwdn)
+        line.switch_to_output(value=True)
+        return (line,)
 
     def reconfigure(self, frame_size=None, quality=None):
         if frame_size and frame_size != self.frame_size:

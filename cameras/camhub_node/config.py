@@ -29,6 +29,11 @@ MAX_CLIENTS_MAX = 8  # the board has 8 sockets in all (CONFIG_LWIP_MAX_SOCKETS)
 BOARD_SOCKETS = 8  # CircuitPython 10's Espressif network stack: 8 sockets system-wide
 WEB_WORKFLOW_SOCKETS = 3  # what the web workflow may hold (CircuitPython 10), when it runs
 GPIO_MAX = 48  # ESP32-S3: GPIO0..GPIO48
+# Only RTC GPIOs can wake an ESP32-S3 from deep sleep (CircuitPython ports/espressif/common-hal/alarm/pin/
+# PinAlarm.c: "Can only alarm on RTC IO from deep sleep."); on the ESP32-S3 those are GPIO0..GPIO21.
+RTC_GPIO_MAX = 21
+MODES = ("stream", "snapshot")
+INTERVAL_MAX_S = 7 * 86400
 
 # What ``set`` accepts, announced so the hub (dashboard, Home Assistant) offers exactly this; built once.
 CONTROLS = {
@@ -129,6 +134,42 @@ def check_quality(value, key="CAMHUB_JPEG_QUALITY"):
         raise ConfigError("%s must be a whole number from %d (best) to %d, not %r"
                           % (key, QUALITY_MIN, QUALITY_MAX, value))
     return value
+
+
+def parse_wake_pin(text, key="CAMHUB_WAKE_PIN"):
+    """``(pin, value)`` from ``"A0"``, ``"17"`` or ``"17:low"``: a board pin name or a GPIO number,
+    waking on high (a PIR sensor's output) unless ``:low`` (a button to ground, with the pull-up on).
+    A GPIO number must be an RTC GPIO (0 to 21), the only ones that wake an ESP32-S3 from deep sleep."""
+    name, _, level = text.strip().partition(":")
+    level = level.strip().lower()
+    if level not in ("", "high", "low"):
+        raise ConfigError("%s: the level after ':' must be high or low, not %r" % (key, level))
+    pin = _pin_value(key, "wake", name.strip())
+    if pin is None:
+        raise ConfigError("%s: -1 is no pin; leave the setting empty for no wake pin" % key)
+    if isinstance(pin, int) and pin > RTC_GPIO_MAX:
+        raise ConfigError("%s: GPIO%d cannot wake an ESP32-S3 from deep sleep: only RTC GPIOs 0 to %d can"
+                          % (key, pin, RTC_GPIO_MAX))
+    return pin, level != "low"
+
+
+def read_set(request, fps, quality, frame_size):
+    """A ``set`` request (a dict, untrusted) checked against the current ``fps``, ``quality`` and
+    ``frame_size``: the new ``(fps, quality, frame_size)``, or ConfigError saying why nothing changes."""
+    if not isinstance(request, dict) or not request:
+        raise ConfigError("expected a JSON object with fps, jpeg_quality and/or frame_size")
+    for key in request:
+        if key not in SETTABLE:
+            raise ConfigError("unknown key %r" % (key,))
+    if "fps" in request:
+        fps = check_fps(request["fps"], "fps")
+    if "jpeg_quality" in request:
+        quality = check_quality(request["jpeg_quality"], "jpeg_quality")
+    if "frame_size" in request:
+        if not isinstance(request["frame_size"], str):
+            raise ConfigError("frame_size must be a string")
+        frame_size = check_frame_size(request["frame_size"], "frame_size")
+    return fps, quality, frame_size
 
 
 def _pin_value(key, name, raw):
@@ -247,6 +288,14 @@ class Config:
             raise ConfigError("CAMHUB_WATCHDOG_S must be 0 (off) or at least 5, not %d" % self.watchdog_s)
         pins = _text(env, "CAMHUB_CAMERA_PINS", None, 256)
         self.camera_pins = parse_camera_pins(pins) if pins else None  # None: the board's own map
+        # Battery cameras (README "Battery cameras"): one picture per wake, deep sleep in between.
+        self.mode = str(_raw(env, "CAMHUB_MODE", "stream")).strip().lower()
+        if self.mode not in MODES:
+            raise ConfigError("CAMHUB_MODE must be stream or snapshot, not %r" % self.mode)
+        self.warmup_frames = _int(env, "CAMHUB_WARMUP_FRAMES", 4, 0, 60)
+        self.snapshot_interval_s = _int(env, "CAMHUB_SNAPSHOT_INTERVAL_S", 300, 1, INTERVAL_MAX_S)
+        wake_pin = _text(env, "CAMHUB_WAKE_PIN", None, 32)
+        self.wake_pin, self.wake_value = parse_wake_pin(wake_pin) if wake_pin else (None, True)
 
     @property
     def width(self):

@@ -15,7 +15,7 @@ import time
 
 from adafruit_ticks import ticks_ms as _ticks_ms
 
-from camhub_node.pc import PcPlatform
+from camhub_node.pc import VM_KEYS, PcPlatform
 
 
 class HostPlatform(PcPlatform):
@@ -29,11 +29,13 @@ class HostPlatform(PcPlatform):
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def setting_names(self):
-        return list(os.environ)
+        return [name for name in os.environ if name not in VM_KEYS]
 
     def camera(self, cfg):
         from camhub_node.simcam import SimCamera
-        return SimCamera(cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps, self.scene_kind, self.period_ms)
+
+        return self.resume_scene(
+            SimCamera(cfg.node_id, cfg.frame_size, cfg.jpeg_quality, cfg.fps, self.scene_kind, self.period_ms), cfg)
 
     def ticks_ms(self):
         """Integer milliseconds, wrapping at 2**29 like the board's ``supervisor.ticks_ms()``."""

@@ -23,6 +23,8 @@ KNOWN = (
     "CAMHUB_ADVERTISE_HOST", "CAMHUB_WATCHDOG_S",
     # a simulated node's camera (camhub_node.scene; a board ignores them)
     "CAMHUB_SIM_SCENE", "CAMHUB_SIM_PERIOD_S",
+    # the node in snapshot mode: a battery camera (config.py, snapshot.py)
+    "CAMHUB_MODE", "CAMHUB_WARMUP_FRAMES", "CAMHUB_SNAPSHOT_INTERVAL_S", "CAMHUB_WAKE_PIN",
     # the PC only: CircuitPython's Unix-port VM for `camhub node --sim --runtime circuitpython` (camhub.sim.vm)
     "CAMHUB_CIRCUITPY_VM",
     # the hub (camhub.hub.config)

@@ -18,16 +18,7 @@ import sys
 from adafruit_ticks import ticks_add, ticks_diff
 
 from camhub_node import __version__, subscriber
-from camhub_node.config import (
-    CONTROLS,
-    FRAME_SIZES,
-    SETTABLE,
-    Config,
-    ConfigError,
-    check_fps,
-    check_frame_size,
-    check_quality,
-)
+from camhub_node.config import CONTROLS, FRAME_SIZES, Config, ConfigError, read_set
 from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.http import HttpFront
@@ -213,20 +204,8 @@ class Node:
 
     def apply_settings(self, request):
         """Apply a ``set`` request (a dict); return None, or why nothing was changed."""
-        if not isinstance(request, dict) or not request:
-            return "expected a JSON object with fps, jpeg_quality and/or frame_size"
-        for key in request:
-            if key not in SETTABLE:
-                return "unknown key %r" % (key,)
         try:
-            fps = check_fps(request["fps"], "fps") if "fps" in request else self.cfg.fps
-            quality = (check_quality(request["jpeg_quality"], "jpeg_quality") if "jpeg_quality" in request
-                       else self.cfg.jpeg_quality)
-            size = self.cfg.frame_size
-            if "frame_size" in request:
-                if not isinstance(request["frame_size"], str):
-                    return "frame_size must be a string"
-                size = check_frame_size(request["frame_size"], "frame_size")
+            fps, quality, size = read_set(request, self.cfg.fps, self.cfg.jpeg_quality, self.cfg.frame_size)
         except ConfigError as error:
             return str(error)
         if size != self.cfg.frame_size or quality != self.cfg.jpeg_quality:
@@ -338,6 +317,10 @@ def main():
             check(cfg)
     except ConfigError as error:
         return platform.bad_settings(error)
+    if cfg.mode == "snapshot":  # a battery camera: one picture, then deep sleep (this call does not return)
+        from camhub_node.snapshot import wake
+
+        return wake(platform, cfg)
     platform.start(cfg)
     node = Node(platform, cfg)
     try:

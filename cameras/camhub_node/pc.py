@@ -6,9 +6,15 @@ no watchdog, no Wi-Fi. Plain code that runs on either interpreter.
 
 import os
 import sys
+import time
 
 from camhub_node import scene
 from camhub_node.keys import ENVIRONMENT_NOTE
+
+# How ``camhub.sim`` talks to the PC platforms: environment variables, never settings (not in keys.py).
+# The frames, stop file and quiet flag of the MicroPython VM; the deep-sleep runner's folder (simalarm);
+# a battery voltage for the stand-in battery monitor.
+VM_KEYS = ("CAMHUB_VM_FRAMES", "CAMHUB_VM_STOP", "CAMHUB_VM_QUIET", "CAMHUB_VM_ALARM", "CAMHUB_VM_BATTERY_MV")
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEND_BUFFER = 32768  # bytes asked for; Linux doubles it
@@ -36,6 +42,13 @@ class PcPlatform:
         """The simulated camera's scene: ``CAMHUB_SIM_SCENE``, ``CAMHUB_SIM_PERIOD_S`` (ConfigError if bad)."""
         self.scene_kind, self.period_ms = scene.settings(os.getenv)
 
+    def resume_scene(self, camera, cfg):
+        """``camera``; in snapshot mode, each wake (a fresh start) goes on where a sensor running since
+        the epoch at ``cfg.fps`` would be, so consecutive wakes film different moments of the scene."""
+        if cfg.mode == "snapshot":
+            camera.skip_to(time.time_ns() // 1000000 * cfg.fps // 1000)
+        return camera
+
     def start(self, cfg):
         self.cfg = cfg
 
@@ -57,6 +70,31 @@ class PcPlatform:
 
     def network_ready(self):
         return True
+
+    # ---- snapshot mode: deep sleep, the wake pin, the battery ------------------------------------
+
+    def alarm(self):
+        """CircuitPython's ``alarm`` module, as the stand-in ``simalarm`` (a PC cannot deep-sleep)."""
+        from camhub_node import simalarm
+
+        return simalarm
+
+    def wake_pin(self, cfg):
+        return str(cfg.wake_pin)  # a name only: camhub.sim.sleep fires it on SIGUSR1
+
+    def pin_level(self, pin):
+        return None  # no pins on a PC: never at the wake level when the node goes to sleep
+
+    def battery_v(self):
+        """A stand-in for a board's battery monitor: CAMHUB_VM_BATTERY_MV if the runner gives one."""
+        raw = os.getenv("CAMHUB_VM_BATTERY_MV")
+        try:
+            return round(int(raw) / 1000, 2) if raw else None
+        except ValueError:
+            return None
+
+    def before_deep_sleep(self, camera):
+        return ()  # no pins to hold low or high through the sleep
 
     def rssi(self):
         return None

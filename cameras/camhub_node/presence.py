@@ -30,6 +30,27 @@ REASSERT_MS = 2000
 CONFIRM_MS = 2000  # our own retained announce and "online" must come back this soon after subscribing
 
 
+def new_client(cfg, pool):
+    """A minimqtt client for this node (not connected yet): its fixed client id, short socket timeouts."""
+    timeout = cfg.mqtt_timeout_s
+    return minimqtt.MQTT(
+        broker=cfg.mqtt_host, port=cfg.mqtt_port, username=cfg.mqtt_user, password=cfg.mqtt_password,
+        client_id="camhub-" + cfg.node_id, keep_alive=cfg.mqtt_keepalive_s, socket_pool=pool,
+        socket_timeout=timeout,
+        # Also how long a dead socket can spin in minimqtt's exact-read loop: keep it short.
+        recv_timeout=max(0.5, 4 * timeout), connect_retries=1, use_binary_mode=True)
+
+
+def read_set_message(message):
+    """A ``set`` message's payload (untrusted bytes): ``(request, None)``, or ``(None, why not)``."""
+    if len(message) > MAX_SET_PAYLOAD:
+        return None, "payload larger than %d bytes" % MAX_SET_PAYLOAD
+    try:
+        return json.loads(bytes(message).decode("utf-8")), None
+    except (ValueError, UnicodeError):
+        return None, "not JSON"
+
+
 def _release(client):
     """Close the client's socket without DISCONNECT (the public disconnect() cancels the will)."""
     try:
@@ -72,13 +93,7 @@ class Presence:
 
     def _connect(self):
         cfg = self.cfg
-        timeout = cfg.mqtt_timeout_s
-        client = minimqtt.MQTT(
-            broker=cfg.mqtt_host, port=cfg.mqtt_port, username=cfg.mqtt_user, password=cfg.mqtt_password,
-            client_id="camhub-" + cfg.node_id, keep_alive=cfg.mqtt_keepalive_s,
-            socket_pool=self.node.platform.pool, socket_timeout=timeout,
-            # Also how long a dead socket can spin in minimqtt's exact-read loop: keep it short.
-            recv_timeout=max(0.5, 4 * timeout), connect_retries=1, use_binary_mode=True)
+        client = new_client(cfg, self.node.platform.pool)
         client.will_set(self._availability, "offline", qos=1, retain=True)
         client.on_message = self._on_message
         self.client = client
@@ -130,17 +145,9 @@ class Presence:
             return
         if topic != self._set:
             return
-        error = None
-        if len(message) > MAX_SET_PAYLOAD:
-            error = "payload larger than %d bytes" % MAX_SET_PAYLOAD
-        else:
-            try:
-                request = json.loads(bytes(message).decode("utf-8"))
-            except (ValueError, UnicodeError):
-                request = None
-                error = "not JSON"
-            if error is None:
-                error = self.node.apply_settings(request)
+        request, error = read_set_message(message)
+        if error is None:
+            error = self.node.apply_settings(request)
         if error is None:
             self.set_applied += 1
             self._announce_due = True

@@ -152,6 +152,12 @@ class Scene:
         self.schedule = schedule
         self.taken = 0
 
+    def skip_to(self, taken):
+        """Go on as if ``taken`` pictures had been taken: which noisy still (or busy loop frame) comes
+        next. A battery camera's wake, a fresh start each time, says how many a free-running sensor
+        would have taken by now, so each wake's picture is not the first one again."""
+        self.taken = taken
+
     def index(self, now_ms):
         """The frame for a picture taken at wall-clock ``now_ms``."""
         self.taken += 1

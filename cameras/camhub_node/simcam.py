@@ -246,6 +246,10 @@ class SimCamera:
     def quality(self):
         return self._quality
 
+    def skip_to(self, taken):
+        """Go on as if ``taken`` pictures had been taken (``scene.Scene.skip_to``)."""
+        self.scene.skip_to(taken)
+
     def reconfigure(self, frame_size=None, quality=None):
         """Change size and/or quality (re-renders the scene: ~0.1-2 s depending on size)."""
         frame_size = frame_size or self._frame_size

@@ -36,14 +36,12 @@ import sys
 import time as _time
 
 from camhub_node import scene
-from camhub_node.pc import PcPlatform
+from camhub_node.pc import VM_KEYS, PcPlatform
 
 STOP_CHECK_S = 0.1
 RENDER_WAIT_MS = 60000  # an HD loop takes the CPython side a few seconds on a busy machine
 _SO_SNDBUF = 7  # Linux's value: this port's socket module does not name it
 _TICKS_MAX = (1 << 29) - 1  # adafruit_ticks' period, which the node's ticks_diff assumes
-# How the CPython side (camhub.sim.vm) talks to this platform: environment variables, not settings.
-VM_KEYS = ("CAMHUB_VM_FRAMES", "CAMHUB_VM_STOP", "CAMHUB_VM_QUIET")
 
 
 # ---- what CircuitPython has and MicroPython lacks ----------------------------------------------
@@ -407,6 +405,10 @@ class FileCamera:
         if frame_size != self.frame_size or quality != self.quality:
             self._load(frame_size, quality)
 
+    def skip_to(self, taken):
+        """Go on as if ``taken`` pictures had been taken (``scene.Scene.skip_to``)."""
+        self._scene.skip_to(taken)
+
     def take(self, timeout=None):
         index = self._scene.index(_time.time_ns() // 1000000)
         n = self._lengths[index]
@@ -459,7 +461,8 @@ class UnixPortPlatform(PcPlatform):
         return names
 
     def camera(self, cfg):
-        return FileCamera(self._frames, cfg.frame_size, cfg.jpeg_quality, cfg.node_id, self.period_ms)
+        camera = FileCamera(self._frames, cfg.frame_size, cfg.jpeg_quality, cfg.node_id, self.period_ms)
+        return self.resume_scene(camera, cfg)
 
     def ticks_ms(self):
         """Integer milliseconds wrapping at 2**29, as the board's ``supervisor.ticks_ms()``."""
@@ -511,8 +514,14 @@ def prepare():
 
 
 def boot(code_path):
-    """The VM's entry point: prepare, then run ``code.py`` as a board does."""
+    """The VM's entry point: prepare, then run ``code.py`` as a board does. A deep-sleep request
+    (``simalarm``) ends the program, as CircuitPython's supervisor ends it (exit status 0)."""
     prepare()
     with open(code_path) as f:
         source = f.read()
-    exec(source, {"__name__": "__main__", "__file__": code_path})
+    from camhub_node.simalarm import DeepSleepRequest
+
+    try:
+        exec(source, {"__name__": "__main__", "__file__": code_path})
+    except DeepSleepRequest:
+        pass

@@ -109,7 +109,7 @@ async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
     broker.feed_made.connect(attach_taps)
     options_.changed.connect(motion.apply_options)
     options_.changed.connect(recordings.apply_options)
-    control = NodeControl(link, Topics())  # type: ignore[arg-type]  (the stand-in link)
+    control = NodeControl(link, Topics(), cameras)  # type: ignore[arg-type]  (the stand-in link)
     services = HttpServices(identity=HubIdentity("9.9.9"), cameras=cameras, warm=lambda camera: None,
                             options=options_, control=control, motion=motion, recordings=recordings,
                             changes=Changes(), counted=[broker, control, motion, recordings],

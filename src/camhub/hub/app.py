@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+from camhub.hub.battery.pictures import PushedPictures
+from camhub.hub.battery.wakes import Wakes
 from camhub.hub.cluster.members import ClusterSettings
 from camhub.hub.cluster.role import ClusterRole
 from camhub.hub.config import HubConfig, cluster_secret
@@ -178,7 +180,7 @@ class Hub:
                                   max_ingest_fps=config.max_ingest_fps, keep_warm_s=config.keep_warm_s),
             self.cluster.policy if self.cluster else board_policy, addresses, self.identity.user_agent)
         self.nodes = nodes = NodeMessages(cameras, self.known, pulls, allowed, addresses, self.topics)
-        self.control = NodeControl(link, self.topics)
+        self.control = control = NodeControl(link, self.topics, cameras)
         nodes.subscribe(link)
         self.broker.viewers.connect(pulls.viewer_event)
         hub_extras.append(nodes.health)
@@ -190,6 +192,19 @@ class Hub:
 
         self._start(add_static_sources)
         self._stop("the camera pulls", 5.0, pulls.stop_all)
+
+        # ---- battery cameras: pictures pushed over MQTT, missed wakes, settings queued for the next wake --
+        wakes = Wakes(cameras, link, self.topics)
+        nodes.heard.connect(wakes.heard)  # every message a node sends: a battery camera's wake
+        nodes.announce_heard.connect(wakes.announced)  # before the camera's change is told
+        pushed = PushedPictures(cameras, wakes, self.topics, config.max_frame_bytes)
+        pushed.subscribe(link)  # after the announces: a retained picture's camera is known by then
+        wakes.subscribe()
+        control.queue_with(wakes)  # a battery camera's settings wait for its next wake
+        control.subscribe()  # Home Assistant's controls of a battery camera, through the hub
+        self._start(wakes.restore)  # the battery cameras known from an earlier run: missing, or sleeping
+        self._task(lambda: every(TICK_S, wakes.tick))
+        counted += [pushed, wakes]
 
         # ---- publish: the hub's status on MQTT, always; Home Assistant discovery if wanted ---------------
         self.status = status = StatusPublisher(link, self.topics, cameras, motion, recordings, publishes)

@@ -5,7 +5,9 @@ Settings come from ``--settings FILE`` (or a deployed directory's ``settings.tom
 result is exported to ``os.environ`` so the firmware's ``os.getenv`` reads it exactly as a board
 reads ``settings.toml``. ``--from DIR`` runs a deployed board directory as it is: ``DIR/code.py``
 with ``DIR/lib`` on ``sys.path``; ``DIR`` stands for the drive's root (``code.py`` looks for the
-deploy marker next to its own ``__file__``).
+deploy marker next to its own ``__file__``). In snapshot mode (``CAMHUB_MODE = "snapshot"``) the node
+deep-sleeps between wakes: ``camhub.sim.sleep`` runs each wake in a fresh interpreter, as a board
+restarts ``code.py``; SIGUSR1 fires its wake pin.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import logging
 import os
 import runpy
 import sys
-import sysconfig
 from pathlib import Path
 
 from camhub.settings import SettingsError, load_settings
+from camhub.sim.boarddir import library_path
 
 log = logging.getLogger("camhub.nodesim")
 
@@ -82,27 +84,6 @@ def node_environment(args: argparse.Namespace, environ: dict[str, str] | None = 
     return values
 
 
-def _library_path(lib: Path) -> bool:
-    """Put a deployed ``lib/`` on sys.path after the standard library; False if it holds no .py."""
-    if not lib.is_dir():
-        log.warning("%s does not exist: using the installed node libraries", lib)
-        return False
-    if not any(lib.rglob("*.py")):
-        log.warning("%s holds only compiled .mpy files, which CPython cannot load: using the installed "
-                    "node libraries instead", lib)
-        return False
-    # After the stdlib entries: a deployed CircuitPython asyncio/ must not shadow CPython's asyncio,
-    # while the deployed camhub_node and adafruit_* packages still win over the installed ones.
-    stdlib = {os.path.realpath(p) for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
-    index = 0
-    for i, entry in enumerate(sys.path):
-        real = os.path.realpath(entry or ".")
-        if real in stdlib or any(real.startswith(s + os.sep) for s in stdlib) or real.endswith(".zip"):
-            index = i + 1
-    sys.path.insert(index, str(lib.resolve()))
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.sim:
         print(NEEDS_SIM, file=sys.stderr)
@@ -120,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     if args.heap is not None:
         print("camhub node: --heap applies to --runtime micropython or circuitpython only", file=sys.stderr)
         return 2
+    if snapshot_mode(values):
+        return _run_snapshot_cpython(args, values)
     os.environ.update(values)
     try:
         if args.from_dir is not None:
-            if _library_path(args.from_dir / "lib"):
+            if library_path(args.from_dir / "lib"):
                 # The settings check imported the installed node package for its key list: the
                 # deployed one must be what code.py imports.
                 for name in [n for n in sys.modules if n == "camhub_node" or n.startswith("camhub_node.")]:
@@ -136,6 +119,32 @@ def run(args: argparse.Namespace) -> int:
         return node.main() or 0
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+
+
+def snapshot_mode(values: dict[str, str]) -> bool:
+    """Whether the settings make a battery camera: each wake then runs in a fresh interpreter
+    (``camhub.sim.sleep``). A bad ``CAMHUB_MODE`` is the firmware's to report."""
+    return values.get("CAMHUB_MODE", "").strip().lower() == "snapshot"
+
+
+def _run_snapshot_cpython(args: argparse.Namespace, values: dict[str, str]) -> int:
+    from camhub.deploy.bundle import BundleError, find_firmware
+    from camhub.sim import sleep
+    from camhub.sim.vm import die_with_parent
+
+    lib: Path | None = None
+    if args.from_dir is not None:
+        code_py = args.from_dir.resolve() / "code.py"
+        if (args.from_dir / "lib").is_dir() and any((args.from_dir / "lib").rglob("*.py")):
+            lib = args.from_dir.resolve() / "lib"
+    else:
+        try:
+            code_py = find_firmware().code_py
+        except BundleError as error:
+            print(f"camhub node: {error}", file=sys.stderr)
+            return 2
+    with sleep.alarm_folder() as folder:
+        return sleep.Board(folder).run(sleep.cpython_wake(code_py, lib, values, die_with_parent))
 
 
 def _run_vm(args: argparse.Namespace, values: dict[str, str]) -> int:

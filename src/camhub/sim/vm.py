@@ -138,7 +138,7 @@ def vm_argv(binary: str, heap: int, paths: list[Path], statement: str) -> list[s
     return [binary, "-X", f"heapsize={heap}", "-c", f"import sys; sys.path[:0] = {path_list}; {statement}"]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL when this process dies (Linux)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -187,9 +187,17 @@ def run(values: dict[str, str], firmware: Firmware, lib: Path | None, heap: int,
         env = {**os.environ, **values, "CAMHUB_VM_FRAMES": str(frames), "CAMHUB_VM_STOP": str(stop_file),
                "CAMHUB_VM_QUIET": "1" if not log.isEnabledFor(logging.INFO) else "0"}
         boot = f"from camhub_node import unixport; unixport.boot({firmware.code_py.as_posix()!r})"
+        argv = vm_argv(binary, heap, [lib], boot)
+        if cfg.mode == "snapshot":  # deep sleep between wakes: each wake a fresh VM (camhub.sim.sleep)
+            from camhub.sim import sleep
+
+            def start_wake(extra: dict[str, str]) -> subprocess.Popen[bytes]:
+                return subprocess.Popen(argv, env={**env, **extra}, preexec_fn=die_with_parent)
+
+            return sleep.Board(work).run(start_wake, lambda: _serve_renders(frames, cfg.node_id, cfg.fps, scene))
         stops = {sig: signal.signal(sig, lambda *_: stop_file.touch()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            vm = subprocess.Popen(vm_argv(binary, heap, [lib], boot), env=env, preexec_fn=_die_with_parent)
+            vm = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)
             while vm.poll() is None:
                 _serve_renders(frames, cfg.node_id, cfg.fps, scene)
                 time.sleep(SERVICE_S)

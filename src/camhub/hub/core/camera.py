@@ -1,7 +1,9 @@
 """One camera as the hub knows it: identity, the node's announce, its state, its feed and its pull.
 
 The states (``connecting``, ``streaming``, ``stalled``, ``offline``) are the contract's, defined
-here once. The pull itself lives in ``ingest``; a camera sees it only as ``PullStats``.
+here once, with ``sleeping``: a battery camera (a node in snapshot mode) between its wakes, on
+schedule; it is ``offline`` only when it is missing. The pull itself lives in ``ingest``; a camera
+sees it only as ``PullStats``, and a battery camera's wakes only as ``WakeStats``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any, Protocol
 from camhub.hub.core.broker import Feed
 
 CONNECTING, STREAMING, STALLED, OFFLINE = "connecting", "streaming", "stalled", "offline"
-STATES = (CONNECTING, STREAMING, STALLED, OFFLINE)
+SLEEPING = "sleeping"
+STATES = (CONNECTING, STREAMING, STALLED, SLEEPING, OFFLINE)
 ALIVE_S = 30.0  # stats this recent prove the node alive
 
 
@@ -34,6 +37,14 @@ class PullStats(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+class WakeStats(Protocol):
+    """What a camera shows of a battery camera's wakes (``battery.wakes.Wake``)."""
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def state_fields(self) -> dict[str, Any]: ...
+
+
 class Camera:
     """One camera: identity, the node's announce, the upstream pull and the viewers' feed."""
 
@@ -46,6 +57,7 @@ class Camera:
         self.announce = announce
         self.feed = feed
         self.pull: PullStats | None = None  # set by ingest while a pull runs
+        self.wakes: WakeStats | None = None  # set by ``battery`` while the node is a battery camera (snapshot mode)
         self.state = OFFLINE
         self.available = False  # the node says it is online (static sources: always)
         self.last_seen = last_seen  # Unix time of the last frame
@@ -53,13 +65,25 @@ class Camera:
         self.stats_at: float | None = None  # time.monotonic() of the node's latest stats message
 
     def alive(self, now: float) -> bool:
-        """The node shows signs of life: its stats are recent, or frames are flowing."""
+        """The node shows signs of life: its stats are recent, frames are flowing, or it sleeps on schedule."""
         recent_stats = self.stats_at is not None and now - self.stats_at < ALIVE_S
-        return recent_stats or self.state == STREAMING
+        return recent_stats or self.state in (STREAMING, SLEEPING)
 
     @property
     def pulling(self) -> bool:
         return self.pull is not None
+
+    @property
+    def mode(self) -> str:
+        """``snapshot`` for a battery camera (its node pushes a picture per wake), else ``stream``."""
+        return "snapshot" if (self.announce or {}).get("mode") == "snapshot" else "stream"
+
+    def frame_in(self, jpeg: bytes, capture_time: float, now: float) -> None:
+        """A new picture (pulled or pushed) becomes the feed's latest frame; ``now``: Unix time."""
+        self.feed.publish(jpeg, capture_time)
+        self.last_seen = now
+        self.frame_arrived.set()
+        self.frame_arrived.clear()
 
     def last_frame_age_ms(self, now: float) -> int | None:
         latest = self.feed.latest
@@ -89,6 +113,8 @@ class Camera:
             "height": announce.get("height"),
             "board": announce.get("board"),
             "announce": self.announce,
+            "mode": self.mode,
+            "sleep": self.wakes.summary() if self.wakes is not None else None,
         }
 
     def detail(self, now: float) -> dict[str, Any]:
@@ -100,9 +126,10 @@ class Camera:
         return data
 
     def state_payload(self, now: float) -> dict[str, Any]:
-        """The retained ``camhub/hub/cameras/<id>/state`` payload (the contract's fields)."""
+        """The retained ``camhub/hub/cameras/<id>/state`` payload (the contract's fields; a battery
+        camera's add its wakes: ``mode``, ``last_wake``, ``next_wake``, ``battery_v``, ...)."""
         up = self.pull
-        return {
+        payload = {
             "id": self.id,
             "state": self.state,
             "fps_in": round(up.fps_in, 2) if up else 0.0,
@@ -111,3 +138,6 @@ class Camera:
             "dropped_total": self.feed.dropped_total,
             "last_frame_age_ms": self.last_frame_age_ms(now),
         }
+        if self.wakes is not None:
+            payload.update(self.wakes.state_fields())
+        return payload

@@ -1,5 +1,9 @@
 """What nodes say over MQTT (``<prefix>/nodes/<id>/announce|availability|stats``), and what the hub does.
 
+Each message a node sends is ``heard`` (node id, whether it is new rather than retained, whether it
+starts a wake: its ``online``), and each valid announce is ``announce_heard`` (the camera, new or
+retained), before the camera's change is told: a battery camera's wakes (``battery.wakes``) follow them.
+
 An announce is checked (``announce.parse_announce``; a stream that is the hub itself, or a camera
 beyond ``CAMHUB_MAX_CAMERAS``, is refused too) before it registers the camera or moves its pull; every
 rejection is counted by reason and logged at most once a minute per reason. A node's ``stats`` prove
@@ -16,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
+from camhub.hub.core.camera import Camera
 from camhub.hub.core.known import KnownCameras
 from camhub.hub.core.registry import Cameras
 from camhub.hub.ingest.announce import Announce, parse_announce
@@ -25,6 +30,7 @@ from camhub.hub.mqtt.link import MqttLink
 from camhub.hub.mqtt.topics import Topics
 from camhub.hub.util.counters import Family
 from camhub.hub.util.ratelimit import LogLimiter
+from camhub.hub.util.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +46,13 @@ class NodeMessages:
         self.topics = topics
         self.rejections: Counter[str] = Counter()  # announces, by reason
         self._warnings = LogLimiter(log)
+        self.heard: Signal[[str, bool, bool]] = Signal()  # node id, live (not retained), starts a wake
+        self.announce_heard: Signal[[Camera, bool]] = Signal()  # a valid announce's camera, live
 
     def subscribe(self, link: MqttLink) -> None:
-        link.subscribe(self.topics.nodes("announce"), 1, self.message)
-        link.subscribe(self.topics.nodes("availability"), 1, self.message)
-        link.subscribe(self.topics.nodes("stats"), 0, self.message)
+        link.subscribe_retained(self.topics.nodes("announce"), 1, self.message)
+        link.subscribe_retained(self.topics.nodes("availability"), 1, self.message)
+        link.subscribe_retained(self.topics.nodes("stats"), 0, self.message)
 
     def counters(self) -> Iterable[Family]:
         yield Family("camhub_announces_rejected", "MQTT announces rejected", "reason", dict(self.rejections))
@@ -56,36 +64,39 @@ class NodeMessages:
         """What ``/api/hub`` shows of the announces."""
         return {"announces_rejected": sum(self.rejections.values())}
 
-    def message(self, topic: str, payload: bytes) -> None:
+    def message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         parsed = self.topics.parse_node(topic)
         if parsed is None:
             return
         node_id, kind = parsed
         if kind == "announce":
             if payload:
-                self._announce(node_id, payload)
+                self._announce(node_id, payload, live=not retained)
             else:  # a cleared retained announce: decommissioned, or spoofed
                 self.cleared(node_id)
         elif kind == "availability":
             text = payload.decode("utf-8", "replace").strip().lower()
             if text in ("online", "offline"):
                 self.availability(node_id, text == "online")
+                if text == "online":  # a battery camera says it first when it wakes
+                    self.heard.emit(node_id, not retained, True)
         elif kind == "stats":
             self.node_alive(node_id)  # proof of life, whatever a spoofed "offline" said
+            self.heard.emit(node_id, not retained, False)
 
-    def _announce(self, node_id: str, payload: bytes) -> None:
+    def _announce(self, node_id: str, payload: bytes, live: bool = True) -> None:
         try:
             announce = parse_announce(node_id, payload, self.allowed)
         except AnnounceRejected as exc:
             self._reject(node_id, exc.reason)
             return
-        if self.hub.url_is_self(announce.stream_url):
+        if announce.stream_url is not None and self.hub.url_is_self(announce.stream_url):
             self._reject(node_id, "self_source")
             return
         if not self.cameras.has_room(node_id):
             self._reject(node_id, "camera_limit")
             return
-        self.announced(announce)
+        self.announced(announce, live)
 
     def _reject(self, node_id: str, reason: str) -> None:
         """Count a rejected announce; log it, at most once a minute per reason."""
@@ -94,12 +105,13 @@ class NodeMessages:
         self._warnings.warning(f"announce:{reason}", "announce on %s rejected: %s",
                                self.topics.node(shown, "announce"), reason)
 
-    def announced(self, announce: Announce) -> None:
-        """A valid announce: register the camera, or move its pull if the stream moved."""
+    def announced(self, announce: Announce, live: bool = True) -> None:
+        """A valid announce: register the camera, or move its pull if the stream moved (a battery
+        camera has no stream: its wakes decide its state)."""
         camera = self.cameras.get(announce.id)
         if camera is None:
             camera = self.cameras.add(announce.id, announce.name or announce.id, "mqtt", announce.stream_url)
-            log.info("camera %s discovered at %s", announce.id, announce.stream_url)
+            log.info("camera %s discovered at %s", announce.id, announce.stream_url or "MQTT (a battery camera)")
         moved = camera.stream_url != announce.stream_url
         camera.name = announce.name or announce.id
         camera.stream_url = announce.stream_url
@@ -107,6 +119,7 @@ class NodeMessages:
         camera.available = True
         self.known.save_soon()
         self.pulls.announced(camera, moved)
+        self.announce_heard.emit(camera, live)
         self.cameras.changed.emit(camera)
 
     def availability(self, camera_id: str, online: bool) -> None:

@@ -19,12 +19,11 @@ import math
 import re
 from dataclasses import dataclass, field
 
-SOI = b"\xff\xd8"  # JPEG start-of-image marker
+from camhub.hub.core.jpeg import MAX_PAD, SOI, jpeg_end
+
 HEADER_ALLOWANCE = 8192  # the largest part header block accepted (bytes)
 _LOOK = 1024  # bytes taken at a time while a boundary and headers are expected
 _STEP = 65536  # bytes taken at a time while scanning a body or skipping garbage
-_PAD = frozenset(b"\x00\t\n\r ")  # tolerated after the end marker (some encoders pad with zeros)
-_MAX_PAD = 64
 _MAX_LWSP = 64  # RFC 2046 allows transport padding after a boundary; a little is enough
 _MAX_HEADERS = 64
 _MAX_DASHES = 16  # extra dashes tolerated before a boundary
@@ -66,16 +65,6 @@ def _needle(boundary: str | None) -> bytes | None:
         return None
     core = boundary.strip().strip('"').lstrip("-").encode("latin-1", "replace")
     return b"--" + core if core else None
-
-
-def _jpeg_end(data: bytes | bytearray, start: int, end: int) -> int:
-    """Where the JPEG in ``data[start:end]`` ends (after EOI, padding trimmed), or -1 if it is none."""
-    lowest = max(start + 2, end - _MAX_PAD)
-    while end > lowest and data[end - 1] in _PAD:
-        end -= 1
-    if end - start >= 4 and data[end - 2] == 0xFF and data[end - 1] == 0xD9:
-        return end
-    return -1
 
 
 class MjpegParser:
@@ -199,7 +188,7 @@ class MjpegParser:
                 not data.startswith(SOI, body)):
             return pos
         jpeg = data[body:body + length]
-        end = _jpeg_end(jpeg, 0, length)
+        end = jpeg_end(jpeg, 0, length)
         if end < 0:
             return pos
         self._headers = headers
@@ -226,7 +215,7 @@ class MjpegParser:
     def _slack(self) -> int:
         """Room past the limit for what follows a body (padding, dashes, the boundary line), so
         that a part is judged by its size, never by where a chunk happened to end."""
-        return _MAX_PAD + _MAX_DASHES + len(self._needle or b"") + 4 + _MAX_LWSP
+        return MAX_PAD + _MAX_DASHES + len(self._needle or b"") + 4 + _MAX_LWSP
 
     def _step(self, out: list[ParsedFrame]) -> bool:
         """Advance on the buffered bytes; False when more input is needed."""
@@ -428,7 +417,7 @@ class MjpegParser:
         data = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces)
         pieces.clear()
         self._got = 0
-        end = _jpeg_end(data, 0, len(data))
+        end = jpeg_end(data, 0, len(data))
         if end < 0:
             # Content-Length was wrong (or the frame is cut): scan this body again for a boundary.
             self._buf[0:0] = data
@@ -457,7 +446,7 @@ class MjpegParser:
             return self._state == _SEEK
         start, after, closing = found
         body_end = start
-        end = _jpeg_end(buf, 0, body_end)
+        end = jpeg_end(buf, 0, body_end)
         if end < 0:
             self.dropped_not_jpeg += 1
         elif end > self.max_frame_bytes:

@@ -239,10 +239,7 @@ class Pulls:
     def _frame(self, camera: Camera, jpeg: bytes, seq: int | None, timestamp: float | None) -> None:
         now = time.time()
         capture = timestamp if timestamp is not None and abs(now - timestamp) < PLAUSIBLE_CLOCK_S else now
-        camera.feed.publish(jpeg, capture)
-        camera.last_seen = now
-        camera.frame_arrived.set()
-        camera.frame_arrived.clear()
+        camera.frame_in(jpeg, capture, now)
 
     def set_state(self, camera: Camera, state: str) -> None:
         if camera.pull is None and state != OFFLINE and not camera.available:

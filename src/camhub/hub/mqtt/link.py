@@ -44,6 +44,8 @@ KEEPALIVE_S = 3
 
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]  # (topic, payload)
+# (topic, payload, retained): retained means the broker sent a stored message (at subscribe time), not a new one
+RetainHandler = Callable[[str, bytes, bool], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class MqttLink:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._subscriptions: list[tuple[str, int, Handler]] = []  # (topic filter, QoS, handler)
+        self._subscriptions: list[tuple[str, int, Handler | None, RetainHandler | None]] = []  # filter, QoS, handler
         self._goodbye: asyncio.Event | None = None  # set when our own "offline" comes back (close())
 
     @property
@@ -110,7 +112,12 @@ class MqttLink:
     def subscribe(self, topic_filter: str, qos: int, handler: Handler) -> None:
         """Receive ``topic_filter`` (MQTT wildcards allowed) from the next connection on: ``handler(topic,
         payload)`` for each message, in order (an async handler is awaited before the next message)."""
-        self._subscriptions.append((topic_filter, qos, handler))
+        self._subscriptions.append((topic_filter, qos, handler, None))
+
+    def subscribe_retained(self, topic_filter: str, qos: int, handler: RetainHandler) -> None:
+        """As ``subscribe``, and ``handler(topic, payload, retained)`` is told whether the broker sent a
+        stored message (retained: e.g. at subscribe time, perhaps long after it was published) or a new one."""
+        self._subscriptions.append((topic_filter, qos, None, handler))
 
     @property
     def availability_topic(self) -> str:
@@ -140,7 +147,7 @@ class MqttLink:
                     delay = 0.5
                     log.info("MQTT connected to %s", self.describe())
                     await client.publish(self.availability_topic, b"online", qos=1, retain=True)
-                    for topic_filter, qos, _handler in self._subscriptions:
+                    for topic_filter, qos, _handler, _retain_handler in self._subscriptions:
                         await client.subscribe(topic_filter, qos=qos)
                     await client.subscribe(self.availability_topic, qos=1)  # close() waits for its echo
                     self.up.emit()
@@ -205,12 +212,13 @@ class MqttLink:
             return
         # Size limits are the handler's: an oversized announce is a counted rejection, not silence.
         wanted = False
-        for topic_filter, _qos, handler in self._subscriptions:
+        for topic_filter, _qos, handler, retain_handler in self._subscriptions:
             if not message.topic.matches(topic_filter):
                 continue
             wanted = True
             try:
-                done = handler(topic, payload)
+                done = (retain_handler(topic, payload, bool(message.retain)) if retain_handler is not None
+                        else handler(topic, payload) if handler is not None else None)
                 if done is not None:
                     await done
             except Exception:  # one bad message must never take the link down

@@ -75,7 +75,8 @@ class Topics:
         return _two_levels(topic, f"{self.prefix}/hub/cameras/")
 
     def camera(self, camera_id: str, leaf: str) -> str:
-        """``<prefix>/hub/cameras/<id>/<leaf>``: ``state``, ``events``, ``motion``, ``snapshot``."""
+        """``<prefix>/hub/cameras/<id>/<leaf>``: ``state``, ``events``, ``motion``, ``snapshot``, and ``set``
+        (settings changes to the hub, which queues a battery camera's for its next wake)."""
         return f"{self.prefix}/hub/cameras/{camera_id}/{leaf}"
 
     def camera_state(self, camera_id: str) -> str:
@@ -92,11 +93,12 @@ class Topics:
 
     # ---- the nodes' ----------------------------------------------------------------------------
     def node(self, node_id: str, leaf: str) -> str:
-        """``<prefix>/nodes/<id>/<leaf>``: ``announce``, ``availability``, ``stats``, ``set``."""
+        """``<prefix>/nodes/<id>/<leaf>``: ``announce``, ``availability``, ``stats``, ``set``, ``snapshot``."""
         return f"{self.prefix}/nodes/{node_id}/{leaf}"
 
     def nodes(self, kind: str) -> str:
-        """The subscription for every node's ``kind`` (``announce``, ``availability``, ``stats``)."""
+        """The subscription for every node's ``kind`` (``announce``, ``availability``, ``stats``, ``snapshot``,
+        ``set``)."""
         return self.node("+", kind)
 
     def parse_node(self, topic: str) -> tuple[str, str] | None:

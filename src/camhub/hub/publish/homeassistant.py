@@ -8,6 +8,13 @@ and a select whose commands go to the node and whose states follow its announce.
 are unavailable when the hub or the camera is offline (availability list, mode ``all``); only its
 state and connectivity stay available with the hub, so HA can say *why* the rest is unavailable.
 
+A battery camera (a node in snapshot mode) is ``sleeping`` between its wakes and unavailable only when
+missing; it gets battery (where its board reads one), last-wake, next-wake and pending-settings
+sensors, and its controls publish to the hub (``<prefix>/hub/cameras/<id>/set``), which queues the
+change for the next wake: their names say "(next wake)", and they stay available while the camera
+sleeps or is missing. Its picture is published as soon as it arrives (at most every
+``CAMHUB_HA_SNAPSHOT_S``).
+
 HA's birth message (``<prefix>/status`` = ``online``, not retained) is answered by re-publishing
 every config and state after a short random delay (HA subscribes late; many hubs must not answer at
 once). A removed camera's configs are cleared with empty retained payloads, which removes its entities.
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from camhub import __version__
-from camhub.hub.core.camera import STATES, STREAMING, Camera
+from camhub.hub.core.camera import SLEEPING, STATES, STREAMING, Camera
 from camhub.hub.core.controls import controls_of
 from camhub.hub.core.registry import Cameras
 from camhub.hub.mqtt.link import MqttLink
@@ -41,7 +48,13 @@ from camhub.hub.publish.status import StatusPublisher
 log = logging.getLogger(__name__)
 
 BIRTH_DELAY_S = (0.5, 2.5)  # re-publish window after HA's birth message
+_BATTERY_ENTITIES = (("sensor", "battery"), ("sensor", "last_wake"), ("sensor", "next_wake"),
+                     ("sensor", "pending_settings"))
 _NOT_OFFLINE = "{{ 'offline' if value_json.state == 'offline' else 'online' }}"
+# A Unix time in the state payload as the ISO 8601 (UTC) a timestamp sensor takes; "None": unknown.
+_TIMESTAMP = ("{{% if value_json.{0} %}}{{{{ value_json.{0} | int | timestamp_custom('%Y-%m-%dT%H:%M:%S+00:00', "
+              "false) }}}}{{% else %}}None{{% endif %}}")
+_PENDING = ("{% set p = value_json.pending %}{{ p.items() | map('join', ' ') | join(', ') if p else 'none' }}")
 
 
 def _slug(text: str) -> str:
@@ -163,21 +176,30 @@ class Discovery:
                                            "unit_of_measurement": "ms", "state_class": "measurement",
                                            "entity_category": "diagnostic", **both},
         }
+        battery = camera.mode == "snapshot"
+        entities.update(self._battery_entities(camera, state, hub_only) if battery else
+                        dict.fromkeys(_BATTERY_ENTITIES))
+        if battery:
+            entities[("sensor", "fps_in")] = None  # it pushes a picture per wake: no incoming rate to show
         controls = controls_of(camera.announce, camera.source)
         control_entities: dict[tuple[str, str], dict[str, Any] | None] = {
             ("number", "fps"): None, ("number", "jpeg_quality"): None, ("select", "frame_size"): None}
         if controls is not None:
-            set_topic, announce_topic = self.topics.node(cid, "set"), self.topics.node(cid, "announce")
-            common = {"command_topic": set_topic, "state_topic": announce_topic, "entity_category": "config", **both}
+            announce_topic = self.topics.node(cid, "announce")
+            # A battery camera's change goes to the hub, which queues it for the next wake, asleep or missing.
+            common = ({"command_topic": self.topics.camera(cid, "set"), **hub_only} if battery else
+                      {"command_topic": self.topics.node(cid, "set"), **both})
+            common.update(state_topic=announce_topic, entity_category="config")
+            later = " (next wake)" if battery else ""
             control_entities = {
-                ("number", "fps"): {"name": "Frame rate", "command_template": '{"fps": {{ value | int }}}',
+                ("number", "fps"): {"name": "Frame rate" + later, "command_template": '{"fps": {{ value | int }}}',
                                     "value_template": value("fps"), "min": controls.fps[0], "max": controls.fps[1],
                                     "step": 1, "mode": "box", "unit_of_measurement": "fps", **common},
                 ("number", "jpeg_quality"): {
-                    "name": "JPEG quality", "command_template": '{"jpeg_quality": {{ value | int }}}',
+                    "name": "JPEG quality" + later, "command_template": '{"jpeg_quality": {{ value | int }}}',
                     "value_template": value("jpeg_quality"), "min": controls.jpeg_quality[0],
                     "max": controls.jpeg_quality[1], "step": 1, "mode": "box", "icon": "mdi:quality-high", **common},
-                ("select", "frame_size"): {"name": "Frame size", "options": list(controls.frame_sizes),
+                ("select", "frame_size"): {"name": "Frame size" + later, "options": list(controls.frame_sizes),
                                            "command_template": '{"frame_size": "{{ value }}"}',
                                            "value_template": value("frame_size"), **common},
             }
@@ -185,9 +207,30 @@ class Discovery:
         configs: dict[str, dict[str, Any] | None] = {}
         for (component, key), payload in entities.items():
             unique_id = f"{self.base}_camera_{cid}_{key}"
+            if payload is None and not battery and (component, key) in _BATTERY_ENTITIES \
+                    and self.topics.ha_config(component, unique_id) not in self._sent:
+                continue  # a streaming camera never had them: nothing to clear, even when re-publishing all
             configs[self.topics.ha_config(component, unique_id)] = None if payload is None else {
                 **payload, "unique_id": unique_id, "device": device, "origin": self._origin()}
         return configs
+
+    def _battery_entities(self, camera: Camera, state: str,
+                          hub_only: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """A battery camera's sensors: what a sleeping or missing camera last said, so the hub's availability."""
+        has_battery = (camera.announce or {}).get("battery_v") is not None  # the board reads its battery
+        return {
+            ("sensor", "battery"): {"name": "Battery", "state_topic": state, "value_template":
+                                    "{{ value_json.battery_v if value_json.battery_v is not none else 'None' }}",
+                                    "device_class": "voltage", "unit_of_measurement": "V",
+                                    "state_class": "measurement", "suggested_display_precision": 2, **hub_only}
+            if has_battery else None,
+            ("sensor", "last_wake"): {"name": "Last wake", "state_topic": state, "device_class": "timestamp",
+                                      "value_template": _TIMESTAMP.format("last_wake"), **hub_only},
+            ("sensor", "next_wake"): {"name": "Next wake", "state_topic": state, "device_class": "timestamp",
+                                      "value_template": _TIMESTAMP.format("next_wake"), **hub_only},
+            ("sensor", "pending_settings"): {"name": "Settings for the next wake", "state_topic": state,
+                                             "value_template": _PENDING, "icon": "mdi:timer-sand", **hub_only},
+        }
 
     # ---- publishing ------------------------------------------------------------------------
     def _send(self, topic: str, payload: dict[str, Any] | None, force: bool) -> None:
@@ -278,5 +321,6 @@ class Discovery:
             await asyncio.sleep(min(1.0, interval))
             now = time.monotonic()
             for camera in self.cameras:
-                if camera.state == STREAMING and now - self._snapshot_at.get(camera.id, -interval) >= interval:
+                if camera.state in (STREAMING, SLEEPING) \
+                        and now - self._snapshot_at.get(camera.id, -interval) >= interval:
                     self._publish_snapshot(camera)
