@@ -21,6 +21,6 @@ if deploying():
     while deploying():  # on a board, deleting the marker also autoreloads this file
         time.sleep(1)
 
-from camhub_node import node  # noqa: E402 (only once the marker is gone)
+from camhub_node import start  # noqa: E402 (only once the marker is gone)
 
-node.main()
+start.main()

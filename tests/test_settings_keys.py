@@ -24,7 +24,7 @@ import pytest
 
 from camhub.settings import SettingsError, load_settings
 from camhub.sim import vm as nodevm
-from camhub_node import keys, node, unixport
+from camhub_node import keys, start, unixport
 from tests.support import circuitpython
 from tests.support.mjpeg_client import StreamReader
 from tests.support.procs import ROOT, RUNTIMES, HubProcess, Mosquitto, SimNode, camhub_cmd, free_port
@@ -178,7 +178,7 @@ def test_a_board_warns_on_its_console_about_each_unknown_key_and_starts(
                         'CIRCUITPY_BLE_NAME = "cam"\ncamhub_jpeg_quality = 20\n')
     monkeypatch.setattr(board, "SETTINGS_FILE", str(settings))
     platform = board.BoardPlatform()
-    assert node.warn_unknown_settings(platform) == [("CAMHUB_FPSS", "CAMHUB_FPS"),
+    assert start.warn_unknown_settings(platform) == [("CAMHUB_FPSS", "CAMHUB_FPS"),
                                                     ("camhub_jpeg_quality", "CAMHUB_JPEG_QUALITY")]
     console = capsys.readouterr().out
     assert console.splitlines() == [
@@ -186,9 +186,9 @@ def test_a_board_warns_on_its_console_about_each_unknown_key_and_starts(
         "camhub: warning: unknown setting camhub_jpeg_quality in settings.toml — did you mean CAMHUB_JPEG_QUALITY?",
     ]
     settings.write_text('CAMHUB_FPS = 5\nCIRCUITPY_WEB_API_PORT = 8081\n')
-    assert node.warn_unknown_settings(platform) == [] and capsys.readouterr().out == ""
+    assert start.warn_unknown_settings(platform) == [] and capsys.readouterr().out == ""
     monkeypatch.setattr(board, "SETTINGS_FILE", str(tmp_path / "missing.toml"))
-    assert node.warn_unknown_settings(platform) == []  # no settings.toml: nothing to say
+    assert start.warn_unknown_settings(platform) == []  # no settings.toml: nothing to say
 
 
 # ---- the hub and its settings file -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Only this module (and ``simcam``) may use PC-only facilities; the node above it is the board's
 code. ``camhub node --sim`` exports the settings to the environment before calling
-``node.main()``, so the node's ``os.getenv`` sees them as the board sees ``settings.toml``.
+``start.main()``, so the node's ``os.getenv`` sees them as the board sees ``settings.toml``.
 """
 
 import asyncio

@@ -4,7 +4,7 @@ Everything here is the same on the board and on a PC; the platform object (``boa
 ``host.py``) supplies sockets, the camera, the clock and the network. Each task runs under a
 supervisor: an unexpected exception is logged and that task restarts, so the node never dies of
 one bug. ``main()`` picks the platform, reads the settings and runs until stopped. Runs on
-CircuitPython and CPython alike (asyncio: create_task, gather, sleep, Event only).
+CircuitPython and CPython alike (asyncio: create_task, gather, sleep, Event only). ``start.main()`` runs it.
 
 Time is the platform's ``ticks_ms()``: integer milliseconds that wrap at 2**29 (``supervisor.ticks_ms``
 on the board), compared with ``adafruit_ticks``. CircuitPython floats are single precision, so
@@ -18,15 +18,11 @@ import sys
 from adafruit_ticks import ticks_add, ticks_diff
 
 from camhub_node import __version__, subscriber
-from camhub_node.config import CONTROLS, FRAME_SIZES, Config, ConfigError, read_set
+from camhub_node.config import CONTROLS, FRAME_SIZES, ConfigError, read_set
 from camhub_node.fanout import Fanout
 from camhub_node.frames import FramePool, jpeg_capacity
 from camhub_node.http import HttpFront
 from camhub_node.presence import Presence
-
-# sys.platform of MicroPython's and CircuitPython's Unix ports; a board says its port ("Espressif":
-# CircuitPython's ports/espressif/mpconfigport.h).
-UNIX_PORTS = ("linux", "darwin")
 
 
 class Node:
@@ -284,50 +280,3 @@ def runtime():
     """The interpreter this node runs on: name and version (e.g. circuitpython 10.2.1)."""
     impl = sys.implementation
     return {"name": impl.name, "version": "%d.%d.%d" % (impl.version[0], impl.version[1], impl.version[2])}
-
-
-def _platform():
-    """The board's platform, or a PC's: CPython's, or a MicroPython-family Unix port's."""
-    if sys.implementation.name == "cpython":
-        from camhub_node.host import HostPlatform
-        return HostPlatform()
-    if sys.platform in UNIX_PORTS:
-        from camhub_node.unixport import UnixPortPlatform
-        return UnixPortPlatform()
-    from camhub_node.board import BoardPlatform
-    return BoardPlatform()
-
-
-def warn_unknown_settings(platform):
-    """A warning for each ``CAMHUB_*`` setting the node does not know, with the key it probably
-    meant: a misspelt key is never read, so its default is used silently otherwise. The node still starts."""
-    from camhub_node import keys
-
-    return keys.report(platform.setting_names(), platform.settings_where, platform.warn, platform.settings_note)
-
-
-def main():
-    """Run the node on this platform (the board's code.py and ``camhub node --sim`` call this)."""
-    platform = _platform()
-    warn_unknown_settings(platform)
-    try:
-        cfg = Config(defaults=platform.defaults())
-        check = getattr(platform, "check_settings", None)  # a board's limits: camera pins, sockets
-        if check is not None:
-            check(cfg)
-    except ConfigError as error:
-        return platform.bad_settings(error)
-    if cfg.mode == "snapshot":  # a battery camera: one picture, then deep sleep (this call does not return)
-        from camhub_node.snapshot import wake
-
-        return wake(platform, cfg)
-    platform.start(cfg)
-    node = Node(platform, cfg)
-    try:
-        asyncio.run(node.run())
-    except KeyboardInterrupt:
-        node.stopping = True
-        node.shutdown()
-    except Exception as error:
-        return platform.fatal(error)
-    return platform.finished()

@@ -315,6 +315,7 @@ class SocketPool:
     SO_REUSEADDR = socket.SO_REUSEADDR
     SO_SNDBUF = _SO_SNDBUF
     IPPROTO_TCP = 6
+    TCP_NODELAY = 1  # Linux's value (socketpool has it; this port's socket module does not name it)
 
     def socket(self, family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0):
         return PoolSocket(socket.socket(family, type, proto))
@@ -508,9 +509,11 @@ class UnixPortPlatform(PcPlatform):
 
 
 def prepare():
-    """Supply the missing names and work around the library quirks (before anything imports them)."""
+    """Supply the missing names and work around the library quirks (before anything imports them).
+    A battery camera (snapshot mode) serves no HTTP: its wake does not pay for importing the server."""
     supply_names(MonotonicClock())
-    work_around_httpserver()
+    if (os.getenv("CAMHUB_MODE") or "").strip().lower() != "snapshot":
+        work_around_httpserver()
 
 
 def boot(code_path):

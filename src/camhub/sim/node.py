@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
             # A "/"-separated __file__, as on a board: code.py finds the drive's root from it.
             runpy.run_path((args.from_dir / "code.py").as_posix(), run_name="__main__")
             return 0
-        from camhub_node import node
+        from camhub_node import start
 
-        return node.main() or 0
+        return start.main() or 0
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
 
