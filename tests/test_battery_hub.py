@@ -249,3 +249,23 @@ def test_on_the_hubs_embedded_broker_too(tmp_path: Path, runtime: str) -> None:
         if observer is not None:
             observer.close()
         hub.stop()
+
+
+def test_a_freshly_started_hub_shows_a_sleeping_cameras_last_picture_but_no_wake_it_did_not_hear(
+        world: World, tmp_path: Path) -> None:
+    """What the broker kept (the retained announce, ``online`` and picture of lark, asleep since the test
+    before) tells a new hub what the camera is and what it last saw, never that it is awake: it counts no
+    wake, and calls the camera missing 2.5 intervals + 10 s after its own start unless it wakes."""
+    lark_picture = pictures(world, "lark")[-1]
+    started = time.time()
+    hub = HubProcess(world.broker.port, tmp_path / "state").wait_ready()
+    try:
+        camera = wait_until(lambda: world_camera(hub, "lark").get("last_frame_age_ms") is not None
+                            and world_camera(hub, "lark"), 20, "lark's retained picture in the new hub")
+        with urllib.request.urlopen(f"{hub.url}/cameras/lark/snapshot.jpg", timeout=5) as resp:
+            assert resp.read() == lark_picture
+        assert camera["state"] == "sleeping" and camera["mode"] == "snapshot"
+        assert camera["sleep"]["wakes"] == 0 and camera["sleep"]["last_wake"] is None
+        assert started <= camera["sleep"]["missing_at"] - MISSING_AFTER <= time.time()
+    finally:
+        hub.stop()

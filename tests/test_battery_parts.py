@@ -148,7 +148,7 @@ async def test_only_a_new_message_is_a_wake_a_retained_one_is_not(hub: Hub) -> N
 
 
 async def test_one_wake_is_counted_once_and_its_next_is_an_interval_after_it_began(hub: Hub) -> None:
-    camera = hub.battery_camera(interval=60)
+    camera = hub.battery_camera(interval=2)
     hub.wakes.heard("nestbox", live=True, starts=True)  # before the hub knew it: nothing to count
     hub.wakes.announced(camera, live=True)
     began = hub.clock.now
@@ -156,10 +156,11 @@ async def test_one_wake_is_counted_once_and_its_next_is_an_interval_after_it_beg
         hub.clock.now += 0.3
         hub.wakes.heard("nestbox", live=True)
     assert camera.wakes is not None
-    assert camera.wakes.summary()["wakes"] == 1 and camera.wakes.summary()["next_wake"] == began + 60
-    hub.clock.now = began + 61
+    assert camera.wakes.summary()["wakes"] == 1 and camera.wakes.summary()["next_wake"] == began + 2
+    # Two seconds asleep: its next wake starts with "online", however close to the last one.
+    hub.clock.now = began + 2.8
     hub.wakes.heard("nestbox", live=True, starts=True)
-    assert camera.wakes.summary()["wakes"] == 2
+    assert camera.wakes.summary()["wakes"] == 2 and camera.wakes.summary()["next_wake"] == began + 4.8
 
 
 async def test_a_queued_setting_waits_as_a_retained_set_and_is_dropped_once_applied(hub: Hub) -> None:
