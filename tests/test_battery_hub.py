@@ -63,7 +63,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     broker = Mosquitto()
     observer = Observer(broker.port, ["camhub/#"])
     hub = HubProcess(broker.port, tmp_path_factory.mktemp("hub-state"),
-                     env={"CAMHUB_MAX_FRAME_BYTES": "200000", "CAMHUB_MOTION_FPS": "5"})
+                     env={"CAMHUB_MAX_FRAME_BYTES": "200000", "CAMHUB_MOTION_FPS": "5", "CAMHUB_TIMELAPSE_S": "1"})
     # The busy scene: every wake's picture differs from the last (motion between pictures; ffmpeg's frames).
     nodes = {"owl": BatteryNode("owl", broker.port, interval=INTERVAL, runtime="cpython", scene="busy"),
              "wren": BatteryNode("wren", broker.port, interval=INTERVAL, runtime="micropython", battery_mv=3870,
@@ -136,6 +136,35 @@ def test_the_stream_of_a_battery_camera_decodes_in_ffmpeg_across_wakes(world: Wo
     assert len(rows) == 8
     assert {row[4].strip() for row in rows} == {str(320 * 240 * 3 // 2)}  # every frame whole, 320x240 (yuvj420p)
     assert len({row[5].strip() for row in rows}) >= 2  # at least two wakes' pictures
+
+
+def test_its_pictures_are_recorded_and_go_into_the_time_lapse(world: World, tmp_path: Path) -> None:
+    """No special case beyond the source: recordings and the time-lapse take each pushed picture as a frame."""
+    def record(mode: str) -> None:
+        request = urllib.request.Request(f"{world.hub.url}/api/cameras/wren/options", method="POST",
+                                         data=json.dumps({"record": mode}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+
+    def recordings() -> list[dict[str, Any]]:
+        return get_json(f"{world.hub.url}/api/cameras/wren/recordings")
+
+    record("always")
+    wait_until(lambda: {r["kind"] for r in recordings() if r["frames"] >= 2} >= {"always", "timelapse"}, 30,
+               "two wakes' pictures recorded and in the time-lapse")
+    record("off")
+    (done,) = wait_until(lambda: [r for r in recordings() if r["kind"] == "always" and not r["open"]], 15,
+                         "the recording closed")
+    out = tmp_path / "jpegs"
+    out.mkdir()
+    video = world.hub.state_dir / "recordings" / "wren" / f"{done['id']}.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-c", "copy", "-f", "image2", str(out / "%05d.jpg")],
+                   check=True, timeout=60)
+    stored = [path.read_bytes() for path in sorted(out.glob("*.jpg"))]
+    pushed = pictures(world, "wren")
+    assert len(stored) == done["frames"] and len(set(stored)) >= 2  # as stored: each wake's picture, whole
+    assert all(jpeg in pushed for jpeg in stored)
 
 
 def test_motion_is_detected_between_consecutive_pictures(world: World) -> None:
