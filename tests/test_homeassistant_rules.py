@@ -44,7 +44,7 @@ CONTROL = {"command_topic": "camhub/nodes/garage/set", "state_topic": "camhub/no
 GARAGE_ENTITIES: dict[str, dict[str, Any]] = {
     "camera/camera": {"name": None, "topic": "camhub/hub/cameras/garage/snapshot", **BOTH},
     "sensor/state": {"name": "State", "state_topic": STATE, "value_template": "{{ value_json.state }}",
-                     "device_class": "enum", "options": ["connecting", "streaming", "stalled", "offline"],
+                     "device_class": "enum", "options": ["connecting", "streaming", "stalled", "sleeping", "offline"],
                      "availability": [HUB_UP]},
     "binary_sensor/connected": {"name": "Connected", "state_topic": STATE, "device_class": "connectivity",
                                 "value_template": "{{ 'OFF' if value_json.state == 'offline' else 'ON' }}",
