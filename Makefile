@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-ha test-cluster system-packages lint bench mutate clean
+.PHONY: demo test test-ha test-cluster system-packages lint bench bench-edges mutate clean
 
 $(STAMP): pyproject.toml cameras/camhub_node/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/node_stream.py
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/motion.py
+
+# The edge tier's capacity with 1, 2, 3 edges behind HAProxy, each edge's link capped by tbf (issue #22;
+# benchmarks/README.md has the table). Needs root, like test-cluster: the network-namespace test bed. ≈ 3 min.
+bench-edges: system-packages $(STAMP)
+	$(BIN)/python benchmarks/edges.py
 
 # Mutation testing of the core modules (slow, CPU-heavy; never part of `make test` or CI).
 # MODULES="subscriber.py auth.py" picks some; MUTATE_JOBS sets how many mutants run at once; MUTATE_TIMEOUT
