@@ -216,6 +216,7 @@ class Hub:
         link.up.connect(status.republish)
         sized["status"] = status
         self._task(lambda: every(config.state_interval_s, status.states))
+        self._task(lambda: every(1.0, status.flush))
         self.discovery: Discovery | None = None
         if config.ha_discovery == "on":
             self.discovery = discovery = Discovery(

@@ -6,7 +6,7 @@ the hub's summary, recordings.
 | ``<prefix>/hub/cameras/<id>/state`` | yes | on every change, every ``interval_s``, on (re)connect |
 | ``<prefix>/hub/cameras/<id>/events`` | no | a viewer connects or disconnects; motion starts or ends |
 | ``<prefix>/hub/cameras/<id>/motion`` | yes | ``ON``/``OFF`` |
-| ``<prefix>/hub/state`` | yes | ``{"cameras_total","cameras_online","viewers"}`` when it changes, on (re)connect |
+| ``<prefix>/hub/state`` | yes | ``{"cameras_total","cameras_online","viewers"}`` on a change (``viewers``: 2 s apart) |
 | ``<prefix>/hub/recordings`` | yes | the recordings' status when it changes, on (re)connect |
 
 Topics come from ``mqtt.topics``; the link's queue keeps only the newest retained payload per topic.
@@ -30,6 +30,10 @@ from camhub.hub.mqtt.topics import Topics
 from camhub.hub.taps.motion import Motion
 from camhub.hub.taps.recordings import Recordings
 
+# The hub's viewer count goes out at most this often: a count, not an event per viewer, so that a hub's
+# MQTT rate does not grow with its viewers' comings and goings (issue #22: an edge with thousands of viewers).
+VIEWERS_EVERY_S = 2.0
+
 
 class StatusPublisher:
     def __init__(self, link: MqttLink, topics: Topics, cameras: Cameras, motion: Motion,
@@ -41,6 +45,9 @@ class StatusPublisher:
         self.motion = motion
         self.recordings = recordings
         self._hub_state_sent: str | None = None
+        self._hub_cameras_sent: tuple[int, int] | None = None  # (total, online) in the last hub state sent
+        self._hub_state_at = -VIEWERS_EVERY_S  # monotonic time it was sent
+        self._hub_state_due = False  # a change of the viewer count held back, sent by ``flush()``
         # Cameras whose retained motion state went out since the link came up: a camera first seen later
         # gets its OFF at once, so Home Assistant's motion sensor says "off", not "unknown", until the first
         # motion (which in a still scene may be minutes away).
@@ -104,12 +111,25 @@ class StatusPublisher:
 
     # ---- the hub ---------------------------------------------------------------------------
     def hub_state(self, force: bool = False) -> None:
-        state = {"cameras_total": len(self.cameras), "cameras_online": self.cameras.online(),
-                 "viewers": self.cameras.broker.viewer_count}
+        """The hub's summary when it changed: a change of the cameras at once, of the viewers alone at most
+        every ``VIEWERS_EVERY_S`` (the last count held back goes out from ``flush()``)."""
+        cameras = (len(self.cameras), self.cameras.online())
+        state = {"cameras_total": cameras[0], "cameras_online": cameras[1], "viewers": self.cameras.broker.viewer_count}
         data = json.dumps(state, separators=(",", ":"))
-        if force or data != self._hub_state_sent:
-            self._hub_state_sent = data
-            self.link.publish(self.topics.hub_state, data, retain=True)
+        now = time.monotonic()
+        self._hub_state_due = False
+        if not force and data == self._hub_state_sent:
+            return
+        if not force and cameras == self._hub_cameras_sent and now - self._hub_state_at < VIEWERS_EVERY_S:
+            self._hub_state_due = True
+            return
+        self._hub_state_sent, self._hub_cameras_sent, self._hub_state_at = data, cameras, now
+        self.link.publish(self.topics.hub_state, data, retain=True)
+
+    def flush(self) -> None:
+        """Send a viewer count ``hub_state`` held back (called every second)."""
+        if self._hub_state_due:
+            self.hub_state()
 
     def recordings_changed(self, status: dict[str, Any]) -> None:
         self.link.publish(self.topics.recordings, status, retain=True)
