@@ -24,6 +24,7 @@ stream ended in an error, and the worst viewer's frame age p95 under ``--max-age
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -198,6 +199,45 @@ def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
     return best, runs
 
 
+def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace) -> None:
+    """``per_camera`` viewers of each camera through HAProxy in front of ``count`` edges; the edge serving the
+    most is killed (SIGKILL, its machine alive: HAProxy sees refused connections). Printed: how long its
+    viewers went without a frame (they reconnect 0.3 s after a cut, as the scenario tests' players), and the
+    longest gap and lowest fps of everyone else."""
+    cl.front(count)
+    urls = [cl.proxy.url(f"/cameras/{c}/stream") for c in cl.cameras]
+    tool = cl.bed.run(cl.viewer, nb.viewer_tool(urls, per_camera, 0, "--retry-s", "0.3", "--stall-s", "8"),
+                      name="viewers")
+    total = per_camera * len(cl.cameras)
+    loads = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        loads = {i: sum(v for (m, _), v in camera_metrics(cl.bed, cl.viewer, e.url).items()
+                        if m == "camhub_camera_viewers") for i, e in enumerate(cl.edges[:count])}
+        if sum(loads.values()) >= total:
+            break
+        time.sleep(0.5)
+    time.sleep(args.seconds)
+    victim = max(loads, key=lambda i: loads[i])
+    cl.bed.crash(cl.edge_hosts[victim])
+    time.sleep(max(10.0, args.seconds))
+    tool.stop()
+    lines = [ln for ln in tool.output().splitlines() if ln.startswith('{"event": "summary"')]
+    rows = json.loads(lines[-1])["viewers"]
+    # the victim's viewers: a gap well past a frame interval (around the kill); the others: none
+    hit = [v for v in rows if v["max_gap_s"] > 1.0]
+    rest = [v for v in rows if v["max_gap_s"] <= 1.0]
+    print(f"\nfailover under load: {count} edges, {total} viewers ({per_camera} a camera), "
+          f"edge{victim + 1} killed (kill -9) while serving {loads[victim]:.0f} of them")
+    print("| viewers | count | longest without a frame, s (max / median) | fps over the run, min | errors |")
+    print("|---|---:|---|---:|---:|")
+    for name, group in (("cut by the kill", hit), ("the others", rest)):
+        if group:
+            gaps = [v["max_gap_s"] for v in group]
+            print(f"| {name} | {len(group)} | {max(gaps):.2f} / {statistics.median(gaps):.2f} | "
+                  f"{min(v['fps'] for v in group):.1f} | {sum(sum(v['errors'].values()) for v in group)} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--edges", default="1,2,3", help="edge counts, comma-separated (at most 3)")
@@ -211,6 +251,9 @@ def main() -> int:
     parser.add_argument("--hash-balance-factor", type=int, default=0,
                         help="replace the config's hash-balance-factor (0: as docs/cluster/haproxy.cfg)")
     parser.add_argument("--no-direct", action="store_true", help="skip the one-hub-serving-directly run")
+    parser.add_argument("--failover", type=int, default=0, metavar="PER_CAMERA",
+                        help="instead of the search: this many viewers of each camera through the largest "
+                             "--edges count, then the busiest edge killed")
     args = parser.parse_args()
     if reason := nb.unavailable():
         print(reason, file=sys.stderr)
@@ -263,6 +306,9 @@ def main() -> int:
               f"{per_edge:.0f} viewers an edge; {args.seconds:g} s runs; pass = every viewer >= 90 % of "
               f"{args.fps} fps, no errors, worst age p95 <= {args.max_age_ms:g} ms", flush=True)
 
+        if args.failover:
+            failover(cl, most, args.failover, args)
+            return 0
         results: dict[int, Run] = {}
         for count in counts:
             lb = cl.front(count)
