@@ -189,3 +189,57 @@ def test_snapshot_period_zero_means_no_camera_entity(mosquitto, tmp_path, node) 
     finally:
         observer.close()
         hub.stop()
+
+
+CAMERA_CONFIG = f"{PREFIX}/camera/camhub_camera_garage_camera/config"
+
+
+def test_the_home_assistant_integration_flag_takes_the_mqtt_camera_entity_away(mosquitto, tmp_path, node) -> None:
+    """The camhub integration (custom_components/camhub) says it is set up with a retained ``on`` on
+    ``camhub/hub/ha_integration``: the hub then publishes no MQTT camera entity (the integration's live one
+    replaces it on the same device); the sensors and controls stay. A hub started while the flag is retained
+    never publishes the camera entity at all (HA would create ``camera.garage_2`` beside the live one)."""
+    observer = Observer(mosquitto.port, [f"{PREFIX}/#", "camhub/hub/#"])
+    hub = start_hub(mosquitto, tmp_path)
+    second = None
+    try:
+        node.wait_ready()
+        wait_until(lambda: len(configs(observer, "garage")) == 11, 15, "the camera's eleven entities, camera included")
+        # What the integration finds the hub by: retained info, and the same in /api/hub.
+        info = observer.wait_for("camhub/hub/info").json()
+        assert info["url"] == hub.url and info["integration_topic"] == "camhub/hub/ha_integration"
+        assert info["device"]["identifiers"] == ["camhub_hub"] and info["mqtt_discovery"] is True
+        assert {k: v for k, v in get_json(hub.url + "/api/hub")["home_assistant"].items() if k != "integration"} == info
+        assert get_json(hub.url + "/api/hub")["home_assistant"]["integration"] is False
+        # Each camera's device block in the API is exactly the one MQTT discovery uses.
+        camera = wait_until(lambda: get_json(hub.url + "/api/cameras"), 5, "the camera in the API")[0]
+        assert camera["ha_device"] == configs(observer, "garage")[CAMERA_CONFIG]["device"]
+
+        flagged = time.time()
+        observer.publish("camhub/hub/ha_integration", "on", retain=True)
+        observer.wait_for(CAMERA_CONFIG, lambda m: m.payload == b"", timeout=10, after=flagged)
+        assert wait_until(lambda: get_json(hub.url + "/api/hub")["home_assistant"]["integration"], 5, "flag seen")
+        remaining = by_component(configs(observer, "garage"))
+        assert len(remaining) == 10 and "camera/None" not in remaining
+        birth = time.time()
+        observer.publish(f"{PREFIX}/status", "online")  # HA restarts: everything again, but not the camera entity
+        observer.wait_for(f"{PREFIX}/sensor/camhub_camera_garage_state/config", timeout=10, after=birth)
+        time.sleep(0.5)
+        assert not [m for m in observer.on(CAMERA_CONFIG) if m.at >= flagged and m.payload]
+
+        hub.stop()
+        restarted = time.time()
+        second = start_hub(mosquitto, tmp_path)  # the flag is still retained: no camera entity, not even briefly
+        observer.wait_for(f"{PREFIX}/sensor/camhub_camera_garage_state/config", timeout=15, after=restarted)
+        time.sleep(2.5)  # beyond the hub's wait for the flag
+        assert not [m for m in observer.on(CAMERA_CONFIG) if m.at >= restarted and m.payload]
+
+        removed = time.time()
+        observer.publish("camhub/hub/ha_integration", b"", retain=True)  # the integration was removed from HA
+        back = observer.wait_for(CAMERA_CONFIG, lambda m: m.payload != b"", timeout=10, after=removed)
+        assert back.retain is False and back.json()["topic"] == "camhub/hub/cameras/garage/snapshot"
+    finally:
+        observer.close()
+        hub.stop()
+        if second is not None:
+            second.stop()

@@ -41,7 +41,7 @@ from camhub.hub.ingest.sources import AllowedSources, HubAddresses, parse_static
 from camhub.hub.mqtt.embedded import EmbeddedBroker
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
-from camhub.hub.publish.homeassistant import Discovery, DiscoverySettings
+from camhub.hub.publish.homeassistant import Discovery, DiscoverySettings, camera_device, integration_info
 from camhub.hub.publish.status import StatusPublisher
 from camhub.hub.taps.motion import Motion, MotionSettings
 from camhub.hub.taps.recordings import Recordings, RecordSettings
@@ -220,8 +220,7 @@ class Hub:
         self.discovery: Discovery | None = None
         if config.ha_discovery == "on":
             self.discovery = discovery = Discovery(
-                DiscoverySettings(hub_url=config.hub_url, snapshot_s=config.ha_snapshot_s,
-                                  hub_id=config.hub_id if config.clustered else None), link, self.topics,
+                DiscoverySettings(hub_url=config.hub_url, snapshot_s=config.ha_snapshot_s), link, self.topics,
                 cameras, status, publishes)
             discovery.subscribe()
             cameras.changed.connect(discovery.camera_changed)
@@ -229,6 +228,12 @@ class Hub:
             link.up.connect(discovery.publish_all)
             self._task(discovery.run_snapshots)
             sized["discovery"] = discovery
+        # what Home Assistant's camhub integration adopts the hub and its cameras' devices by (also without MQTT)
+        summary_extras.append(lambda camera: {"ha_device": camera_device(self.topics, config.hub_url, camera,
+                                                                         self._owner(camera.id))})
+        hub_extras.append(lambda: {"home_assistant": {
+            **integration_info(self.topics, config.hub_url, self.discovery is not None),
+            "integration": self.discovery is not None and self.discovery.integration}})
 
         # ---- the cluster: a change of owner moves pulls and who publishes; the owner clears a removed claim --
         if self.cluster is not None:
@@ -274,6 +279,14 @@ class Hub:
     # ---- registering ---------------------------------------------------------------------------------
     def _start(self, step: Callable[[], Awaitable[None] | None]) -> None:
         self._steps.append(step)
+
+    def _owner(self, camera_id: str) -> str | None:
+        """The hub a camera's Home Assistant device is via: its owner in a cluster (this hub while it has
+        none), None for a single hub."""
+        if self.cluster is None:
+            return None
+        claim = self.cluster.ownership.owner(camera_id)
+        return claim.hub if claim is not None else self.topics.hub_id
 
     def _task(self, job: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """A background job, started in its place among the start steps and cancelled when the hub stops."""

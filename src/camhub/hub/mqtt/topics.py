@@ -40,6 +40,17 @@ class Topics:
         return self._own("recordings")
 
     # ---- a cluster's hubs and owners -----------------------------------------------------------
+    @property
+    def hub_info(self) -> str:
+        """Where Home Assistant's camhub integration finds the hub (retained; with discovery). In a cluster
+        ``<prefix>/hubs/<hub_id>/ha_info`` (the members' own ``info`` is another payload)."""
+        return f"{self.prefix}/hub/info" if self.hub_id is None else self.member(self.hub_id, "ha_info")
+
+    @property
+    def ha_integration(self) -> str:
+        """Written by Home Assistant's camhub integration, not the hub: ``on`` while it is set up (per hub)."""
+        return self._own("ha_integration")
+
     def member(self, hub_id: str, leaf: str) -> str:
         """``<prefix>/hubs/<hub_id>/<leaf>``: ``availability``, ``info``, ``beat``, ``state``, ``recordings``."""
         return f"{self.prefix}/hubs/{hub_id}/{leaf}"

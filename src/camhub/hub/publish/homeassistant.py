@@ -23,6 +23,19 @@ In a cluster each hub is its own device (``<base>_hub_<hub_id>``), and a camera'
 snapshots come from its owner only (``publishes``). Its unique ids are the camera's, whoever owns it,
 so its entities survive a change of owner: the new owner publishes the configs again (``camera_gained``;
 its own availability and device), and the old one forgets what it sent without clearing anything.
+
+The camhub integration for Home Assistant (``custom_components/camhub``) finds the hub from the
+retained ``<prefix>/hub/info`` (and ``/api/hub``), attaches one live camera entity per camera to the
+devices defined here (``hub_device`` / ``camera_device``: one implementation, also in the API), and
+says it is set up with a retained ``on`` on ``<prefix>/hub/ha_integration``. While it is, the hub
+publishes no MQTT camera entity (the integration's replaces it: one camera entity per device); the
+sensors and controls stay MQTT. A hub starting while the flag is retained hears it before its camera
+entity's config goes out: the flag is subscribed to before the link says it is up (when the configs
+are queued), the broker sends it right after subscribing, and the queued config (last of a camera's,
+behind the hub's own) is replaced by the clearing one before the sender reaches it (the link keeps
+one payload per retained topic). In a cluster every hub has its own ``info`` and flag
+(``<prefix>/hubs/<hub_id>/ha_info``, ``.../ha_integration``): one integration entry per hub, showing the cameras
+that hub owns.
 """
 
 from __future__ import annotations
@@ -61,11 +74,48 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_").lower() or "camhub"
 
 
+def hub_device_id(topics: Topics, hub_id: str | None) -> str:
+    """A hub's Home Assistant device identifier: ``<base>_hub``, in a cluster ``<base>_hub_<hub_id>``."""
+    base = _slug(topics.prefix)
+    return f"{base}_hub" if hub_id is None else f"{base}_hub_{_slug(hub_id)}"
+
+
+def hub_device(topics: Topics, hub_url: str) -> dict[str, Any]:
+    """This hub's Home Assistant device block (in a cluster, ``topics.hub_id`` names the hub)."""
+    base = _slug(topics.prefix)
+    name = "camhub" if base == "camhub" else f"camhub {topics.prefix}"
+    if topics.hub_id is not None:
+        name = f"{name} {topics.hub_id}"
+    return {"identifiers": [hub_device_id(topics, topics.hub_id)], "name": name, "manufacturer": "camhub",
+            "model": "camhub hub", "sw_version": __version__, "configuration_url": hub_url.rstrip("/") + "/"}
+
+
+def camera_device(topics: Topics, hub_url: str, camera: Camera, owner: str | None) -> dict[str, Any]:
+    """A camera's Home Assistant device block (MQTT discovery's, and the integration's through the API), via
+    its owner's hub device (``owner``: the owning hub's id in a cluster, None for a single hub)."""
+    announce = camera.announce or {}
+    base = _slug(topics.prefix)
+    device: dict[str, Any] = {
+        "identifiers": [f"{base}_camera_{camera.id}"], "name": camera.name, "manufacturer": "camhub",
+        "model": announce.get("board") or ("camhub node" if camera.source == "mqtt" else "MJPEG source"),
+        "configuration_url": f"{hub_url.rstrip('/')}/#/camera/{camera.id}", "via_device": hub_device_id(topics, owner)}
+    if announce.get("firmware"):
+        device["sw_version"] = announce["firmware"]
+    if announce.get("sensor"):
+        device["hw_version"] = announce["sensor"]
+    return device
+
+
+def integration_info(topics: Topics, hub_url: str, mqtt_discovery: bool) -> dict[str, Any]:
+    """What the Home Assistant integration adopts this hub by: retained on ``<prefix>/hub/info``, in /api/hub."""
+    return {"url": hub_url.rstrip("/"), "version": __version__, "device": hub_device(topics, hub_url),
+            "integration_topic": topics.ha_integration, "mqtt_discovery": mqtt_discovery}
+
+
 @dataclass(frozen=True)
 class DiscoverySettings:
     hub_url: str  # the device's "Visit" link
     snapshot_s: float = 10.0  # the camera entity's picture, at most this often; 0: no camera entity
-    hub_id: str | None = None  # in a cluster: this hub's id (each hub is a device of its own)
 
 
 class Discovery:
@@ -87,20 +137,22 @@ class Discovery:
         self._snapshot_seq: dict[str, int] = {}
         self._snapshot_at: dict[str, float] = {}
         self._birth: asyncio.TimerHandle | None = None
+        self.integration = False  # the camhub integration in Home Assistant says it is set up
 
     def sizes(self) -> dict[str, int]:
         return {"configs_sent": len(self._sent), "cameras": len(self._camera_topics),
                 "snapshot_cameras": len(self._snapshot_at) + len(self._snapshot_seq)}
 
     def subscribe(self) -> None:
-        """Listen for Home Assistant's birth (it restarted: publish everything again)."""
+        """Listen for Home Assistant's birth (it restarted: publish everything again), and for its camhub
+        integration saying it is set up."""
         self.mqtt.subscribe(self.topics.ha_status, 1, self.ha_status)
+        self.mqtt.subscribe(self.topics.ha_integration, 1, self.integration_status)
 
     # ---- ids -------------------------------------------------------------------------------
     @property
     def _hub_device_id(self) -> str:
-        hub_id = self.settings.hub_id
-        return f"{self.base}_hub" if hub_id is None else f"{self.base}_hub_{_slug(hub_id)}"
+        return hub_device_id(self.topics, self.topics.hub_id)
 
     # ---- payloads --------------------------------------------------------------------------
     def _origin(self) -> dict[str, str]:
@@ -109,12 +161,7 @@ class Discovery:
     def hub_configs(self) -> dict[str, dict[str, Any]]:
         """The hub device's entities: ``{config topic: payload}``."""
         availability = self.topics.hub_availability
-        name = "camhub" if self.base == "camhub" else f"camhub {self.prefix}"
-        if self.settings.hub_id is not None:
-            name = f"{name} {self.settings.hub_id}"
-        device = {"identifiers": [self._hub_device_id], "name": name, "manufacturer": "camhub", "model": "camhub hub",
-                  "sw_version": __version__, "configuration_url": self.hub_url + "/"}
-        common = {"device": device, "origin": self._origin()}
+        common = {"device": hub_device(self.topics, self.hub_url), "origin": self._origin()}
         entities = {
             ("binary_sensor", "online"): {"name": "Online", "state_topic": availability, "payload_on": "online",
                                           "payload_off": "offline", "device_class": "connectivity"},
@@ -134,27 +181,17 @@ class Discovery:
     def camera_configs(self, camera: Camera) -> dict[str, dict[str, Any] | None]:
         """A camera's entities: ``{config topic: payload}``; None clears an entity it does not have."""
         cid = camera.id
-        announce = camera.announce or {}
         state = self.topics.camera_state(cid)
         hub_available = {"topic": self.topics.hub_availability}
         both = {"availability": [hub_available, {"topic": state, "value_template": _NOT_OFFLINE}],
                 "availability_mode": "all"}
         hub_only = {"availability": [hub_available]}
-        device: dict[str, Any] = {
-            "identifiers": [f"{self.base}_camera_{cid}"], "name": camera.name, "manufacturer": "camhub",
-            "model": announce.get("board") or ("camhub node" if camera.source == "mqtt" else "MJPEG source"),
-            "configuration_url": f"{self.hub_url}/#/camera/{cid}", "via_device": self._hub_device_id}
-        if announce.get("firmware"):
-            device["sw_version"] = announce["firmware"]
-        if announce.get("sensor"):
-            device["hw_version"] = announce["sensor"]
+        device = camera_device(self.topics, self.hub_url, camera, self.topics.hub_id)
 
         def value(key: str) -> str:
             return "{{ value_json." + key + " }}"
 
         entities: dict[tuple[str, str], dict[str, Any] | None] = {
-            ("camera", "camera"): ({"name": None, "topic": self.topics.camera_snapshot(cid), **both}
-                                   if self.settings.snapshot_s > 0 else None),
             ("sensor", "state"): {"name": "State", "state_topic": state, "value_template": value("state"),
                                   "device_class": "enum", "options": list(STATES),
                                   **hub_only},
@@ -204,6 +241,9 @@ class Discovery:
                                            "value_template": value("frame_size"), **common},
             }
         entities.update(control_entities)
+        live = self.settings.snapshot_s > 0 and not self.integration  # last: see the module's docstring
+        entities["camera", "camera"] = ({"name": None, "topic": self.topics.camera_snapshot(cid), **both}
+                                        if live else None)
         configs: dict[str, dict[str, Any] | None] = {}
         for (component, key), payload in entities.items():
             unique_id = f"{self.base}_camera_{cid}_{key}"
@@ -279,6 +319,7 @@ class Discovery:
 
     def publish_all(self) -> None:
         """Every config, state (each camera's, the hub's summary) and latest snapshot, whatever was sent before."""
+        self.mqtt.publish(self.topics.hub_info, integration_info(self.topics, self.hub_url, True), retain=True)
         for topic, payload in self.hub_configs().items():
             self._send(topic, payload, True)
         for camera in self.cameras:
@@ -294,6 +335,18 @@ class Discovery:
         if self._birth is not None:
             self._birth.cancel()
         self._birth = asyncio.get_running_loop().call_later(random.uniform(*BIRTH_DELAY_S), self._answer_birth)
+
+    def integration_status(self, topic: str, payload: bytes) -> None:
+        """The retained ``ha_integration`` flag (``on`` while the camhub integration is set up in Home
+        Assistant; empty or anything else: not). The camera entities follow it (only changed configs go out)."""
+        live = payload[:64].strip().lower() == b"on"
+        if live == self.integration:
+            return
+        log.info("the camhub Home Assistant integration is %s: %s the MQTT camera entities",
+                 "set up" if live else "gone", "removing" if live else "publishing")
+        self.integration = live
+        for camera in self.cameras:
+            self.camera_changed(camera)
 
     def _answer_birth(self) -> None:
         self._birth = None
