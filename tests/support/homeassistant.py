@@ -5,6 +5,8 @@ This module writes a config directory the way HA's own onboarding and MQTT confi
 it (one ``mqtt`` config entry, onboarding done; formats from HA 2024.3's ``config_entries.py`` and
 ``components/onboarding``), adds a user with ``hass --script auth``, starts ``hass --skip-pip`` on a
 free loopback port and logs in through the login flow to talk to its REST and websocket APIs.
+With ``integration=True`` the repository's ``custom_components/camhub`` is linked into the config
+directory, where Home Assistant finds custom integrations.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class HomeAssistant(Process):
     inside that network namespace (its API on that namespace's loopback: talk to it from inside)."""
 
     def __init__(self, config_dir: Path, mqtt_port: int, discovery_prefix: str = "homeassistant",
-                 mqtt_host: str = "127.0.0.1", netns: str | None = None) -> None:
+                 mqtt_host: str = "127.0.0.1", netns: str | None = None, integration: bool = False) -> None:
         hass = require_ha()
         self.config_dir = config_dir
         self.port = free_port()
@@ -85,6 +87,10 @@ class HomeAssistant(Process):
         fresh = not storage.exists()
         storage.mkdir(parents=True, exist_ok=True)
         (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        custom = config_dir / "custom_components" / "camhub"
+        if integration and not custom.exists():
+            custom.parent.mkdir(exist_ok=True)
+            custom.symlink_to(ROOT / "custom_components" / "camhub", target_is_directory=True)
         if fresh:
             _store(config_dir, "onboarding", 4, {"done": ["user", "core_config", "analytics", "integration"]})
             _store(config_dir, "core.config_entries", 1, {"entries": [{
@@ -110,6 +116,43 @@ class HomeAssistant(Process):
         return path.read_text(errors="replace") if path.exists() else ""
 
     # ---- auth ------------------------------------------------------------------------------
+    def request(self, method: str, path: str, data: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """A REST call with a JSON body (or none): ``(status, JSON answer or None)``, errors included."""
+        body = None if data is None else json.dumps(data).encode()
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as resp:
+                status, text = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text.decode(errors="replace")
+
+    def flow(self, flow_id: str | None = None, **data: Any) -> dict[str, Any]:
+        """Start a config flow (``handler=``) or answer a step of one (``flow_id``) over the REST API."""
+        path = "/api/config/config_entries/flow" + (f"/{flow_id}" if flow_id else "")
+        status, answer = self.request("POST", path, data)
+        assert status == 200, (status, answer)
+        return answer
+
+    def flow_form(self, flow_id: str) -> dict[str, Any]:
+        """The step a flow in progress shows now (as the frontend opens it), without answering it."""
+        status, answer = self.request("GET", f"/api/config/config_entries/flow/{flow_id}")
+        assert status == 200, (status, answer)
+        return answer
+
+    def flows_in_progress(self) -> list[dict[str, Any]]:
+        """Config flows waiting for the user (discovered and reauth flows; not the ones a user started)."""
+        return self.ws({"type": "config_entries/flow/progress"})[0]
+
+    def config_entries(self, domain: str) -> list[dict[str, Any]]:
+        status, answer = self.request("GET", f"/api/config/config_entries/entry?domain={domain}")
+        assert status == 200, (status, answer)
+        return answer
+
     def _post(self, path: str, data: dict[str, Any] | None = None, form: dict[str, str] | None = None) -> Any:
         if form is not None:
             body = "&".join(f"{k}={urllib.request.quote(v)}" for k, v in form.items()).encode()
@@ -178,3 +221,17 @@ class HomeAssistant(Process):
 
     def entities(self) -> list[dict[str, Any]]:
         return self.ws({"type": "config/entity_registry/list"})[0]
+
+
+def add_camhub(ha: HomeAssistant, hub_url: str, username: str = "", password: str = "") -> dict[str, Any]:
+    """The camhub integration for the hub at ``hub_url``, through the typed-URL config flow."""
+    flow = ha.flow(handler="camhub")
+    credentials = {"username": username, "password": password} if username else {}
+    return ha.flow(flow["flow_id"], url=hub_url, **credentials)
+
+
+def add_stock_mjpeg(ha: HomeAssistant, name: str, mjpeg_url: str, still_url: str) -> dict[str, Any]:
+    """Home Assistant's own "MJPEG IP Camera" integration for a URL, as the README used to advise."""
+    flow = ha.flow(handler="mjpeg")
+    return ha.flow(flow["flow_id"], name=name, mjpeg_url=mjpeg_url, still_image_url=still_url, password="",
+                   verify_ssl=False)

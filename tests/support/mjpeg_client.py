@@ -1,7 +1,8 @@
 """A deliberately simple MJPEG reader for the tests (independent of the hub's tolerant parser).
 
 It trusts ``Content-Length`` and checks the framing strictly, so a framing bug in the code under
-test fails here instead of being papered over.
+test fails here instead of being papered over. A chunked response (Home Assistant's camera proxy
+answers HTTP/1.1 requests that way) is de-chunked as it arrives; the throttle counts the bytes on the wire.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class StreamReader:
         extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
         self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}\r\n".encode())
         self._buf = bytearray()
+        self._raw: bytearray | None = None  # chunked: bytes received, not yet de-chunked
+        self._chunk_left = 0  # data bytes of the current chunk still to come
+        self._chunk_end = False  # the CRLF after a chunk's data is next
         self._started = time.monotonic()
         self._consumed = 0
         head = self._read_until(b"\r\n\r\n")
@@ -63,6 +67,9 @@ class StreamReader:
         self.status = int(lines[0].split()[1])
         self.response_headers = {k.strip().lower(): v.strip() for k, v in
                                  (line.split(":", 1) for line in lines[1:] if ":" in line)}
+        if self.response_headers.get("transfer-encoding", "").lower() == "chunked":
+            self._raw, self._buf = self._buf, bytearray()
+            self._dechunk()
         self.boundary = None
         ctype = self.response_headers.get("content-type", "")
         if "boundary=" in ctype:
@@ -79,7 +86,38 @@ class StreamReader:
         if not chunk:
             raise EOFError("stream closed by the server")
         self._consumed += len(chunk)
-        self._buf += chunk
+        if self._raw is None:
+            self._buf += chunk
+        else:
+            self._raw += chunk
+            self._dechunk()
+
+    def _dechunk(self) -> None:
+        """Move the data of every complete chunk (and of the started one) from ``_raw`` to ``_buf``."""
+        raw = self._raw
+        assert raw is not None
+        while raw:
+            if self._chunk_left:
+                take = min(self._chunk_left, len(raw))
+                self._buf += raw[:take]
+                del raw[:take]
+                self._chunk_left -= take
+                self._chunk_end = not self._chunk_left
+            elif self._chunk_end:
+                if len(raw) < 2:
+                    return
+                assert raw[:2] == b"\r\n", f"chunk not followed by CRLF: {bytes(raw[:20])!r}"
+                del raw[:2]
+                self._chunk_end = False
+            else:
+                line_end = raw.find(b"\r\n")
+                if line_end < 0:
+                    return
+                size = int(bytes(raw[:line_end]).split(b";")[0], 16)
+                del raw[:line_end + 2]
+                if size == 0:
+                    raise EOFError("the chunked stream ended")
+                self._chunk_left = size
 
     def _read_until(self, marker: bytes) -> bytes:
         while (i := self._buf.find(marker)) < 0:
@@ -118,3 +156,14 @@ class StreamReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def frame_ages(reader: StreamReader, seconds: float) -> list[tuple[float, float]]:
+    """``(seconds since the start, the frame's age when it arrived)`` for every part read for ``seconds``
+    (the age from the part's ``X-Timestamp``, the camera's capture time on this machine's clock)."""
+    ages = []
+    start = time.time()
+    while time.time() - start < seconds:
+        part = reader.read_part()
+        ages.append((part.received_at - start, part.received_at - part.timestamp))
+    return ages

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
         return json.loads(resp.read())
 
 
