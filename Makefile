@@ -27,10 +27,23 @@ test: system-packages lint
 system-packages:
 	@.ci/system-packages
 
-# Against a real Home Assistant core, installed into .cache/ha by tests/ha/install.sh (once; idempotent).
+# Against real Home Assistant cores, installed into .cache/ by tests/ha/install.sh (once; idempotent): 2024.3.3
+# (Python 3.11) for everything, and 2025.4 (it needs Python 3.13) for the camhub integration, when a python3.13
+# runs here. tests/ha/unit: the integration's unit tests, in HA's own venv and test harness.
+HA_2025 := .cache/ha-2025.4
+PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	$$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 test-ha: system-packages $(STAMP)
 	tests/ha/install.sh
+	.cache/ha/venv/bin/python -m pytest -c tests/ha/unit/pytest.ini tests/ha/unit
 	$(BIN)/python -m pytest -m ha
+ifneq ($(PYTHON313),)
+	PYTHON=$(PYTHON313) tests/ha/install.sh $(HA_2025) 2025.4.4
+	$(HA_2025)/venv/bin/python -m pytest -c tests/ha/unit/pytest.ini tests/ha/unit
+	CAMHUB_HA_VENV=$(HA_2025)/venv CAMHUB_HA_LAG_S=20 $(BIN)/python -m pytest -m ha tests/test_homeassistant_integration.py
+else
+	@echo "make test-ha: Home Assistant 2025.4 not tested: it needs Python 3.13, and no python3.13 runs here"
+endif
 
 # Hubs, boards, HAProxy and viewers as separate machines: Linux network namespaces on 198.18.0.0/15 with no
 # route out (tests/support/netbed.py). Needs root; the tests say so and skip without it.

@@ -36,6 +36,7 @@ def test_a_node_cannot_clear_or_spoof_another_nodes_topics(tmp_path: Path) -> No
         attacker.publish("camhub/nodes/front-door/announce", b"", retain=True)
         attacker.publish("camhub/nodes/front-door/availability", "offline", retain=True)
         attacker.publish("camhub/hub/cameras/front-door/state", json.dumps({"state": "offline"}), retain=True)
+        attacker.publish("camhub/hub/ha_integration", "on", retain=True)  # would take HA's camera entities away
         attacker.publish("camhub/nodes/yard/announce", json.dumps(  # its own topic: allowed
             {"id": "yard", "stream_url": "http://127.0.0.1:9/stream"}), retain=True)
         wait_until(lambda: "yard" in {c["id"] for c in get_json(hub.url + "/api/cameras")}, what="yard's own")
@@ -47,6 +48,11 @@ def test_a_node_cannot_clear_or_spoof_another_nodes_topics(tmp_path: Path) -> No
             assert home.wait_for("camhub/nodes/front-door/availability").text == "online"
             state = home.wait_for("camhub/hub/cameras/front-door/state")
             assert state.json()["state"] == "streaming"  # the hub's, not the attacker's
+            assert get_json(hub.url + "/api/hub")["home_assistant"]["integration"] is False
+            # Home Assistant's camhub integration may say it is set up (the hub then drops its MQTT camera entity).
+            home.publish("camhub/hub/ha_integration", "on", retain=True)
+            wait_until(lambda: get_json(hub.url + "/api/hub")["home_assistant"]["integration"], 10,
+                       what="the hub hearing Home Assistant's integration flag")
         finally:
             home.close()
         assert get_json(hub.url + "/api/cameras/front-door")["state"] == "streaming"

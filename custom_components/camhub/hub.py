@@ -6,6 +6,7 @@ fields used, and a 401 is told apart from every other failure (it starts Home As
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -53,11 +54,13 @@ class HubClient:
                  password: str | None = None) -> None:
         self.session = session
         self.url = url.rstrip("/")
-        self.auth = aiohttp.BasicAuth(username, password or "") if username else None
+        # HTTP Basic as a header: aiohttp's BasicAuth is deprecated in newer releases than Home Assistant 2024.3's
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode() if username else None
+        self.headers = {"Authorization": f"Basic {token}"} if token else {}
 
     async def _get(self, path: str, limit: int) -> tuple[bytes, str]:
         try:
-            async with self.session.get(self.url + path, auth=self.auth, timeout=API_TIMEOUT,
+            async with self.session.get(self.url + path, headers=self.headers, timeout=API_TIMEOUT,
                                         allow_redirects=False) as resp:
                 if resp.status == 401:
                     raise HubAuthError("the hub refused the credentials", 401)
@@ -120,8 +123,8 @@ class HubClient:
         """A live MJPEG response from the hub (whatever its status: the caller checks and closes it)."""
         params = {"fps": f"{fps:g}"} if fps else None
         try:
-            return await self.session.get(f"{self.url}/cameras/{camera_id}/stream", params=params, auth=self.auth,
-                                          timeout=STREAM_TIMEOUT, allow_redirects=False)
+            return await self.session.get(f"{self.url}/cameras/{camera_id}/stream", params=params,
+                                          headers=self.headers, timeout=STREAM_TIMEOUT, allow_redirects=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise HubError(f"stream of {camera_id}: {exc or type(exc).__name__}") from exc
 

@@ -16,7 +16,7 @@ from homeassistant import bootstrap
 # What tests/support/homeassistant.py puts in configuration.yaml (plus the MQTT config entry), and what
 # HA always loads (bootstrap's sets; frontend failing to load would put HA into recovery mode).
 CONFIGURED = ("http", "api", "websocket_api", "config", "camera", "image", "sensor", "binary_sensor", "select",
-              "number", "logger", "mqtt")
+              "number", "logger", "mqtt", "mjpeg")  # mjpeg: benchmarks/ha_lag.py compares it
 ALWAYS = (bootstrap.CORE_INTEGRATIONS | bootstrap.LOGGING_INTEGRATIONS | bootstrap.FRONTEND_INTEGRATIONS
           | bootstrap.DEFAULT_INTEGRATIONS) - {"sentry"}
 

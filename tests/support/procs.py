@@ -200,7 +200,9 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 
 
 def camhub_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "camhub", *args]
+    """``python -m camhub ...``: this interpreter's, or CAMHUB_PYTHON's (tests run in Home Assistant's venv,
+    where camhub is not installed, start the hub with the project's)."""
+    return [os.environ.get("CAMHUB_PYTHON", sys.executable), "-m", "camhub", *args]
 
 
 _EMBEDDED_BROKER = """
@@ -233,7 +235,12 @@ class EmbeddedBroker(Process):
 
 def circuitpython_vm() -> str | None:
     """CircuitPython's Unix-port VM as ``camhub node --runtime circuitpython`` finds it, or None."""
-    from camhub.sim.vm import find_circuitpython
+    try:
+        from camhub.sim.vm import find_circuitpython
+    except ModuleNotFoundError as error:  # Home Assistant's venv (tests/ha/unit): camhub runs by CAMHUB_PYTHON
+        if error.name != "camhub":
+            raise
+        return None
 
     return find_circuitpython(os.environ)
 
