@@ -49,3 +49,4 @@ def other_hub(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> It
     hub = HubProcess(broker.port, tmp_path_factory.mktemp("other-hub"), env={"CAMHUB_TOPIC_PREFIX": "site2"})
     yield hub.wait_ready()
     hub.stop()
+

@@ -5,17 +5,30 @@ requires credentials: tests/test_homeassistant_integration.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+import pytest_socket
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from tests.support.procs import HubProcess
+from tests.support.procs import HubProcess, Mosquitto
 from tests.support.waiting import get_json
 
 DOMAIN = "camhub"
+LOCKED_PASSWORD = "unit-test-pw"
+
+
+@pytest.fixture(scope="module")
+def locked_hub(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub that requires its user name and password (CAMHUB_AUTH on), under its own topic prefix."""
+    pytest_socket.enable_socket()  # set up during some test's setup, before that test allows loopback
+    hub = HubProcess(broker.port, tmp_path_factory.mktemp("locked-hub"), env={
+        "CAMHUB_AUTH": "on", "CAMHUB_HUB_PASSWORD": LOCKED_PASSWORD, "CAMHUB_TOPIC_PREFIX": "locked"})
+    yield hub.wait_ready()
+    hub.stop()
 
 
 def discovery(payload: str) -> MqttServiceInfo:
@@ -39,6 +52,20 @@ async def test_a_hub_that_asks_for_no_credentials_is_added_by_its_url(hass: Home
     assert result["type"] == FlowResultType.CREATE_ENTRY
     assert result["data"] == {"url": open_hub.url}  # no credentials kept for a hub that asks for none
     assert result["result"].unique_id == "camhub_hub" and result["title"] == "camhub"
+
+
+async def test_a_hub_that_asks_for_credentials_keeps_them(hass: HomeAssistant, locked_hub) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"url": locked_hub.url})
+    assert result["errors"] == {"base": "invalid_auth"}  # it wants them
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"url": locked_hub.url, "username": "admin", "password": "wrong"})
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"url": locked_hub.url, "username": "admin", "password": LOCKED_PASSWORD})
+    assert result["type"] == FlowResultType.CREATE_ENTRY
+    assert result["data"] == {"url": locked_hub.url, "username": "admin", "password": LOCKED_PASSWORD}
+    assert result["result"].unique_id == "locked_hub" and result["title"] == "camhub locked"
 
 
 @pytest.mark.parametrize("payload", [
