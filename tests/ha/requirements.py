@@ -17,7 +17,9 @@ from homeassistant import bootstrap
 # HA always loads (bootstrap's sets; frontend failing to load would put HA into recovery mode).
 CONFIGURED = ("http", "api", "websocket_api", "config", "camera", "image", "sensor", "binary_sensor", "select",
               "number", "logger", "mqtt", "mjpeg")  # mjpeg: benchmarks/ha_lag.py compares it
-ALWAYS = (bootstrap.CORE_INTEGRATIONS | bootstrap.LOGGING_INTEGRATIONS | bootstrap.FRONTEND_INTEGRATIONS
+# (2025.x renamed LOGGING_INTEGRATIONS to LOGGING_AND_HTTP_DEPS_INTEGRATIONS.)
+_LOGGING = getattr(bootstrap, "LOGGING_INTEGRATIONS", None) or bootstrap.LOGGING_AND_HTTP_DEPS_INTEGRATIONS
+ALWAYS = (bootstrap.CORE_INTEGRATIONS | _LOGGING | bootstrap.FRONTEND_INTEGRATIONS
           | bootstrap.DEFAULT_INTEGRATIONS) - {"sentry"}
 
 
