@@ -20,17 +20,15 @@ import signal
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.support.homeassistant import HomeAssistant, require_ha
+from tests.support.homeassistant import HaWorld
 from tests.support.mjpeg_client import StreamReader, frame_ages
-from tests.support.mqtt import Observer
-from tests.support.procs import HubProcess, Mosquitto, SimNode, free_port
+from tests.support.procs import HubProcess, SimNode, free_port
 from tests.support.waiting import get_json, wait_until
 
 pytestmark = [pytest.mark.ha, pytest.mark.timeout(300)]
@@ -51,15 +49,8 @@ def basic(password: str) -> dict[str, str]:
 
 
 @dataclass
-class World:
-    broker: Mosquitto
-    observer: Observer
-    nodes: dict[str, SimNode]
-    hub: HubProcess
-    ha: HomeAssistant
-    tmp: Path
+class World(HaWorld):
     password: str = PASSWORD
-    others: list[Any] = field(default_factory=list)
 
     def hub_json(self, path: str) -> Any:
         return get_json(self.hub.url + path, basic(self.password))
@@ -79,34 +70,15 @@ class World:
         reader = StreamReader(f"{self.ha.url}/api/camera_proxy_stream/{entity_id}{query}", rate=rate,
                               recv_buffer=4096 if rate else None, timeout=20,
                               headers={"Authorization": f"Bearer {self.ha.token}"})
-        self.others.append(reader)
+        self.stoppable.append(reader)
         return reader
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
-    require_ha()
-    tmp = tmp_path_factory.mktemp("ha-integration")
-    broker = Mosquitto()
-    observer = Observer(broker.port, ["camhub/#", "homeassistant/#"])
-    nodes = {cid: SimNode(cid, broker.port, fps=10, frame_size=size, env={"CAMHUB_NODE_NAME": name})
-             for cid, (name, size) in CAMERAS.items()}
-    hub = HubProcess(broker.port, tmp / "hub-state", env=hub_env(PASSWORD))
-    ha = HomeAssistant(tmp / "ha", broker.port, integration=True)
-    holder = World(broker, observer, nodes, hub, ha, tmp)
-    try:
-        for node in nodes.values():
-            node.wait_ready()
-        hub.wait_ready()
-        ha.wait_ready()
-        yield holder
-    finally:
-        for other in holder.others:
-            other.close()
-        for proc in (holder.ha, *holder.nodes.values(), holder.hub):
-            proc.stop()
-        observer.close()
-        broker.stop()
+    with World.running(tmp_path_factory.mktemp("ha-integration"), CAMERAS, 10, hub_env(PASSWORD),
+                       ["camhub/#", "homeassistant/#"], integration=True) as running:
+        yield running
 
 
 def test_home_assistant_offers_the_hub_it_found_over_mqtt_and_the_flow_completes(world: World) -> None:
@@ -229,7 +201,7 @@ def test_a_slow_viewer_stays_within_a_second_of_the_camera(world: World) -> None
 def test_a_hub_answering_503_gives_home_assistant_a_503_not_a_picture(world: World) -> None:
     direct = [StreamReader(world.hub.url + "/cameras/porch/stream", headers=basic(world.password), timeout=20)
               for _ in range(VIEWERS_PER_CAMERA)]  # the hub's per-camera limit, reached
-    world.others.extend(direct)
+    world.stoppable.extend(direct)
     for viewer in direct:
         viewer.read_part()
     refused = world.view("camera.porch")
@@ -338,7 +310,7 @@ def test_home_assistant_logged_nothing_unexpected(world: World) -> None:
         "[homeassistant.bootstrap]",  # --skip-pip, the Python version notice
         "We found a custom integration camhub",  # HA says so for every custom integration
         "Error fetching camhub",  # the hub was down (killed and restarted above)
-        "could not authenticate",  # the hub's password changed: the reauth flow
+        "Authentication failed while fetching camhub",  # the hub's password changed: the reauth flow
         # Decommissioning the ghost camera (its retained announce cleared): the hub's MQTT number/select entities
         # read their state from the announce topic, so HA renders their templates on the empty payload before
         # the hub has cleared their configs. The hub's MQTT discovery's own behaviour, not the integration's.

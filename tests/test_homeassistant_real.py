@@ -12,14 +12,12 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.support.homeassistant import HomeAssistant, require_ha
-from tests.support.mqtt import Observer
-from tests.support.procs import HubProcess, Mosquitto, SimNode
+from tests.support.homeassistant import HaWorld, HomeAssistant
+from tests.support.procs import HubProcess
 from tests.support.waiting import get_json, wait_until
 
 pytestmark = [pytest.mark.ha, pytest.mark.timeout(300)]
@@ -28,13 +26,7 @@ CAMERAS = {"garage": ("Garage", "QQVGA", (160, 120)), "porch": ("Porch", "QVGA",
 
 
 @dataclass
-class World:
-    broker: Mosquitto
-    observer: Observer
-    nodes: dict[str, SimNode]
-    hub: HubProcess
-    ha: HomeAssistant
-    tmp: Path
+class World(HaWorld):
     all_ha: list[HomeAssistant] = field(default_factory=list)
 
     def entity_ids(self) -> dict[str, str]:
@@ -48,32 +40,18 @@ class World:
     def start_ha(self, name: str) -> HomeAssistant:
         ha = HomeAssistant(self.tmp / name, self.broker.port)
         self.all_ha.append(ha)
+        self.stoppable.append(ha)
         self.ha = ha.wait_ready()
         return ha
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
-    require_ha()
-    tmp = tmp_path_factory.mktemp("ha")
-    broker = Mosquitto()
-    observer = Observer(broker.port, ["camhub/#"])
-    nodes = {cid: SimNode(cid, broker.port, fps=4, frame_size=size, env={"CAMHUB_NODE_NAME": name})
-             for cid, (name, size, _) in CAMERAS.items()}
-    hub = HubProcess(broker.port, tmp / "hub-state", env={"CAMHUB_HA_SNAPSHOT_S": "1"})
-    ha = HomeAssistant(tmp / "ha-1", broker.port)
-    holder = World(broker, observer, nodes, hub, ha, tmp, [ha])
-    try:
-        for node in nodes.values():
-            node.wait_ready()
-        hub.wait_ready()
-        ha.wait_ready()
-        yield holder
-    finally:
-        for proc in (*holder.all_ha, *nodes.values(), holder.hub):
-            proc.stop()
-        observer.close()
-        broker.stop()
+    with World.running(tmp_path_factory.mktemp("ha"), {cid: (name, size) for cid, (name, size, _) in CAMERAS.items()},
+                       4, {"CAMHUB_HA_SNAPSHOT_S": "1"}, ["camhub/#"]) as running:
+        running.all_ha.append(running.ha)
+        running.stoppable.append(running.ha)
+        yield running
 
 
 def test_both_cameras_appear_as_devices_with_their_entities(world: World) -> None:

@@ -33,4 +33,5 @@ mkdir -p "$DIR"
 CONSTRAINTS="$("$VENV/bin/python" -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')"
 "$VENV/bin/pip" install --quiet -r "$DIR/requirements.txt" -c "$CONSTRAINTS" "josepy<2"
 "$VENV/bin/pip" install --quiet "pytest-homeassistant-custom-component==$PHCC" "homeassistant==$VERSION" "josepy<2"
+rm -f "$VENV"/.camhub-ha-*
 touch "$STAMP"

@@ -12,19 +12,23 @@ directory, where Home Assistant finds custom integrations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.procs import ROOT, Process, free_port, wait_for_http
+from tests.support.mqtt import Observer
+from tests.support.procs import ROOT, HubProcess, Mosquitto, Process, SimNode, free_port, wait_for_http
 
 USER, PASSWORD = "camhub", "camhub-test-password"
 CLIENT_ID = "http://127.0.0.1/"  # any URL: HA checks only that the redirect matches it
@@ -235,3 +239,43 @@ def add_stock_mjpeg(ha: HomeAssistant, name: str, mjpeg_url: str, still_url: str
     flow = ha.flow(handler="mjpeg")
     return ha.flow(flow["flow_id"], name=name, mjpeg_url=mjpeg_url, still_image_url=still_url, password="",
                    verify_ssl=False)
+
+
+@dataclass
+class HaWorld:
+    """The ``ha`` tests' setting: mosquitto, simulated nodes, the hub and a Home Assistant using that broker."""
+
+    broker: Mosquitto
+    observer: Observer
+    nodes: dict[str, SimNode]
+    hub: HubProcess
+    ha: HomeAssistant
+    tmp: Path
+    stoppable: list[Any] = field(default_factory=list)  # more to stop at the end: processes, stream readers
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, tmp: Path, cameras: dict[str, tuple[str, str]], fps: int, hub_env: dict[str, str],
+                topics: list[str], integration: bool = False) -> Iterator[Any]:
+        """``cameras``: id -> (name, frame size). Everything started and ready; everything stopped after."""
+        require_ha()
+        broker = Mosquitto()
+        observer = Observer(broker.port, topics)
+        nodes = {cid: SimNode(cid, broker.port, fps=fps, frame_size=size, env={"CAMHUB_NODE_NAME": name})
+                 for cid, (name, size) in cameras.items()}
+        hub = HubProcess(broker.port, tmp / "hub-state", env=hub_env)
+        world = cls(broker, observer, nodes, hub, HomeAssistant(tmp / "ha", broker.port, integration=integration),
+                    tmp)
+        try:
+            for node in nodes.values():
+                node.wait_ready()
+            hub.wait_ready()
+            world.ha.wait_ready()
+            yield world
+        finally:
+            for other in world.stoppable:
+                (other.stop if hasattr(other, "stop") else other.close)()
+            for proc in (world.ha, *world.nodes.values(), world.hub):
+                proc.stop()
+            observer.close()
+            broker.stop()
