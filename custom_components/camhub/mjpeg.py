@@ -6,7 +6,7 @@ bytes, never scanning a JPEG for a boundary. A part without a usable length, or 
 skipped (and counted) and the parser resynchronises at the next boundary; memory stays bounded by the
 limit plus a header block. Feed it whatever the socket returns.
 
-Why not the hub's parser (``camhub.hub.mjpeg_parser``)? This module runs inside Home Assistant, a
+Why not the hub's parser (``camhub.hub.ingest.parser``)? This module runs inside Home Assistant, a
 different process with its own Python environment, installed by copying this folder (HACS). It cannot
 import the camhub package, and it needs far less: the hub's parser copes with every odd camera on the
 market, while this one only ever reads the hub, whose framing is known and tested on both sides.

@@ -4,7 +4,7 @@ Home Assistant's own MJPEG proxy (``helpers/aiohttp_client.py``, ``async_aiohttp
 bytes and awaits every write, so a viewer slower than the camera gets further and further behind; it
 ends a stream after 10 s without bytes, and streams whatever the upstream answered, error pages
 included. This relay does for a Home Assistant viewer what the hub does for its own (the hub's frame
-broker, ``camhub/hub/broker.py``):
+broker, ``src/camhub/hub/core/broker.py``):
 
 - one upstream request per viewer: the hub fans out, the relay never shares a stream;
 - the upstream is read continuously and cut into parts by ``Content-Length`` (``mjpeg.py``); only the
