@@ -69,7 +69,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="camhub-ha-lag-") as tmp:
         broker = Mosquitto()
-        node = SimNode("garage", broker.port, fps=10, frame_size="QVGA", env={"CAMHUB_NODE_NAME": "Garage"})
+        node = SimNode("garage", broker.port, fps=10, frame_size="QVGA", env={"CAMHUB_NODE_NAME": "Garage"},
+                       extra=["--scene", "busy"])  # a new picture in every frame: ~12 KB each, steadily
         hub = HubProcess(broker.port, Path(tmp) / "hub")
         ha = HomeAssistant(Path(tmp) / "ha", broker.port, integration=True)
         try:

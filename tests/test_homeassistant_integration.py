@@ -76,8 +76,9 @@ class World(HaWorld):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
+    # busy scenes: every frame a new picture (~12 KB at QVGA), so the lag test's viewer is steadily slower
     with World.running(tmp_path_factory.mktemp("ha-integration"), CAMERAS, 10, hub_env(PASSWORD),
-                       ["camhub/#", "homeassistant/#"], integration=True) as running:
+                       ["camhub/#", "homeassistant/#"], integration=True, scene="busy") as running:
         yield running
 
 

@@ -256,12 +256,14 @@ class HaWorld:
     @classmethod
     @contextlib.contextmanager
     def running(cls, tmp: Path, cameras: dict[str, tuple[str, str]], fps: int, hub_env: dict[str, str],
-                topics: list[str], integration: bool = False) -> Iterator[Any]:
-        """``cameras``: id -> (name, frame size). Everything started and ready; everything stopped after."""
+                topics: list[str], integration: bool = False, scene: str | None = None) -> Iterator[Any]:
+        """``cameras``: id -> (name, frame size); ``scene``: the simulated cameras' (``busy``: a new picture
+        in every frame). Everything started and ready; everything stopped after."""
         require_ha()
         broker = Mosquitto()
         observer = Observer(broker.port, topics)
-        nodes = {cid: SimNode(cid, broker.port, fps=fps, frame_size=size, env={"CAMHUB_NODE_NAME": name})
+        nodes = {cid: SimNode(cid, broker.port, fps=fps, frame_size=size, env={"CAMHUB_NODE_NAME": name},
+                              extra=["--scene", scene] if scene else None)
                  for cid, (name, size) in cameras.items()}
         hub = HubProcess(broker.port, tmp / "hub-state", env=hub_env)
         world = cls(broker, observer, nodes, hub, HomeAssistant(tmp / "ha", broker.port, integration=integration),
