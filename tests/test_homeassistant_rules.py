@@ -40,6 +40,13 @@ BOTH = {"availability": [HUB_UP, {"topic": "camhub/hub/cameras/garage/state", "v
 STATE = "camhub/hub/cameras/garage/state"
 CONTROL = {"command_topic": "camhub/nodes/garage/set", "state_topic": "camhub/nodes/garage/announce",
            "entity_category": "config", **BOTH}
+
+
+def announced(key: str) -> str:
+    """A control's state from the node's announce; a cleared (decommissioned) announce reads unknown."""
+    return "{{ value_json." + key + " if value_json is defined else 'None' }}"
+
+
 # What Home Assistant reads for a node's camera: each entity's own fields (device and origin below).
 GARAGE_ENTITIES: dict[str, dict[str, Any]] = {
     "camera/camera": {"name": None, "topic": "camhub/hub/cameras/garage/snapshot", **BOTH},
@@ -64,14 +71,14 @@ GARAGE_ENTITIES: dict[str, dict[str, Any]] = {
                               "unit_of_measurement": "ms", "state_class": "measurement",
                               "entity_category": "diagnostic", **BOTH},
     "number/fps": {"name": "Frame rate", "command_template": '{"fps": {{ value | int }}}',
-                   "value_template": "{{ value_json.fps }}", "min": 1, "max": 25, "step": 1, "mode": "box",
+                   "value_template": announced("fps"), "min": 1, "max": 25, "step": 1, "mode": "box",
                    "unit_of_measurement": "fps", **CONTROL},
     "number/jpeg_quality": {"name": "JPEG quality", "command_template": '{"jpeg_quality": {{ value | int }}}',
-                            "value_template": "{{ value_json.jpeg_quality }}", "min": 5, "max": 60, "step": 1,
+                            "value_template": announced("jpeg_quality"), "min": 5, "max": 60, "step": 1,
                             "mode": "box", "icon": "mdi:quality-high", **CONTROL},
     "select/frame_size": {"name": "Frame size", "options": ["QVGA", "VGA", "XGA"],  # smallest first
                           "command_template": '{"frame_size": "{{ value }}"}',
-                          "value_template": "{{ value_json.frame_size }}", **CONTROL},
+                          "value_template": announced("frame_size"), **CONTROL},
 }
 GARAGE_DEVICE = {"identifiers": ["camhub_camera_garage"], "name": "Garage", "manufacturer": "camhub",
                  "model": "esp32s3-eye", "configuration_url": "http://hub.example:8000/#/camera/garage",

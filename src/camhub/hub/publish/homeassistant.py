@@ -191,6 +191,12 @@ class Discovery:
         def value(key: str) -> str:
             return "{{ value_json." + key + " }}"
 
+        def announced(key: str) -> str:
+            # The controls' state is the node's retained announce. A decommissioned node's is cleared (empty)
+            # before the hub clears these configs: "None" (HA's reset payload for a number and a select) says
+            # unknown, where value_json would be undefined (a warning) and '' an invalid option (an error).
+            return "{{ value_json." + key + " if value_json is defined else 'None' }}"
+
         entities: dict[tuple[str, str], dict[str, Any] | None] = {
             ("sensor", "state"): {"name": "State", "state_topic": state, "value_template": value("state"),
                                   "device_class": "enum", "options": list(STATES),
@@ -230,15 +236,15 @@ class Discovery:
             later = " (next wake)" if battery else ""
             control_entities = {
                 ("number", "fps"): {"name": "Frame rate" + later, "command_template": '{"fps": {{ value | int }}}',
-                                    "value_template": value("fps"), "min": controls.fps[0], "max": controls.fps[1],
+                                    "value_template": announced("fps"), "min": controls.fps[0], "max": controls.fps[1],
                                     "step": 1, "mode": "box", "unit_of_measurement": "fps", **common},
                 ("number", "jpeg_quality"): {
                     "name": "JPEG quality" + later, "command_template": '{"jpeg_quality": {{ value | int }}}',
-                    "value_template": value("jpeg_quality"), "min": controls.jpeg_quality[0],
+                    "value_template": announced("jpeg_quality"), "min": controls.jpeg_quality[0],
                     "max": controls.jpeg_quality[1], "step": 1, "mode": "box", "icon": "mdi:quality-high", **common},
                 ("select", "frame_size"): {"name": "Frame size" + later, "options": list(controls.frame_sizes),
                                            "command_template": '{"frame_size": "{{ value }}"}',
-                                           "value_template": value("frame_size"), **common},
+                                           "value_template": announced("frame_size"), **common},
             }
         entities.update(control_entities)
         live = self.settings.snapshot_s > 0 and not self.integration  # last: see the module's docstring
