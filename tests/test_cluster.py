@@ -19,6 +19,7 @@ too, are the scenarios of tests/test_cluster_scenarios.py (network namespaces, `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import signal
@@ -29,11 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from camhub.hub.cluster.credentials import ClusterKey
 from camhub.hub.cluster.hashing import preferred
 from tests.support.cluster import SECRET, cluster_env, hub_pullers, instance, metrics, owned_once
+from tests.support.integration import integration_module
 from tests.support.mjpeg_client import StreamReader
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, SimNode
@@ -303,6 +306,65 @@ def home_assistant_follows_the_owner(cluster: Cluster, observer: Observer) -> No
                            if m.at > time.time() - 5), 15, "the new owner's state of the camera")
     assert not [m for m in observer.on("homeassistant/+/+/config") if "camera_cam1" in m.topic and not m.payload], \
         "no hub cleared the camera's entities"
+
+
+def test_home_assistant_s_camhub_integration_adopts_each_hub_with_the_cameras_it_owns(cluster: Cluster) -> None:
+    """In a cluster each hub is an entry of its own in Home Assistant's camhub integration: its own retained
+    info (``camhub/hubs/<id>/ha_info``, device ``camhub_hub_<id>``, its own flag topic), the same in its
+    /api/hub; a camera's device block in any hub's API is via its owner, and ``owned`` marks the cameras a
+    hub's entry shows; one hub's flag takes the MQTT camera entity away from the cameras it owns only."""
+    observer = Observer(cluster.broker.port, ["camhub/#", "homeassistant/#"])
+    try:
+        integration_per_hub(cluster, observer)
+    finally:
+        observer.close()
+
+
+async def integration_cameras(url: str) -> dict[str, dict]:
+    """The cameras Home Assistant's camhub integration shows for the hub at ``url`` (its own client)."""
+    async with aiohttp.ClientSession() as session:
+        return await integration_module("hub").HubClient(session, url, None, None).cameras()
+
+
+def integration_per_hub(cluster: Cluster, observer: Observer) -> None:
+    owned_by: dict[str, str] = {}  # hub -> a camera the hash gives it
+    for candidate in (f"cam{i}" for i in range(1, 20)):
+        owned_by.setdefault(preferred(candidate, ["o1", "o2"]) or "", candidate)
+    for name in ("o1", "o2"):
+        cluster.hub(name)
+    for camera_id in (owned_by["o1"], owned_by["o2"]):
+        cluster.node(camera_id)
+    cluster.ready()
+    owners = wait_until(lambda: owned_once(get_json, cluster.urls(), [owned_by["o1"], owned_by["o2"]]), 20, "owned")
+    assert owners == {owned_by["o1"]: "o1", owned_by["o2"]: "o2"}
+    for hub_id, hub in cluster.hubs.items():
+        info = observer.wait_for(f"camhub/hubs/{hub_id}/ha_info").json()
+        assert info["device"]["identifiers"] == [f"camhub_hub_{hub_id}"] and info["url"] == hub.url
+        assert info["integration_topic"] == f"camhub/hubs/{hub_id}/ha_integration"
+        assert {k: v for k, v in get_json(hub.url + "/api/hub")["home_assistant"].items() if k != "integration"} == info
+        listed = get_json(hub.url + "/api/cameras")
+        assert {c["id"]: c["ha_device"]["via_device"] for c in listed} == {
+            camera_id: f"camhub_hub_{owner}" for camera_id, owner in owners.items()}
+        assert [c["id"] for c in listed if c["owned"]] == [owned_by[hub_id]]
+        assert list(asyncio.run(integration_cameras(hub.url))) == [owned_by[hub_id]]  # what its entry shows
+    assert not observer.on("camhub/hub/info"), "no hub of a cluster writes the single hub's info"
+
+    def camera_entity(camera_id: str) -> str:
+        return f"homeassistant/camera/camhub_camera_{camera_id}_camera/config"
+    for camera_id in owners:
+        observer.wait_for(camera_entity(camera_id), lambda m: m.payload != b"", timeout=15)
+    flagged = time.time()
+    observer.publish("camhub/hubs/o1/ha_integration", "on", retain=True)
+    try:
+        observer.wait_for(camera_entity(owned_by["o1"]), lambda m: m.payload == b"", timeout=10, after=flagged)
+        o1, o2 = (cluster.hubs[h].url + "/api/hub" for h in ("o1", "o2"))
+        wait_until(lambda: get_json(o1)["home_assistant"]["integration"], 5, "o1 heard its flag")
+        time.sleep(1.0)
+        assert get_json(o2)["home_assistant"]["integration"] is False
+        assert not [m for m in observer.on(camera_entity(owned_by["o2"])) if m.at >= flagged and not m.payload], \
+            "o2's camera keeps its MQTT camera entity (o2 has no integration entry)"
+    finally:
+        observer.publish("camhub/hubs/o1/ha_integration", b"", retain=True)
 
 
 def test_a_camera_s_topics_are_written_by_its_owner_only(cluster: Cluster) -> None:

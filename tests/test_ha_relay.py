@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,25 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camhub_node import mjpeg as hub_mjpeg
+from tests.support.integration import integration_module
 from tests.support.mjpeg_client import StreamReader
 from tests.support.procs import ROOT, HubProcess, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
-
-def _integration() -> types.ModuleType:
-    """``custom_components/camhub`` as a package whose ``__init__`` (Home Assistant's part) is not run."""
-    name = "camhub_ha_integration"
-    if name not in sys.modules:
-        package = types.ModuleType(name)
-        package.__path__ = [str(ROOT / "custom_components" / "camhub")]
-        sys.modules[name] = package
-    return sys.modules[name]
-
-
-_integration()
-parts_mod = importlib.import_module("camhub_ha_integration.mjpeg")
-hub_mod = importlib.import_module("camhub_ha_integration.hub")
-relay_mod = importlib.import_module("camhub_ha_integration.relay")
+parts_mod = integration_module("mjpeg")
+hub_mod = integration_module("hub")
+relay_mod = integration_module("relay")
 PartParser, Part = parts_mod.PartParser, parts_mod.Part
 
 
