@@ -10,6 +10,7 @@ the next wake. Whatever arrives on a snapshot topic is untrusted: refused, count
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.battery import BatteryNode, jpeg_size
+from tests.support.integration import integration_module
 from tests.support.mqtt import Observer
 from tests.support.procs import HubProcess, Mosquitto, SimNode, free_port, running
 from tests.support.waiting import get_json, wait_until
@@ -298,3 +301,14 @@ def test_a_freshly_started_hub_shows_a_sleeping_cameras_last_picture_but_no_wake
         assert started <= camera["sleep"]["missing_at"] - MISSING_AFTER <= time.time()
     finally:
         hub.stop()
+
+
+def test_home_assistants_camhub_integration_leaves_battery_cameras_to_mqtt(world: World) -> None:
+    """The integration's live entity streams; a battery camera streams only while awake, so the integration
+    lists only the streaming camera, and the hub's MQTT camera entity keeps showing the pushed pictures."""
+    async def listed() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            return await integration_module("hub").HubClient(session, world.hub.url, None, None).cameras()
+
+    wait_until(lambda: world_camera(world.hub, "heron"), 20, "the streaming camera known to the hub")
+    assert set(asyncio.run(listed())) == {"heron"}

@@ -319,3 +319,14 @@ async def test_no_snapshots_are_sent_when_the_period_is_zero(tmp_path: Path) -> 
     await asyncio.wait_for(world.discovery.run_snapshots(), 1)  # returns at once
     world.discovery.publish_all()
     assert not [t for t, _, _ in world.sent() if "snapshot" in t]
+
+
+async def test_with_the_integration_set_up_a_battery_camera_keeps_its_mqtt_picture(world: World) -> None:
+    """The camhub integration's live entity replaces a streaming camera's MQTT camera entity; a battery camera's
+    stays (its pushed picture is what there is to show: a stream would answer only while it is awake)."""
+    world.add()
+    world.add("nestbox", {"id": "nestbox", "name": "Nest box", "mode": "snapshot", "interval_s": 300,
+                          "wake": "timer", "frame_size": "VGA", "jpeg_quality": 12, "fps": 10}, name="Nest box")
+    world.discovery.integration_status(world.discovery.topics.ha_integration, b"on")
+    cameras = {t for t in world.configs() if t.startswith("homeassistant/camera/")}
+    assert cameras == {"homeassistant/camera/camhub_camera_nestbox_camera/config"}

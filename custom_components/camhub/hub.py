@@ -95,12 +95,15 @@ class HubClient:
 
     async def cameras(self) -> dict[str, dict[str, Any]]:
         """The hub's cameras by id (only entries with a usable id and name). In a cluster, only the cameras this
-        hub owns (``owned``): each hub is an entry of its own, and a camera's devices are via its owner."""
+        hub owns (``owned``): each hub is an entry of its own, and a camera's devices are via its owner. Not
+        battery cameras (``mode`` ``snapshot``): the hub's MQTT camera entity shows their pushed pictures, which a
+        live stream, open only while the camera is awake, would not."""
         data = await self._json("/api/cameras")
         if not isinstance(data, list):
             raise HubError("/api/cameras: not a list")
         return {c["id"]: c for c in data if isinstance(c, dict) and isinstance(c.get("id"), str)
-                and CAMERA_ID.fullmatch(c["id"]) and isinstance(c.get("name"), str) and c.get("owned") is not False}
+                and CAMERA_ID.fullmatch(c["id"]) and isinstance(c.get("name"), str) and c.get("owned") is not False
+                and c.get("mode") != "snapshot"}
 
     async def snapshot(self, camera_id: str) -> bytes | None:
         """The hub's cached latest JPEG of a camera; None while it has none (503) or when unreachable."""

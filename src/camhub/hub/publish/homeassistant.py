@@ -247,7 +247,9 @@ class Discovery:
                                            "value_template": announced("frame_size"), **common},
             }
         entities.update(control_entities)
-        live = self.settings.snapshot_s > 0 and not self.integration  # last: see the module's docstring
+        # last: see the module's docstring. A battery camera keeps it with the integration set up: its pushed
+        # picture is what there is to show, and the integration leaves it out (a stream only while awake).
+        live = self.settings.snapshot_s > 0 and (battery or not self.integration)
         entities["camera", "camera"] = ({"name": None, "topic": self.topics.camera_snapshot(cid), **both}
                                         if live else None)
         configs: dict[str, dict[str, Any] | None] = {}
