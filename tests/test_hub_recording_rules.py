@@ -284,6 +284,32 @@ def test_a_timelapse_starts_a_new_file_each_day(cams: Any, clock: Clock) -> None
     assert [(r["start"] - (midnight - T0), r["frames"]) for r in days] == [(-3.0, 3), (0.0, 3)]
 
 
+def test_a_timelapse_is_cut_into_parts_at_a_tenth_of_the_size_limit_shared_by_the_cameras(cams: Any) -> None:
+    size = len(JPEGS[0])
+    cam = cams(mode="off", timelapse_s=1.0, max_gb=100 * size / GB)  # a tenth: 10 frames
+    cam.feed(0.0, 35.0, step=1.0, frames=[JPEGS[0]])
+    assert [(r["start"], r["frames"]) for r in cam.finish()] == [(0.0, 10), (10.0, 10), (20.0, 10), (30.0, 5)]
+    two = cams(mode="off", timelapse_s=1.0, max_gb=100 * size / GB)
+    two.recorder.cameras = lambda: 2  # two cameras recording: a twentieth each
+    two.feed(0.0, 12.0, step=1.0, frames=[JPEGS[0]])
+    assert [r["frames"] for r in two.finish()] == [5, 5, 2]
+
+
+def test_open_timelapses_leave_the_motion_recordings_under_a_small_size_limit(cams: Any, clock: Clock) -> None:
+    size = len(JPEGS[0])
+    cam = cams(mode="motion", timelapse_s=1.0, preroll_s=0.0, postroll_s=0.0, max_gb=100 * size / GB)
+    # 150 s of time-lapse would be 1.5 times the limit; the one event, near the end, is the newest recording
+    cam.feed(0.0, 150.0, active=[(140.0, 141.0)], step=0.5, frames=[JPEGS[0]])
+    cam.tick(150.0)
+    wait_until(lambda: any(r["kind"] == "motion" for r in cam.store.recordings("yard"))
+               or cam.store.deleted and cam.recorder.segment is None, 10, "the event's recording closed")
+    clock.now = T0 + 160.0
+    cam.store.submit()  # wakes the writer: its sweep (every 5 s) is due
+    wait_until(lambda: cam.store._last_sweep == T0 + 160.0, 10, "the sweep")
+    assert [r["frames"] for r in cam.store.recordings("yard") if r["kind"] == "motion"] == [2]
+    assert cam.store.status()["used_bytes"] <= 100 * size
+
+
 # ---- a disk that fills up ------------------------------------------------------------------------
 def test_recording_stops_before_the_disk_is_full_and_resumes_with_room_to_spare(
         cams: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,10 @@ On the event loop, a ``CameraRecorder`` (one per camera, fed by a frame tap) kee
 ``preroll_s`` seconds of frames — references to the JPEGs the broker already holds, never copies —
 and decides what is written: on motion the ring (pre-roll), every frame while motion lasts, and
 ``postroll_s`` more; in ``always`` mode everything; with a time-lapse interval one frame per
-interval into the day's time-lapse file. Segments are cut every ``segment_s``.
+interval into the day's time-lapse file. Segments are cut every ``segment_s``; a day's time-lapse is cut
+into parts at a share of the size limit (``TIMELAPSE_SHARE``), because recordings being written count
+towards the limit and cannot be deleted: open time-lapses that outgrew it would have retention delete
+every other recording as it closes.
 
 All disk work happens on one writer thread (``Store``): opening, writing and closing segment files
 (``segments.py``), the index (a JSON sidecar per closed segment, written atomically after the
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 GB = 1_000_000_000
 RECORDING_ID = re.compile(r"^\d{10,16}-(motion|always|timelapse)$")
 TIMELAPSE_FRAME_MS = 100  # a time-lapse plays at 10 frames per second
+TIMELAPSE_SHARE = 0.1  # of CAMHUB_RECORD_MAX_GB, for all cameras' open time-lapse parts together
 
 
 class MotionState(Protocol):
@@ -345,8 +349,10 @@ class Store:
 class CameraRecorder:
     """One camera's recording decisions (event loop): pre-roll ring, motion, post-roll, time-lapse."""
 
-    def __init__(self, camera_id: str, store: Store, mode: str, motion: MotionState) -> None:
+    def __init__(self, camera_id: str, store: Store, mode: str, motion: MotionState,
+                 cameras: Callable[[], int] = lambda: 1) -> None:
         self.camera_id = camera_id
+        self.cameras = cameras  # how many cameras record (and may keep a time-lapse open): they share a budget
         self.store = store
         self.settings = store.settings
         self.mode = mode
@@ -413,7 +419,9 @@ class CameraRecorder:
     def _timelapse(self, jpeg: bytes, at: float) -> None:
         self.timelapse_next = at + self.settings.timelapse_s
         day = time.strftime("%Y-%m-%d", time.localtime(at))
-        if self.timelapse is not None and day != self.timelapse_day:
+        part_limit = self.settings.max_gb * GB * TIMELAPSE_SHARE / max(1, self.cameras())
+        if self.timelapse is not None and (day != self.timelapse_day
+                                           or self.timelapse.bytes + len(jpeg) > part_limit):
             self.store.submit("close", self.timelapse)
             self.timelapse = None
         if self.timelapse is None:
@@ -506,7 +514,8 @@ class Recordings:
     def recorder(self, camera_id: str, mode: str, motion: MotionState) -> CameraRecorder:
         recorder = self.cameras.get(camera_id)
         if recorder is None:
-            recorder = self.cameras[camera_id] = CameraRecorder(camera_id, self.store, mode, motion)
+            recorder = self.cameras[camera_id] = CameraRecorder(camera_id, self.store, mode, motion,
+                                                                lambda: len(self.cameras))
         return recorder
 
     def forget(self, camera_id: str) -> None:
