@@ -300,9 +300,17 @@ def test_removing_the_integration_brings_the_hubs_mqtt_still_camera_back(world: 
     entry = world.ha.config_entries("camhub")[0]
     status, _ = world.ha.request("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
     assert status == 200
-    wait_until(lambda: {(e["entity_id"], e["platform"]) for e in world.camera_entities()}
-               == {("camera.garage", "mqtt"), ("camera.porch", "mqtt"), ("camera.shed", "mqtt")}, 30,
-               "the MQTT still cameras back, under the same entity ids")
+    wanted = {("camera.garage", "mqtt"), ("camera.porch", "mqtt"), ("camera.shed", "mqtt")}
+    seen: list[set[tuple[str, str]]] = [set()]
+
+    def cameras() -> bool:
+        seen[0] = {(e["entity_id"], e["platform"]) for e in world.camera_entities()}
+        return seen[0] == wanted
+
+    try:
+        wait_until(cameras, 30, "the MQTT still cameras back, under the same entity ids")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; camera entities: {sorted(seen[0])}") from None
     assert world.hub_json("/api/hub")["home_assistant"]["integration"] is False
 
 

@@ -19,6 +19,7 @@ from homeassistant.const import CONF_PASSWORD, CONF_URL, CONF_USERNAME, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
@@ -95,7 +96,14 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
-    """The integration is deleted for this hub: the hub publishes its MQTT camera entities again."""
+    """The integration is deleted for this hub: the hub publishes its MQTT camera entities again.
+
+    Our entities leave the registry first. Home Assistant removes them only after this returns, and the
+    hub's MQTT camera configs can arrive before that (a busy Home Assistant, a quick hub): MQTT discovery
+    would then find ``camera.garage`` taken and create ``camera.garage_2``."""
+    registry = er.async_get(hass)
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        registry.async_remove(entity.entity_id)
     await _tell_hub(hass, entry, {"home_assistant": {"integration_topic": entry.data.get(CONF_INTEGRATION_TOPIC)}},
                     False)
 

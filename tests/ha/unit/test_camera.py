@@ -15,9 +15,11 @@ import pytest_socket
 from homeassistant.components.camera import async_get_image, async_get_stream_source
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from PIL import Image
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+import custom_components.camhub as camhub_integration
 from tests.support.procs import HubProcess, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
@@ -87,3 +89,22 @@ async def test_refused_credentials_ask_for_new_ones(hass: HomeAssistant, hub: Hu
     assert entry.state is ConfigEntryState.SETUP_ERROR
     flows = hass.config_entries.flow.async_progress_by_handler("camhub")
     assert [f["context"]["source"] for f in flows] == ["reauth"]
+
+
+async def test_removing_the_entry_frees_the_entity_ids_before_the_hub_is_told(
+        hass: HomeAssistant, hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub answers the cleared flag with its MQTT camera config; if ``camera.garage`` were still in the
+    registry then, MQTT discovery would create ``camera.garage_2`` (Home Assistant clears an entry's entities
+    only after the integration's ``async_remove_entry`` returns)."""
+    entry = await set_up(hass, hub.url)
+    await state_of(hass, "camera.garage")
+    registry = er.async_get(hass)
+    taken_when_told: list[list[str]] = []
+
+    async def told(_hass: HomeAssistant, _entry: Any, _info: Any, live: bool) -> None:
+        if not live:
+            taken_when_told.append([e.entity_id for e in registry.entities.values() if e.platform == "camhub"])
+
+    monkeypatch.setattr(camhub_integration, "_tell_hub", told)
+    await hass.config_entries.async_remove(entry.entry_id)
+    assert taken_when_told == [[]]
