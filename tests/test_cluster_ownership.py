@@ -100,9 +100,9 @@ class Bed:
 
     @staticmethod
     async def _end(task: asyncio.Task[None]) -> None:
-        # a cancel that lands while the link handles the broken connection can be swallowed: repeat it.
-        # Bounded, as the hub's own stop is (app.STOP_TASKS_S): once, under load, the link's task outlived
-        # two minutes of cancels and the test's teardown hung the worker until pytest-timeout.
+        # Bounded, as the hub's own stop is (app.STOP_TASKS_S). A cancel swallowed by Python 3.11's wait_for
+        # once kept the link's sender waiting for ever (fixed in link.py, tested in test_hub_mqtt_link.py);
+        # the repeat and the bound keep a regression from hanging the worker until pytest-timeout.
         deadline = asyncio.get_running_loop().time() + 10.0
         while not task.done() and asyncio.get_running_loop().time() < deadline:
             task.cancel()

@@ -69,3 +69,25 @@ def test_a_frozen_broker_is_reported_as_not_connected_within_seconds(mosquitto: 
                    what="MQTT back after the broker thaws")
     finally:
         hub.stop()
+
+
+async def test_a_cancel_that_lands_as_a_publish_is_acknowledged_still_stops_the_sender() -> None:
+    """aiomqtt (2.5) awaits each acknowledgement through ``asyncio.wait_for``, which on Python 3.11 returns
+    the result and drops a cancel that lands in the loop iteration the acknowledgement arrives in (CPython
+    gh-86296, fixed in 3.12). The sender then waited for work for ever, and the link's task group with it:
+    a hub whose broker connection broke could not stop. The client here is aiomqtt's publish reduced to that
+    wait (the race cannot be timed through a real broker)."""
+    link = MqttLink(LinkSettings(), Topics())
+    link.publish("camhub/hub/state", {"cameras": 0}, retain=True)
+    acknowledged = asyncio.Event()
+
+    class Client:
+        async def publish(self, *_args: object, **_kwargs: object) -> None:
+            await asyncio.wait_for(acknowledged.wait(), 3)
+
+    sender = asyncio.create_task(link._send(Client()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)  # the sender is waiting for its acknowledgement
+    acknowledged.set()
+    sender.cancel()  # the task group cancels the sender as the acknowledgement arrives
+    done, _ = await asyncio.wait([sender], timeout=2)
+    assert sender in done and sender.cancelled()

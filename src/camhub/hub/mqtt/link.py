@@ -43,6 +43,16 @@ PUBLISH_TIMEOUT_S = 3.0  # a QoS 1 publish not acknowledged by then: the broker 
 KEEPALIVE_S = 3
 
 
+def _raise_swallowed_cancel() -> None:
+    """Raise a cancel this task was sent but never received. aiomqtt awaits every acknowledgement through
+    ``asyncio.wait_for``, which on Python 3.11 returns the result and drops a cancel that lands in the loop
+    iteration the acknowledgement arrives in (CPython gh-86296, fixed in 3.12); the task still counts the
+    request. Unraised, the sender waited for work for ever and the task group (a hub stopping) with it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 Handler = Callable[[str, bytes], Awaitable[None] | None]  # (topic, payload)
 # (topic, payload, retained): retained means the broker sent a stored message (at subscribe time), not a new one
 RetainHandler = Callable[[str, bytes, bool], Awaitable[None] | None]
@@ -150,6 +160,7 @@ class MqttLink:
                     for topic_filter, qos, _handler, _retain_handler in self._subscriptions:
                         await client.subscribe(topic_filter, qos=qos)
                     await client.subscribe(self.availability_topic, qos=1)  # close() waits for its echo
+                    _raise_swallowed_cancel()
                     self.up.emit()
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._receive(client))
@@ -196,6 +207,7 @@ class MqttLink:
                 self.connected = False  # say so now, not when the teardown is over
                 raise BrokerStuck(f"publish not acknowledged within {PUBLISH_TIMEOUT_S:g} s ({exc})") from None
             self.published += 1
+            _raise_swallowed_cancel()
 
     def _drop_events(self, reason: str) -> None:
         if self._events:
