@@ -140,8 +140,18 @@ def test_a_camera_that_misses_its_wakes_becomes_unavailable_and_comes_back(world
     assert world.state("sensor.mailbox_state") == "sleeping"
 
 
+def _unknown_wake_time(line: str) -> bool:
+    """Home Assistant before 2024.10 has no "unknown" for a timestamp sensor (a "None" state is an invalid
+    one: home-assistant/core#126694): a battery camera whose wake the hub has not heard yet (it knows the
+    camera from its retained announce) logs this until its first wake."""
+    return "Invalid state message" in line and '"last_wake":null' in line
+
+
 def test_home_assistant_logged_no_discovery_error(world: World) -> None:
     log = world.ha.ha_log()
+    status, config = world.ha.request("GET", "/api/config")
+    version = tuple(int(part) for part in config["version"].split(".")[:2]) if status == 200 else (0, 0)
     problems = [line for line in log.splitlines() if re.search(r" (ERROR|WARNING) ", line)
-                and "[homeassistant.bootstrap]" not in line]
+                and "[homeassistant.bootstrap]" not in line
+                and not (version < (2024, 10) and _unknown_wake_time(line))]
     assert problems == [], "\n".join(problems[:10])
