@@ -43,7 +43,7 @@ KNOWN = (
     # several hubs (docs/cluster.md)
     "CAMHUB_ROLE", "CAMHUB_HUB_ID", "CAMHUB_CLUSTER_SECRET", "CAMHUB_CLUSTER_SECRET_FILE",
     "CAMHUB_CLUSTER_REBALANCE_S", "CAMHUB_TRUSTED_PROXIES",
-    "CAMHUB_DIAGNOSTICS",
+    "CAMHUB_DIAGNOSTICS", "CAMHUB_MALLOC_TRIM_S",
 )
 
 # Said once after the warnings about the environment: why they are warnings there, not errors.
