@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import logging
 from collections.abc import Callable, Iterable
 
 from camhub.hub.util.counters import Family
-
-log = logging.getLogger(__name__)
 
 
 @functools.cache
