@@ -63,6 +63,17 @@ async def test_a_view_token_from_one_hub_opens_the_camera_on_another(hub_b: Worl
         assert response.status == 401
 
 
+def test_a_redirect_s_expiring_view_token_opens_its_camera_on_any_hub_until_it_expires() -> None:
+    """The token a redirecting hub puts in the Location (docs/cluster.md, redirect mode)."""
+    issuer, edge = (Auth(True, "admin", "pw", ClusterKey(SECRET, hub).view_token_key) for hub in ("a", "b"))
+    token = issuer.expiring_token("porch")
+    assert edge.token_ok("porch", token) and Auth.is_expiring(token)
+    assert not edge.token_ok("garage", token), "that camera only"
+    assert not edge.token_ok("porch", issuer.expiring_token("porch", lifetime_s=-1)), "expired"
+    assert not edge.token_ok("porch", issuer.expiring_token("porch", lifetime_s=3600)), "longer than a redirect's"
+    assert not Auth.is_expiring(issuer.view_token("porch")), "the lasting token is not a redirect's"
+
+
 async def test_the_client_behind_a_trusted_proxy_is_the_one_it_names(hub_b: World) -> None:
     """From 127.0.0.1 (trusted): each forwarded client has its own throttle, and a viewer shows as itself."""
     for _ in range(FAILURE_LIMIT):
@@ -105,6 +116,9 @@ async def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(tmp
     ({"CAMHUB_ROLE": "leader"}, "role must be one of hub, origin, edge"),
     ({"CAMHUB_HUB_ID": "Hub 1"}, "CAMHUB_HUB_ID must be"),
     ({"CAMHUB_CLUSTER_REBALANCE_S": "-1"}, "CAMHUB_CLUSTER_REBALANCE_S"),
+    ({"CAMHUB_STREAM_REDIRECT": "edges"}, "needs CAMHUB_ROLE = origin or edge"),
+    ({"CAMHUB_STREAM_REDIRECT": "proxy"}, "stream_redirect must be one of off, edges"),
+    ({"CAMHUB_STREAM_REDIRECT_BALANCE": "99"}, "CAMHUB_STREAM_REDIRECT_BALANCE must be 100 to 1000"),
 ])
 def test_a_cluster_role_refuses_settings_it_cannot_work_with(values: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):

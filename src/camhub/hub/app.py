@@ -125,7 +125,9 @@ class Hub:
             self.cluster = cluster = ClusterRole(
                 ClusterSettings(hub_id=config.hub_id, role=config.role, url=config.hub_url,
                                 version=self.identity.version, instance=self.identity.instance, allowed=allowed,
-                                rebalance_s=config.rebalance_s),
+                                rebalance_s=config.rebalance_s,
+                                redirect_percent=config.stream_redirect_balance if config.stream_redirect == "edges"
+                                else 0),
                 cluster_secret(config) or "", link, self.topics, cameras, board_policy, self.identity.user_agent)
             cluster.subscribe()
             link.up.connect(cluster.link_up)  # first: nothing about a camera goes out until it has settled

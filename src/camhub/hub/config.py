@@ -73,6 +73,8 @@ class HubConfig:
     cluster_secret_file: Path | None = None
     rebalance_s: float = 0.0  # an origin hands one camera to its preferred owner this often (0 = never)
     trusted_proxies: str = ""  # addresses/networks whose X-Forwarded-For is believed (HAProxy, a reverse proxy)
+    stream_redirect: str = "off"  # off | edges: answer viewers' streams with a 307 to an edge (docs/cluster.md)
+    stream_redirect_balance: int = 125  # the edges' bounded load, percent of the mean (HAProxy's hash-balance-factor)
 
     @property
     def clustered(self) -> bool:
@@ -165,6 +167,8 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_CLUSTER_SECRET_FILE": ("cluster_secret_file", Path),
     "CAMHUB_CLUSTER_REBALANCE_S": ("rebalance_s", float),
     "CAMHUB_TRUSTED_PROXIES": ("trusted_proxies", str),
+    "CAMHUB_STREAM_REDIRECT": ("stream_redirect", str),
+    "CAMHUB_STREAM_REDIRECT_BALANCE": ("stream_redirect_balance", int),
     "CAMHUB_DIAGNOSTICS": ("diagnostics", str),
     "CAMHUB_MALLOC_TRIM_S": ("malloc_trim_s", float),
 }
@@ -173,7 +177,7 @@ MIN_SECRET_CHARS = 16
 _CHOICES = {"broker": ("auto", "embedded", "external"), "auth": ("auto", "on", "off"),
             "pull": ("always", "on_demand"), "motion": ("on", "off"), "record": ("off", "motion", "always"),
             "ha_discovery": ("on", "off"), "role": ("hub", "origin", "edge"),
-            "diagnostics": ("off", "on", "tracemalloc")}
+            "diagnostics": ("off", "on", "tracemalloc"), "stream_redirect": ("off", "edges")}
 
 
 def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
@@ -259,7 +263,12 @@ def _check_cluster(config: HubConfig) -> None:
         raise SettingsError("CAMHUB_CLUSTER_REBALANCE_S must be 0 (never) or more seconds")
     if config.cluster_secret and config.cluster_secret_file:
         raise SettingsError("set CAMHUB_CLUSTER_SECRET or CAMHUB_CLUSTER_SECRET_FILE, not both")
+    if not 100 <= config.stream_redirect_balance <= 1000:
+        raise SettingsError("CAMHUB_STREAM_REDIRECT_BALANCE must be 100 to 1000 (percent of the edges' mean load)")
     if not config.clustered:
+        if config.stream_redirect != "off":
+            raise SettingsError("CAMHUB_STREAM_REDIRECT = edges sends viewers to a cluster's edges: it needs "
+                                "CAMHUB_ROLE = origin or edge")
         return
     secret = cluster_secret(config)
     if not secret:

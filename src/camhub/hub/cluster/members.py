@@ -16,6 +16,10 @@ comes at once, but a machine that goes silent (power, cable, a frozen process) i
 the broker after 1.5 keep-alives plus its own scan (mosquitto 2.0 looks every 5 s): up to ~9 s. An
 origin not heard for ``silent_s`` counts as offline before that, so its cameras move within ~5 s;
 when it beats again it is back, and finds its cameras owned by others (sticky: it yields).
+
+A hub that redirects viewers to edges (``CAMHUB_STREAM_REDIRECT``) also reads every hub's retained
+``<prefix>/hubs/<id>/state`` for its ``viewers`` (a count each hub sends at most every 2 s): the load
+the bounded hash weighs. Other hubs do not subscribe to it (its rate grows with the edges).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 ROLES = ("origin", "edge")
 MAX_INFO_BYTES = 16 * 1024
 MAX_MEMBERS = 256
+MAX_STATE_BYTES = 4 * 1024
+MAX_VIEWERS = 10_000_000
 GRACE_S = 10.0
 BEAT_S = 1.0
 SILENT_S = 4.0  # an origin not heard for this long counts as offline (its will may take longer)
@@ -63,6 +69,7 @@ class ClusterSettings:
     beat_s: float = BEAT_S
     silent_s: float = SILENT_S
     rebalance_s: float = 0.0
+    redirect_percent: int = 0  # CAMHUB_STREAM_REDIRECT = edges: its bounded load (percent of the mean); 0 = off
 
 
 @dataclass
@@ -78,6 +85,8 @@ class Member:
     since: float = field(default_factory=time.monotonic)  # online (or offline) since
     heard: float = field(default_factory=time.monotonic)  # its latest beat (or its coming online)
     silent: bool = False  # an origin that stopped beating (counted offline until it beats again)
+    viewers: int = 0  # its viewers, as its latest state said (read only by a hub that redirects)
+    viewers_at: float = 0.0  # when that state arrived (monotonic; 0: none yet)
 
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "url": self.url, "online": self.online, "version": self.version,
@@ -106,6 +115,8 @@ class Members:
         self.link.subscribe(self.topics.members("availability"), 1, self.message)
         self.link.subscribe(self.topics.members("info"), 1, self.message)
         self.link.subscribe(self.topics.members("beat"), 0, self.message)
+        if self.settings.redirect_percent:
+            self.link.subscribe(self.topics.members("state"), 0, self.message)
 
     def beat(self) -> None:
         """Every ``beat_s`` (origins): say this hub is alive; note the origins that went silent."""
@@ -165,7 +176,7 @@ class Members:
         if parsed is None:
             return
         hub_id, leaf = parsed
-        if leaf not in ("availability", "info", "beat"):
+        if leaf not in ("availability", "info", "beat", "state"):
             return
         if not is_valid_id(hub_id):
             self._reject("bad_id", topic)
@@ -180,11 +191,13 @@ class Members:
             if len(self._others) >= MAX_MEMBERS:
                 self._reject("member_limit", topic)
                 return
-            if leaf == "beat":
-                return  # a beat says nothing about a hub not seen yet
+            if leaf in ("beat", "state"):
+                return  # a beat or a viewer count says nothing about a hub not seen yet
             member = self._others[hub_id] = Member(hub_id)
         if leaf == "beat":
             self._heard(member)
+        elif leaf == "state":
+            self._state(member, payload)
         elif leaf == "availability":
             self._availability(member, payload)
         elif payload:
@@ -212,6 +225,18 @@ class Members:
             member.since = member.heard = time.monotonic()
             log.info("hub %s (%s) is %s", member.id, member.role or "role unknown", text)
             self.changed.emit()
+
+    def _state(self, member: Member, payload: bytes) -> None:
+        """A hub's state (``{"cameras_total","cameras_online","viewers"}``): its viewer count."""
+        try:
+            viewers = json.loads(payload).get("viewers") if 0 < len(payload) <= MAX_STATE_BYTES else None
+        except (UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+            viewers = None
+        if payload and (not isinstance(viewers, int) or isinstance(viewers, bool)
+                        or not 0 <= viewers <= MAX_VIEWERS):
+            self._reject("bad_state", member.id)
+            return
+        member.viewers, member.viewers_at = (viewers or 0), time.monotonic()
 
     def _info(self, member: Member, payload: bytes) -> None:
         info = self._parse_info(member.id, payload)

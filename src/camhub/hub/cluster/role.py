@@ -5,7 +5,7 @@ The composition root builds one ``ClusterRole`` for a cluster role (none for a s
 its ``policy`` to ``Pulls``, its ``publishes`` to the MQTT publishers (a camera's topics are written
 by its owner only), its ``only_owned`` to the frame taps (motion and recordings run on the owner)
 and itself to the HTTP side (owners in the camera list, members in ``/api/hub``, recordings from
-every member).
+every member, and in redirect mode the edge a viewer is sent to).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from camhub.hub.cluster.members import ClusterSettings, Members
 from camhub.hub.cluster.ownership import TICK_S, Ownership
 from camhub.hub.cluster.peers import Peers
 from camhub.hub.cluster.pulling import ClusterPull
+from camhub.hub.cluster.redirect import EdgeChooser
 from camhub.hub.core.broker import Frame, FrameTap
 from camhub.hub.core.camera import Camera
 from camhub.hub.core.registry import Cameras
@@ -42,6 +43,8 @@ class ClusterRole:
         self.peers = Peers(self.members, self.key, user_agent)
         self.policy = ClusterPull(self.ownership, board, self.key, self.fence)
         self.members.changed.connect(self.ownership.decide_soon)
+        self.redirects = EdgeChooser(self.members, settings.redirect_percent, lambda: cameras.broker.viewer_count) \
+            if settings.redirect_percent else None  # CAMHUB_STREAM_REDIRECT = edges
 
     # ---- wiring --------------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -106,3 +109,5 @@ class ClusterRole:
         yield from self.members.counters()
         yield from self.ownership.counters()
         yield from self.fence.counters()
+        if self.redirects is not None:
+            yield from self.redirects.counters()

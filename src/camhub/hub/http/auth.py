@@ -2,7 +2,10 @@
 
 A view token is an HMAC of the camera id under a key kept in the state directory: it lets a player
 (VLC, Home Assistant) open that one camera's stream and snapshot, and nothing else, and it never
-reveals the password.
+reveals the password. A view token may also carry an expiry (``<unix seconds>.<mac>``, the expiry in
+the HMAC, the same key): a hub that redirects a viewer to an edge (``http/redirect.py``) puts such a
+token, good for ``REDIRECT_TOKEN_S``, in the Location, since a browser sends no Authorization header to
+another origin. It is checked when a stream opens; the stream then runs as long as it runs.
 
 Wrong credentials are counted (``failures``, by reason) and throttled per client address: after
 ``FAILURE_LIMIT`` failures within a minute that address gets 429 for the rest of the minute, even
@@ -20,7 +23,9 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 
 FAILURE_LIMIT = 20  # failed attempts per client address per FAILURE_WINDOW_S before it is refused
 FAILURE_WINDOW_S = 60.0
+REDIRECT_TOKEN_S = 60  # an expiring view token's life (a redirect is followed at once); hubs' clocks agree (NTP)
+_EXPIRING = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})")
 NO_CREDENTIALS, BAD_CREDENTIALS, BAD_TOKEN, THROTTLED = "no_credentials", "bad_credentials", "bad_token", "throttled"
 
 
@@ -64,8 +71,19 @@ class Auth:
         self.failures: Counter[str] = Counter()  # refused requests, by reason
         self.throttle = AttemptThrottle(FAILURE_LIMIT, FAILURE_WINDOW_S)
 
-    def view_token(self, camera_id: str) -> str:
-        return hmac.new(self._key, b"view:" + camera_id.encode(), hashlib.sha256).hexdigest()[:32]
+    def view_token(self, camera_id: str, expires: int | None = None) -> str:
+        """The camera's view token; with ``expires`` (Unix seconds) one valid until then only."""
+        message = b"view:" + camera_id.encode() + (b"" if expires is None else b"\n%d" % expires)
+        mac = hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return mac if expires is None else f"{expires}.{mac}"
+
+    def expiring_token(self, camera_id: str, lifetime_s: int = REDIRECT_TOKEN_S) -> str:
+        return self.view_token(camera_id, int(time.time()) + lifetime_s)
+
+    @staticmethod
+    def is_expiring(token: str | None) -> bool:
+        """Whether ``token`` has the form of an expiring view token (a redirect's: never redirected again)."""
+        return bool(token) and _EXPIRING.fullmatch(token or "") is not None
 
     def basic_ok(self, header: str | None) -> bool:
         scheme, _, value = (header or "").strip().partition(" ")
@@ -81,6 +99,12 @@ class Auth:
     def token_ok(self, camera_id: str | None, token: str | None) -> bool:
         if camera_id is None or not token:
             return False
+        expiring = _EXPIRING.fullmatch(token)
+        if expiring is not None:
+            expires = int(expiring.group(1))
+            if not time.time() < expires <= time.time() + REDIRECT_TOKEN_S + 60:
+                return False
+            return hmac.compare_digest(token.encode(), self.view_token(camera_id, expires).encode())
         # bytes: compare_digest refuses non-ASCII str, and a query string can hold anything
         return hmac.compare_digest(token.encode("utf-8", "replace"), self.view_token(camera_id).encode())
 

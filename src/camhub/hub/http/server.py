@@ -26,6 +26,7 @@ from camhub.hub.http.clients import CLIENT, HUB_CALLER, Clients
 from camhub.hub.http.hostcheck import HostCheck
 from camhub.hub.http.metrics import HubCollector
 from camhub.hub.http.metrics import add_routes as add_metrics
+from camhub.hub.http.redirect import REDIRECT, StreamRedirect
 from camhub.hub.http.responses import error
 from camhub.hub.http.services import SERVICES, HttpServices
 from camhub.hub.util.counters import Family
@@ -210,6 +211,8 @@ class HttpServer:
         app.router.add_get("/healthz", healthz)
         api.add_routes(app, api.Health(self.auth, self.hosts, [self]))
         streams.add_routes(app, self.gate)
+        if services.cluster is not None and services.cluster.redirects is not None:
+            app[REDIRECT] = StreamRedirect(self.auth, services.cluster.redirects)
         recordings.add_routes(app, self.playbacks)
         diagnostics.add_routes(app)
         add_metrics(app, HubCollector(services.cameras, [*services.counted, self]))

@@ -6,7 +6,8 @@ the viewer to go and closes the connection. A request that carries this hub's ow
 User-Agent (a camera whose source leads back here) is refused with 508. In a cluster another hub's
 pull of a camera this hub does not own is refused with 409 (naming the owner): that hub follows an
 old claim, and serving it would chain pulls, or loop them between two hubs that disagree for a
-moment. Refusals are counted here.
+moment. Refusals are counted here. A hub in redirect mode (``CAMHUB_STREAM_REDIRECT``) answers a
+viewer with a 307 to an edge instead (``redirect.py``), before any of that.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from camhub.hub.core.camera import Camera
 from camhub.hub.http.clients import client, hub_caller
+from camhub.hub.http.redirect import REDIRECT
 from camhub.hub.http.responses import camera_or_404, error, query_number
 from camhub.hub.http.services import services
 from camhub.hub.util.counters import Family
@@ -122,6 +124,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return loop
     camera = camera_or_404(request)
     max_fps = query_number(request, "fps", 0.0, 0.0, MAX_VIEWER_FPS, low_open=True) or 0.0
+    redirect = request.app.get(REDIRECT)
+    if redirect is not None and (moved := redirect.answer(request, camera, max_fps)) is not None:
+        return moved
     if (refused := gate.not_owner(request, camera) or gate.over_limit(request, camera)) is not None:
         return refused
     taken = take_connection(request, b"X-Camera-Id: " + camera.id.encode() + b"\r\n")
