@@ -1,4 +1,4 @@
-"""The edge tier's capacity with 1, 2, 3 edges behind HAProxy, each edge's link capped (issue #22).
+"""The edge tier's capacity with 1, 2, 3 edges, behind HAProxy or by redirect, each edge's link capped (#22).
 
 Builds a cluster in the network-namespace test bed (tests/support/netbed.py, root): a broker, boards running
 the real firmware as simulated nodes (one camera each), one origin owning every camera, up to three edges,
@@ -17,8 +17,16 @@ stream ended in an error, and the worst viewer's frame age p95 under ``--max-age
   HAProxy at the largest passing run, and of the origin serving the same number of viewers directly
   (no edge, no HAProxy, its link uncapped) for comparison.
 
+Two front ends (``--modes``), measured at each edge count one after the other: ``haproxy`` (viewers open
+the stream through HAProxy, which relays it from the edge its hash picks) and ``redirect`` (viewers open
+the stream on the origin, which runs ``CAMHUB_STREAM_REDIRECT = edges`` and answers with a 307 to the
+edge the same hash picks among the live edges; the viewer tool follows it and streams from the edge
+directly; no proxy). Both use the same bound (``--hash-balance-factor``, 150 as shipped). Edges are
+started as the counts need them (ascending), so the origin sees exactly that many live edges.
+
     sudo .venv/bin/python benchmarks/edges.py                                   # ≈ 6 min
     sudo .venv/bin/python benchmarks/edges.py --edges 1,2 --link 30mbit --seconds 6
+    sudo .venv/bin/python benchmarks/edges.py --modes redirect --cameras 1 --edges 3 --no-direct   # hot camera
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ sys.path.insert(0, str(ROOT))  # tests.support: the bed
 
 from fanout import cpu_seconds  # noqa: E402  (benchmarks/ is this script's directory)
 
+from camhub.hub.cluster.credentials import ClusterKey  # noqa: E402
+from camhub.hub.http.auth import Auth  # noqa: E402
 from tests.support import netbed as nb  # noqa: E402
-from tests.support.cluster import cluster_env, owned_once  # noqa: E402
+from tests.support.cluster import SECRET, cluster_env, owned_once  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
 
 _SAMPLE = re.compile(r'^(camhub_camera_(?:viewers|bytes_out_total|frames_out_total))\{camera="([^"]+)"\} ([0-9.e+-]+)$')
@@ -152,9 +162,9 @@ class Cluster:
         return run
 
 
-def row(edges: int, run: Run, one_edge: int | None) -> str:
+def row(mode: str, edges: int, run: Run, one_edge: int | None) -> str:
     scaling = f"{run.viewers / one_edge:.2f}×" if one_edge else "-"
-    return (f"| {edges} | {run.viewers} | {scaling} | {run.fps_min:.1f} / {run.fps_median:.1f} | "
+    return (f"| {mode} | {edges} | {run.viewers} | {scaling} | {run.fps_min:.1f} / {run.fps_median:.1f} | "
             f"{run.age_p50:.0f} / {run.age_p95:.0f} | {run.origin_streams_max} | {run.origin_streams_total_max} | "
             f"{run.edges_serving_max} | {'yes' if run.egress_follows_edges else 'NO'} | "
             f"{' / '.join(str(n) for n in run.per_edge_max)} |")
@@ -172,10 +182,9 @@ def cpu_row(setup: str, run: Run) -> str:
 
 
 def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
-           procs: dict[str, int]) -> tuple[Run | None, list[Run]]:
+           procs: dict[str, int], url_of: Any, mode: str) -> tuple[Run | None, list[Run]]:
     """The most viewers per camera that pass, from ``guess``: up by ~15 % until a run fails, down until one
     passes, then bisection; at most ``args.runs`` runs."""
-    url_of = lambda c: cl.proxy.url(f"/cameras/{c}/stream")  # noqa: E731
     runs: list[Run] = []
     best: Run | None = None
     low, high = 0, math.inf  # passes at low, fails at high (per camera)
@@ -183,7 +192,8 @@ def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
     while len(runs) < args.runs:
         run = cl.run(url_of, n, args.seconds, procs, count, args.max_age_ms)
         runs.append(run)
-        print(f"  {count} edge(s), {run.viewers} viewers: {'pass' if run.ok else 'fail'} (full rate {run.full}, "
+        print(f"  {mode}, {count} edge(s), {run.viewers} viewers: {'pass' if run.ok else 'fail'} "
+              f"(full rate {run.full}, "
               f"errors {run.errors}, fps min {run.fps_min:.1f}, age p95 {run.age_p95:.0f} ms, "
               f"origin streams max/camera {run.origin_streams_max})", flush=True)
         if run.ok:
@@ -241,6 +251,8 @@ def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--edges", default="1,2,3", help="edge counts, comma-separated (at most 3)")
+    parser.add_argument("--modes", default="haproxy,redirect",
+                        help="front ends, comma-separated: haproxy (relays), redirect (the origin's 307s)")
     parser.add_argument("--cameras", type=int, default=6)
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--frame-size", default="QVGA")
@@ -249,7 +261,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=6, help="most runs per edge count")
     parser.add_argument("--max-age-ms", type=float, default=1000.0, help="worst viewer's frame age p95 bound")
     parser.add_argument("--hash-balance-factor", type=int, default=0,
-                        help="replace the config's hash-balance-factor (0: as docs/cluster/haproxy.cfg)")
+                        help="the bound, percent: HAProxy's hash-balance-factor and the origin's "
+                             "CAMHUB_STREAM_REDIRECT_BALANCE (0: as docs/cluster/haproxy.cfg, 150)")
     parser.add_argument("--no-direct", action="store_true", help="skip the one-hub-serving-directly run")
     parser.add_argument("--failover", type=int, default=0, metavar="PER_CAMERA",
                         help="instead of the search: this many viewers of each camera through the largest "
@@ -258,10 +271,15 @@ def main() -> int:
     if reason := nb.unavailable():
         print(reason, file=sys.stderr)
         return 2
-    counts = [int(n) for n in args.edges.split(",")]
+    counts = sorted({int(n) for n in args.edges.split(",")})
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     most = max(counts)
     if most > 3 or min(counts) < 1:
         parser.error("--edges: 1 to 3")
+    if not modes or set(modes) - {"haproxy", "redirect"}:
+        parser.error("--modes: haproxy, redirect")
+    shipped = int(re.search(r"(?m)^\s*hash-balance-factor (\d+)", nb.HAPROXY_CONFIG.read_text())[1])  # type: ignore[index]
+    factor = args.hash_balance_factor or shipped
     with nb.NetBed(show_logs=False) as bed:
         broker_host, proxy, viewer, origin_host = bed.hosts("broker", "proxy", "viewer", "origin")
         broker = bed.mosquitto(broker_host)
@@ -270,12 +288,26 @@ def main() -> int:
                  for i, c in enumerate(cameras, 1)]
         limits = {"CAMHUB_MAX_VIEWERS": "5000", "CAMHUB_MAX_VIEWERS_PER_CAMERA": "5000", "CAMHUB_KEEP_WARM_S": "2",
                   "CAMHUB_TRUSTED_PROXIES": proxy.address}
-        origin = bed.hub(origin_host, broker, proxies=[proxy], env=cluster_env("origin", "o1", **limits), wait=False)
+        # the origin redirects viewers (redirect mode); HAProxy's viewers reach the edges, which never redirect
+        origin = bed.hub(origin_host, broker, proxies=[proxy], wait=False, env=cluster_env(
+            "origin", "o1", **limits, CAMHUB_STREAM_REDIRECT="edges", CAMHUB_STREAM_REDIRECT_BALANCE=str(factor)))
         edge_hosts = [bed.host(f"edge{i}") for i in range(1, most + 1)]
-        edges = [bed.hub(h, broker, proxies=[proxy], env=cluster_env("edge", f"e{i}", **limits), wait=False)
-                 for i, h in enumerate(edge_hosts, 1)]
-        for proc in (*nodes, origin, *edges):
+        edges: list[Any] = []
+
+        def start_edges(count: int) -> None:
+            """Edges up to ``count`` running, and the origin seeing them live."""
+            while len(edges) < count:
+                i = len(edges) + 1
+                edges.append(bed.hub(edge_hosts[i - 1], broker, proxies=[proxy],
+                                     env=cluster_env("edge", f"e{i}", **limits)))
+            def live() -> bool:
+                members = bed.get_json(viewer, origin.url + "/api/hub")["cluster"]["members"]
+                return sum(1 for m in members if m["role"] == "edge" and m["online"]) == count
+            wait_until(live, 30, f"the origin seeing {count} edge(s) live")
+
+        for proc in (*nodes, origin):
             proc.wait_ready()
+        start_edges(1)
         for host in edge_hosts:
             bed.limit(host, args.link)
         config = nb.HAPROXY_CONFIG
@@ -304,49 +336,70 @@ def main() -> int:
               f"({frame_bytes / 1000:.1f} KB a frame as sent: "
               f"{viewer_bits / 1e6:.2f} Mbit/s a viewer); each edge's link {args.link} (tbf): modelled "
               f"{per_edge:.0f} viewers an edge; {args.seconds:g} s runs; pass = every viewer >= 90 % of "
-              f"{args.fps} fps, no errors, worst age p95 <= {args.max_age_ms:g} ms", flush=True)
+              f"{args.fps} fps, no errors, worst age p95 <= {args.max_age_ms:g} ms; bound {factor} %", flush=True)
 
         if args.failover:
+            start_edges(most)
             failover(cl, most, args.failover, args)
             return 0
-        results: dict[int, Run] = {}
+        results: dict[tuple[str, int], Run] = {}
+        redirects = 0.0
         for count in counts:
-            lb = cl.front(count)
-            procs = {"origin": origin.pid, "haproxy": lb.pid,
-                     **{f"edge{i}": e.pid for i, e in enumerate(edges[:count], 1)}}
-            guess = int(count * per_edge * 0.85 / len(cameras))
-            best, _ = search(cl, count, guess, args, procs)
-            if best is not None:
-                results[count] = best
+            start_edges(count)
+            edge_pids = {f"edge{i}": e.pid for i, e in enumerate(edges[:count], 1)}
+            for mode in modes:
+                if mode == "haproxy":
+                    lb = cl.front(count)
+                    procs, url_of = {"origin": origin.pid, "haproxy": lb.pid, **edge_pids}, \
+                        lambda c: proxy.url(f"/cameras/{c}/stream")
+                else:
+                    procs, url_of = {"origin": origin.pid, **edge_pids}, lambda c: f"{origin.url}/cameras/{c}/stream"
+                earlier = results.get(("haproxy", count))
+                guess = earlier.per_camera if earlier else int(count * per_edge * 0.85 / len(cameras))
+                best, _ = search(cl, count, guess, args, procs, url_of, mode)
+                if best is not None:
+                    results[(mode, count)] = best
+        if "redirect" in modes:
+            status, body = bed.http(viewer, origin.url + "/metrics")
+            redirects = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                            if line.startswith("camhub_stream_redirects_total{")) if status == 200 else 0.0
         direct: Run | None = None
-        if not args.no_direct and 1 in results:
-            n = results[1].per_camera
-            direct = cl.run(lambda c: f"{origin.url}/cameras/{c}/stream", n, args.seconds, {"origin": origin.pid},
-                            0, args.max_age_ms)
+        one_edge = next((run for (_, count), run in results.items() if count == 1), None)
+        if not args.no_direct and one_edge is not None:
+            # served by the origin itself: a redirect's (expiring) token says "do not redirect this one"
+            token = Auth(False, "admin", None, ClusterKey(SECRET, "o1").view_token_key)
+            direct = cl.run(lambda c: f"{origin.url}/cameras/{c}/stream?token={token.expiring_token(c)}",
+                            one_edge.per_camera, args.seconds, {"origin": origin.pid}, 0, args.max_age_ms)
 
         print()
-        print("| edges | viewers at full rate | vs one edge | fps min / median | age ms p50 / worst p95 | "
+        print("| front | edges | viewers at full rate | vs one edge | fps min / median | age ms p50 / worst p95 | "
               "origin streams, most for a camera | origin streams, all cameras | edges serving a camera, most | "
               "origin egress <= edges | viewers on each edge, most |")
-        print("|---:|---:|---|---|---|---:|---:|---:|---|---|")
-        one = results[1].viewers if 1 in results else None
-        for count, run in results.items():
-            print(row(count, run, one))
+        print("|---|---:|---:|---|---|---|---:|---:|---:|---|---|")
+        for mode in modes:
+            one = results[(mode, 1)].viewers if (mode, 1) in results else None
+            for (m, count), run in results.items():
+                if m == mode:
+                    print(row(mode, count, run, one))
         print()
         print("CPU per delivered frame, µs (and cores) (the largest passing run of each point; the direct run: "
-              "the origin "
-              "serving the 1-edge viewer count itself, link uncapped)")
+              "the origin serving the 1-edge viewer count itself, link uncapped). In redirect mode the origin "
+              "is also the director (a 307 per viewer connection, none per frame)")
         print("| setup | viewers | frames/s delivered | edges (sum) | origin | HAProxy | viewer tool |")
         print("|---|---:|---:|---|---|---|---|")
-        for count, run in results.items():
-            print(cpu_row(f"{count} edge(s) + HAProxy", run))
+        for (mode, count), run in results.items():
+            print(cpu_row(f"{count} edge(s) + HAProxy" if mode == "haproxy" else
+                          f"{count} edge(s), the origin redirects", run))
         if direct is not None:
             print(cpu_row(f"one hub directly ({'pass' if direct.ok else 'FAIL'})", direct))
-        if one:
-            for count, run in results.items():
-                if count > 1:
+        if "redirect" in modes:
+            print(f"\nthe origin's redirects over every redirect run: {redirects:.0f} (camhub_stream_redirects_total)")
+        for mode in modes:
+            one = results[(mode, 1)].viewers if (mode, 1) in results else None
+            for (m, count), run in results.items():
+                if one and m == mode and count > 1:
                     added = (run.viewers - one) / (count - 1) / one
-                    print(f"{count} edges: each added edge adds {added * 100:.0f} % of one edge's capacity "
+                    print(f"{mode}, {count} edges: each added edge adds {added * 100:.0f} % of one edge's capacity "
                           f"(target >= 90 %): {'PASS' if added >= 0.9 else 'FAIL'}")
     return 0
 

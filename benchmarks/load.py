@@ -60,7 +60,7 @@ class Viewer:
     __slots__ = ("kind", "cam", "host", "port", "target", "sock", "fd", "state", "acc", "cacc", "chunked",
                  "cstate", "cleft", "left", "ts_us", "seq", "status", "error", "rate", "granted",
                  "started", "recv_times", "capture_us", "seqs", "lengths", "length", "bytes", "request",
-                 "boundary")
+                 "boundary", "location")
 
     def __init__(self, kind: str, url: str, rate: float = 0.0, rcvbuf: int = 0, cam: int = 0) -> None:
         parts = urlsplit(url)
@@ -89,6 +89,7 @@ class Viewer:
         self.status = 0
         self.error = ""
         self.boundary = b""
+        self.location = ""  # a redirect's Location (the stream then ends: "redirect")
         self.rate = rate
         self.granted = 0.0
         self.started = 0.0
@@ -198,10 +199,13 @@ class Viewer:
             self.status = int(lines[0].split()[1])
         except (IndexError, ValueError):
             raise StreamError(f"bad status line {lines[0][:60]!r}") from None
-        if self.status != 200:
-            raise StreamError(f"HTTP {self.status}")
         headers = {k.strip().lower(): v.strip() for k, v in
                    (line.split(":", 1) for line in lines[1:] if ":" in line)}
+        if self.status in (301, 302, 303, 307, 308) and headers.get("location"):
+            self.location = headers["location"]
+            raise StreamError("redirect")
+        if self.status != 200:
+            raise StreamError(f"HTTP {self.status}")
         ctype = headers.get("content-type", "")
         if "boundary=" not in ctype:
             raise StreamError(f"not a multipart stream: {ctype!r}")

@@ -7,14 +7,15 @@ ends, fails or (``--stall-s``) goes silent, it reconnects after ``--retry-s``, a
 viewer it reports frames, fps (frames over the time since its first), frame age (receive time minus the
 part's ``X-Timestamp``, the capture time: the kernel's receive stamp, and one clock for every namespace
 of a machine), the longest time without a frame (what a failover cost it), reconnects and why its
-streams ended.
+streams ended. A redirect (a hub in redirect mode: 307 to an edge) is followed at once, as a player
+does, and counted (``redirects``), not as an error or a reconnect; a reconnect starts again at its URL.
 
     python benchmarks/viewers.py --url http://198.18.0.5/cameras/cam1/stream --viewers 100 --seconds 30
 
 stdout, JSON lines: with ``--report-every S`` a ``{"event": "progress", "t", "streaming", "fps"}`` line
 every S seconds (``streaming``: viewers that had a frame within the last 2 s); at the end one
 ``{"event": "summary", "seconds", "cpu_s", "viewers": [{"url", "frames", "fps", "first_frame_s", "age_ms":
-{"p50", "p95", "max"}, "max_gap_s", "reconnects", "errors": {why: count}}, ...]}``. ``--seconds 0``
+{"p50", "p95", "max"}, "max_gap_s", "reconnects", "redirects", "errors": {why: count}}, ...]}``. ``--seconds 0``
 runs until SIGTERM or SIGINT, then prints the summary; its ``cpu_s`` is this process's own CPU time
 (the load generator must not be what limits a benchmark).
 """
@@ -32,10 +33,12 @@ import socket
 import sys
 import time
 from array import array
+from urllib.parse import urljoin
 
 import load  # benchmarks/ is this script's directory
 
 STREAMING_WINDOW_S = 2.0
+MAX_REDIRECTS = 5  # per connection, as browsers bound them (a loop is an error)
 
 
 class Slot:
@@ -52,6 +55,9 @@ class Slot:
         self.frames = 0
         self.max_gap = 0.0
         self.reconnects = -1  # the first connect is not a reconnect
+        self.redirects = 0
+        self.follow = ""  # the Location of the redirect just received: the next connect goes there
+        self.chain = 0  # redirects followed since the last stream that started
         self.errors: dict[str, int] = {}
 
     def take_frames(self) -> int:
@@ -69,6 +75,7 @@ class Slot:
             if capture_us:
                 self.ages.append(recv - capture_us / 1e6)
         count = len(conn.recv_times)
+        self.chain = 0
         for column in (conn.recv_times, conn.capture_us, conn.seqs, conn.lengths):
             column.clear()
         return count
@@ -86,8 +93,13 @@ class Slot:
             "fps": round((self.frames - 1) / (self.last - self.first), 2) if self.frames > 1 else 0.0,
             "first_frame_s": round(self.first - started, 3) if self.frames else None,
             "age_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)},
-            "max_gap_s": round(gap, 3), "reconnects": max(0, self.reconnects), "errors": self.errors,
+            "max_gap_s": round(gap, 3), "reconnects": max(0, self.reconnects), "redirects": self.redirects,
+            "errors": self.errors,
         }
+
+
+def conn_url(conn: load.Viewer) -> str:
+    return f"http://{conn.host}:{conn.port}{conn.target}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,16 +127,24 @@ def run(args: argparse.Namespace) -> int:
             return
         slot.take_frames()
         why = conn.error or why
-        slot.errors[why] = slot.errors.get(why, 0) + 1
+        if conn.location and slot.chain < MAX_REDIRECTS:
+            slot.follow = urljoin(conn_url(conn), conn.location)
+            slot.redirects += 1
+            slot.chain += 1
+            slot.reconnects -= 1  # following a redirect is not a reconnect
+        else:
+            slot.errors[why] = slot.errors.get(why, 0) + 1
+            slot.chain = 0
         by_fd.pop(conn.fd, None)
         with contextlib.suppress(OSError, ValueError):
             ep.unregister(conn.fd)
         conn.sock.close()
         slot.conn = None
-        slot.retry_at = time.monotonic() + args.retry_s
+        slot.retry_at = time.monotonic() + (0.0 if slot.follow else args.retry_s)
 
     def connect(slot: Slot) -> None:
-        conn = load.Viewer("viewer", slot.url)
+        conn = load.Viewer("viewer", slot.follow or slot.url)
+        slot.follow = ""
         conn.sock.setsockopt(socket.SOL_SOCKET, load.SO_TIMESTAMPNS, 1)
         slot.conn = conn
         slot.reconnects += 1
