@@ -9,7 +9,8 @@ membership and ownership parts side by side (no HTTP, no pulls), so that each ru
 - a hub that reconnects first listens: it yields to a claim made meanwhile instead of overwriting it;
 - the next-preferred origin claims a camera its preferred origin leaves unclaimed;
 - with a rebalance interval, cameras go back to their preferred origin, one at a time;
-- an edge never claims; claims and member messages that are malformed are refused and counted.
+- an edge never claims; claims and member messages that are malformed are refused and counted;
+- a hub in redirect mode weighs the live edges by their own viewer counts; bad counts are refused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 from camhub.hub.cluster import hashing
 from camhub.hub.cluster.members import ClusterSettings, Members
 from camhub.hub.cluster.ownership import Ownership
+from camhub.hub.cluster.redirect import EdgeChooser
 from camhub.hub.core.broker import Broker, FanoutSettings
 from camhub.hub.core.registry import Cameras
 from camhub.hub.ingest.sources import AllowedSources
@@ -316,3 +318,26 @@ async def test_malformed_claims_and_member_messages_change_nothing_and_are_count
                     what="the refusals counted")
     assert o1.owned() == {"cam1"} and o1.ownership.owner("cam1").hub == "o1"  # type: ignore[union-attr]
     assert o1.ownership.rejected["claim_url_not_allowed"] == 1 and o1.members.rejected["bad_info"] == 1
+
+
+async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_ones(bed: Bed) -> None:
+    """Redirect mode's inputs (cluster/redirect.py): the live edges with a checked URL, and their viewer
+    counts from their state topic; malformed counts change nothing and are counted."""
+    director = bed.hub("d1", cameras=["cam1"], redirect_percent=100)
+    chooser = EdgeChooser(director.members, 100, lambda: 0)
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        for edge, url in (("e1", "http://127.0.0.1:8101"), ("e2", "http://127.0.0.1:8102"), ("e3", "http://8.8.8.8")):
+            await client.publish(f"camhub/hubs/{edge}/availability", b"online", retain=True)
+            await client.publish(f"camhub/hubs/{edge}/info", json.dumps({"id": edge, "role": "edge", "url": url}),
+                                 retain=True)
+        await until(lambda: set(chooser.loads()) == {"e1", "e2"}, what="two live edges (e3's URL refused)")
+        first, second = hashing.ranked("cam1", ["e1", "e2"])
+        await client.publish(f"camhub/hubs/{first}/state", json.dumps({"viewers": 5}))
+        await until(lambda: chooser.loads()[first] == 5, what="the first edge's count")
+        chosen = chooser.choose("cam1")
+        assert chosen is not None and chosen.id == second, "5 viewers: over the bound of ceil(6 / 2)"
+        for payload in (b"nope", b'{"viewers": -1}', b'{"viewers": true}', b'{"viewers": 1e9}', b"x" * 5000):
+            await client.publish(f"camhub/hubs/{first}/state", payload)
+        await until(lambda: director.members.rejected["bad_state"] == 5, what="the refusals counted")
+    assert chooser.loads() == {first: 5, second: 1}, "the count kept; the redirect just sent counted"
+    assert director.members.rejected["info_url_not_allowed"] == 1
