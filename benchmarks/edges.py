@@ -32,6 +32,7 @@ started as the counts need them (ascending), so the origin sees exactly that man
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import re
@@ -42,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support: the bed
@@ -209,13 +211,39 @@ def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
     return best, runs
 
 
-def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace) -> None:
-    """``per_camera`` viewers of each camera through HAProxy in front of ``count`` edges; the edge serving the
-    most is killed (SIGKILL, its machine alive: HAProxy sees refused connections). Printed: how long its
-    viewers went without a frame (they reconnect 0.3 s after a cut, as the scenario tests' players), and the
-    longest gap and lowest fps of everyone else."""
-    cl.front(count)
-    urls = [cl.proxy.url(f"/cameras/{c}/stream") for c in cl.cameras]
+def redirect_cost(cl: Cluster, count: int = 2000) -> tuple[float, float]:
+    """The origin's CPU per redirect it answers (µs, its CPU while idle for as long taken off) and redirects
+    a second, over ``count`` requests from the viewer host, a new connection each (as a viewer's)."""
+    where = urlsplit(cl.origin.url)
+    idle = cpu_seconds(cl.origin.pid)
+    time.sleep(2.0)
+    idle = (cpu_seconds(cl.origin.pid) - idle) / 2.0
+    before, started = cpu_seconds(cl.origin.pid), time.monotonic()
+    with cl.bed.inside(cl.viewer):
+        for i in range(count):
+            conn = http.client.HTTPConnection(where.hostname or "", where.port or 80, timeout=5)
+            conn.request("GET", f"/cameras/{cl.cameras[i % len(cl.cameras)]}/stream")
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            if answer.status != 307:
+                raise OSError(f"expected a redirect, got HTTP {answer.status}")
+    took = time.monotonic() - started
+    used = cpu_seconds(cl.origin.pid) - before - idle * took
+    return used / count * 1e6, count / took
+
+
+def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace, mode: str) -> int:
+    """``per_camera`` viewers of each camera through HAProxy in front of ``count`` edges (or, ``mode``
+    redirect, redirected by the origin); the edge serving the most is killed (SIGKILL, its machine alive:
+    HAProxy sees refused connections, the broker its will). Printed: how long its viewers went without a
+    frame (they reconnect 0.3 s after a cut, as the scenario tests' players, to the URL they opened first),
+    and the longest gap and lowest fps of everyone else."""
+    if mode == "haproxy":
+        cl.front(count)
+        urls = [cl.proxy.url(f"/cameras/{c}/stream") for c in cl.cameras]
+    else:
+        urls = [f"{cl.origin.url}/cameras/{c}/stream" for c in cl.cameras]
     tool = cl.bed.run(cl.viewer, nb.viewer_tool(urls, per_camera, 0, "--retry-s", "0.3", "--stall-s", "8"),
                       name="viewers")
     total = per_camera * len(cl.cameras)
@@ -237,7 +265,7 @@ def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace)
     # the victim's viewers: a gap well past a frame interval (around the kill); the others: none
     hit = [v for v in rows if v["max_gap_s"] > 1.0]
     rest = [v for v in rows if v["max_gap_s"] <= 1.0]
-    print(f"\nfailover under load: {count} edges, {total} viewers ({per_camera} a camera), "
+    print(f"\nfailover under load ({mode}): {count} edges, {total} viewers ({per_camera} a camera), "
           f"edge{victim + 1} killed (kill -9) while serving {loads[victim]:.0f} of them")
     print("| viewers | count | longest without a frame, s (max / median) | fps over the run, min | errors |")
     print("|---|---:|---|---:|---:|")
@@ -246,6 +274,7 @@ def failover(cl: Cluster, count: int, per_camera: int, args: argparse.Namespace)
             gaps = [v["max_gap_s"] for v in group]
             print(f"| {name} | {len(group)} | {max(gaps):.2f} / {statistics.median(gaps):.2f} | "
                   f"{min(v['fps'] for v in group):.1f} | {sum(sum(v['errors'].values()) for v in group)} |")
+    return victim
 
 
 def main() -> int:
@@ -294,12 +323,13 @@ def main() -> int:
         edge_hosts = [bed.host(f"edge{i}") for i in range(1, most + 1)]
         edges: list[Any] = []
 
+        def edge(i: int) -> Any:
+            return bed.hub(edge_hosts[i], broker, proxies=[proxy], env=cluster_env("edge", f"e{i + 1}", **limits))
+
         def start_edges(count: int) -> None:
             """Edges up to ``count`` running, and the origin seeing them live."""
             while len(edges) < count:
-                i = len(edges) + 1
-                edges.append(bed.hub(edge_hosts[i - 1], broker, proxies=[proxy],
-                                     env=cluster_env("edge", f"e{i}", **limits)))
+                edges.append(edge(len(edges)))
             def live() -> bool:
                 members = bed.get_json(viewer, origin.url + "/api/hub")["cluster"]["members"]
                 return sum(1 for m in members if m["role"] == "edge" and m["online"]) == count
@@ -340,7 +370,11 @@ def main() -> int:
 
         if args.failover:
             start_edges(most)
-            failover(cl, most, args.failover, args)
+            for mode in modes:
+                victim = failover(cl, most, args.failover, args, mode)
+                edges[victim] = edge(victim)  # back, for the next mode
+                start_edges(most)
+                time.sleep(3.0)
             return 0
         results: dict[tuple[str, int], Run] = {}
         redirects = 0.0
@@ -394,6 +428,9 @@ def main() -> int:
             print(cpu_row(f"one hub directly ({'pass' if direct.ok else 'FAIL'})", direct))
         if "redirect" in modes:
             print(f"\nthe origin's redirects over every redirect run: {redirects:.0f} (camhub_stream_redirects_total)")
+            cost, rate = redirect_cost(cl)
+            print(f"a redirect costs the origin {cost:.0f} µs of CPU (2,000 in a row, a new connection each, "
+                  f"{rate:.0f}/s from one client)")
         for mode in modes:
             one = results[(mode, 1)].viewers if (mode, 1) in results else None
             for (m, count), run in results.items():
