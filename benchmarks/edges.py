@@ -197,7 +197,8 @@ def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
         print(f"  {mode}, {count} edge(s), {run.viewers} viewers: {'pass' if run.ok else 'fail'} "
               f"(full rate {run.full}, "
               f"errors {run.errors}, fps min {run.fps_min:.1f}, age p95 {run.age_p95:.0f} ms, "
-              f"origin streams max/camera {run.origin_streams_max})", flush=True)
+              f"origin streams max/camera {run.origin_streams_max}, viewers on each edge "
+              f"{' / '.join(str(n) for n in run.per_edge_max)})", flush=True)
         if run.ok:
             low, best = n, run
         else:
@@ -207,7 +208,7 @@ def search(cl: Cluster, count: int, guess: int, args: argparse.Namespace,
         n = max(n + 1, int(n * 1.15)) if high == math.inf else (low + high) // 2 if low else max(1, int(n * 0.8))
         if n >= high or (n <= low and low):
             break
-        time.sleep(1.0)
+        time.sleep(args.settle_s)
     return best, runs
 
 
@@ -293,6 +294,8 @@ def main() -> int:
                         help="the bound, percent: HAProxy's hash-balance-factor and the origin's "
                              "CAMHUB_STREAM_REDIRECT_BALANCE (0: as docs/cluster/haproxy.cfg, 150)")
     parser.add_argument("--no-direct", action="store_true", help="skip the one-hub-serving-directly run")
+    parser.add_argument("--settle-s", type=float, default=1.0,
+                        help="pause between runs (the edges' viewer counts go out at most every 2 s)")
     parser.add_argument("--failover", type=int, default=0, metavar="PER_CAMERA",
                         help="instead of the search: this many viewers of each camera through the largest "
                              "--edges count, then the busiest edge killed")

@@ -8,12 +8,18 @@ for all of them, until the edge holds more than ``redirect_percent`` % of the me
 the camera's next edge.
 
 The loads are the edges' own viewer counts (their retained ``state``, sent at most every 2 s) plus the
-viewers this hub sent to each edge since: a viewer redirected ``FOLLOW_S`` before an edge's count was
-sent is in that count; later ones are not yet, so they are added here (a burst of viewers within the
-2 s does not all land on one edge). Two hubs redirecting at once each see only their own recent
-redirects: between two counts an edge can get up to (hubs - 1) × that burst more than the bound.
-This hub itself, if it is an edge, counts with its live viewer count. No live edge, or this hub
-chosen: the viewer is served here.
+viewers this hub sent to each edge since: a viewer redirected ``FOLLOW_S`` before an edge's count
+arrived is taken to be in it; later ones are added here (so a burst of viewers within the 2 s does not
+all land on one edge). A redirect is thus counted twice for up to ``FOLLOW_S`` (the safe side: the
+next viewers spill a little sooner), and a viewer that takes longer than that to reach its edge is
+missed until the edge's next count (then an edge can pass the bound by those). Two hubs redirecting at
+once each see only their own recent redirects: between two counts an edge can get up to (hubs - 1) ×
+that burst more than the bound. This hub itself, if it is an edge, counts with its live viewer count.
+No live edge, or this hub chosen: the viewer is served here.
+
+Bounded load caps the fullest edge at ``percent`` % of the mean; it does not fill the emptiest: with
+few cameras an edge that few cameras rank first can stay light while the others sit at the bound
+(benchmarks/README.md). Size the edges' links for the bound, or lower it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from camhub.hub.cluster.hashing import bounded
 from camhub.hub.cluster.members import Member, Members
 from camhub.hub.util.counters import Family
 
-FOLLOW_S = 1.0  # a redirected viewer is connected to its edge within this (so in the edge's next count)
+FOLLOW_S = 2.0  # a redirected viewer is in its edge's count within this (its connect, MQTT): else counted twice
 FORGET_S = 10.0  # a redirect not in an edge's count by then was not followed
 MAX_PENDING = 100_000  # redirects remembered per edge (FORGET_S of a flood)
 
