@@ -24,7 +24,7 @@ edge the same hash picks among the live edges; the viewer tool follows it and st
 directly; no proxy). Both use the same bound (``--hash-balance-factor``, 150 as shipped). Edges are
 started as the counts need them (ascending), so the origin sees exactly that many live edges.
 
-    sudo .venv/bin/python benchmarks/edges.py                                   # ≈ 6 min
+    sudo .venv/bin/python benchmarks/edges.py                                   # ≈ 8 min (both fronts)
     sudo .venv/bin/python benchmarks/edges.py --edges 1,2 --link 30mbit --seconds 6
     sudo .venv/bin/python benchmarks/edges.py --modes redirect --cameras 1 --edges 3 --no-direct   # hot camera
 """
