@@ -43,13 +43,21 @@ PUBLISH_TIMEOUT_S = 3.0  # a QoS 1 publish not acknowledged by then: the broker 
 KEEPALIVE_S = 3
 
 
-def _raise_swallowed_cancel() -> None:
-    """Raise a cancel this task was sent but never received. aiomqtt awaits every acknowledgement through
-    ``asyncio.wait_for``, which on Python 3.11 returns the result and drops a cancel that lands in the loop
-    iteration the acknowledgement arrives in (CPython gh-86296, fixed in 3.12); the task still counts the
-    request. Unraised, the sender waited for work for ever and the task group (a hub stopping) with it."""
+def _cancels() -> int:
+    """The cancels this task was sent and has not taken back (``Task.cancelling()``)."""
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_swallowed_cancel(before: int = 0) -> None:
+    """Raise a cancel this task was sent (since it had ``before``) but never received. aiomqtt awaits every
+    acknowledgement through ``asyncio.wait_for``, which on Python 3.11 returns the result and drops a cancel
+    that lands in the loop iteration the acknowledgement arrives in (CPython gh-86296, fixed in 3.12); the
+    task still counts the request. Unraised, the sender waited for work for ever and the task group (a hub
+    stopping) with it. The count is compared with one taken before: on 3.11 a task group whose child failed
+    after the group's body ended leaves its parent's count raised for good, so ``run()`` has one after
+    every lost connection that is no cancel at all."""
+    if _cancels() > before:
         raise asyncio.CancelledError
 
 
@@ -151,6 +159,7 @@ class MqttLink:
             # calls" warning (meant for unbounded publishers) would only be noise.
             client.pending_calls_threshold = 1000
             try:
+                cancels = _cancels()
                 async with client:
                     self._client = client
                     self.connected = True
@@ -160,7 +169,7 @@ class MqttLink:
                     for topic_filter, qos, _handler, _retain_handler in self._subscriptions:
                         await client.subscribe(topic_filter, qos=qos)
                     await client.subscribe(self.availability_topic, qos=1)  # close() waits for its echo
-                    _raise_swallowed_cancel()
+                    _raise_swallowed_cancel(cancels)
                     self.up.emit()
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._receive(client))
