@@ -29,7 +29,8 @@ USERS = {"camhub-hub": "hub-pw-1", "front-door": "door-pw-2", "yard": "yard-pw-3
 def documented_acl(doc: str = "mqtt-acl.md") -> str:
     """The ACL file ``docs/<doc>`` shows: its one code block with the boards' lines."""
     text = (ROOT / "docs" / doc).read_text()
-    blocks = [b for b in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) if "pattern readwrite camhub/nodes/%u/announce" in b]
+    blocks = [block for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+              if "pattern readwrite camhub/nodes/%u/announce" in block]
     assert len(blocks) == 1
     return blocks[0]
 
@@ -77,6 +78,21 @@ def test_a_node_cannot_clear_or_spoof_another_nodes_topics(tmp_path: Path) -> No
         hub.stop()
         node.stop()
         broker.stop()
+
+
+def test_a_cluster_s_boards_and_home_assistant_have_the_single_hub_s_lines() -> None:
+    """docs/cluster.md says so: a board is the same client with one hub or several, and Home Assistant differs
+    only in where each hub's integration flag is."""
+    def lines(acl: str, head: str) -> list[str]:
+        return [line for line in acl.splitlines() if line.startswith(head)]
+
+    def user(acl: str, name: str) -> list[str]:
+        return acl.split(f"\nuser {name}\n")[1].split("\n\n")[0].splitlines()
+
+    single, cluster = documented_acl(), documented_acl("cluster.md")
+    assert lines(cluster, "pattern ") == lines(single, "pattern ")
+    assert user(cluster, "homeassistant") == [line.replace("camhub/hub/ha_integration", "camhub/hubs/+/ha_integration")
+                                              for line in user(single, "homeassistant")]
 
 
 def small_jpeg(size: tuple[int, int]) -> bytes:
