@@ -172,7 +172,10 @@ def test_the_state_lines_and_option_menus_follow_the_hub(world: World) -> None:
         assert (pg.input_value("#opt-motion"), pg.input_value("#opt-record")) == ("off", "always")
 
         def disk(low: bool) -> None:
-            services.recordings.store.disk_low = low
+            store = services.recordings.store
+            # the writer's own free-space check (every 5 s) reads this machine's disk: held off meanwhile
+            store._last_sweep = float("inf") if low else 0.0
+            store.disk_low = low
             services.changes.notify()
 
         world.served.call(disk, True)  # the store found the disk nearly full
