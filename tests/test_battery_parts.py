@@ -232,6 +232,99 @@ async def test_pushed_pictures_that_are_not_a_battery_cameras_jpeg_are_refused(h
     assert camera.feed.latest is not None and camera.feed.latest.jpeg == jpeg
 
 
+
+async def test_a_retained_picture_is_the_latest_frame_after_a_restart_but_no_wake(hub: Hub) -> None:
+    pushed = PushedPictures(hub.cameras, hub.wakes, Topics(), max_frame_bytes=100_000, clock=hub.clock)
+    camera = hub.battery_camera(interval=600)
+    camera.last_seen = hub.clock.now - 100  # its last picture, as the hub remembers it from before
+    hub.wakes.restore()
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    pushed.picture("camhub/nodes/nestbox/snapshot", b"", True)  # a cleared picture: nothing to show
+    assert camera.feed.latest is None and pushed.rejections == {}
+    pushed.picture("camhub/nodes/nestbox/snapshot", jpeg, True)  # what the broker kept: shown at once
+    assert camera.feed.latest is not None and camera.feed.latest.jpeg == jpeg
+    assert camera.feed.latest.capture_time == hub.clock.now - 100  # taken then, not now
+    assert camera.wakes is not None and camera.wakes.summary()["wakes"] == 0
+    assert camera.wakes.summary()["last_wake"] == hub.clock.now - 100 and camera.state == SLEEPING
+    assert pushed.received == 0
+    # a camera the hub never saw a picture of: its retained picture is dated now
+    other = hub.cameras.add("pond", "Pond", "mqtt", None, {**BATTERY, "id": "pond"})
+    hub.wakes.announced(other, live=False)
+    pushed.picture("camhub/nodes/pond/snapshot", jpeg, True)
+    assert other.feed.latest is not None and other.feed.latest.capture_time == hub.clock.now
+    # a new picture is a wake, counted
+    hub.clock.now += 5
+    pushed.picture("camhub/nodes/nestbox/snapshot", jpeg, False)
+    assert camera.wakes.summary()["wakes"] == 1 and camera.wakes.summary()["last_wake"] == hub.clock.now
+    pushed.picture("camhub/nodes/ghost/snapshot", b"GIF", False)
+    assert {f.name: dict(f.values) for f in pushed.counters()} == {
+        "camhub_pictures_pushed": {"": 1.0}, "camhub_pictures_rejected": {"unknown_camera": 1}}
+
+
+async def test_after_a_restart_a_known_battery_camera_is_missing_counted_from_its_last_picture(hub: Hub) -> None:
+    long_gone = hub.battery_camera(interval=60)
+    long_gone.last_seen = hub.clock.now - (MISSING_INTERVALS * 60 + MISSING_GRACE_S)
+    recent = hub.cameras.add("pond", "Pond", "mqtt", None, {**BATTERY, "id": "pond", "interval_s": 60})
+    recent.available = True
+    recent.last_seen = hub.clock.now - 30
+    unseen = hub.cameras.add("shed", "Shed", "mqtt", None, {**BATTERY, "id": "shed", "interval_s": 60})
+    unseen.available = True
+    hub.wakes.restore()
+    assert long_gone.state == OFFLINE  # its wakes stopped while the hub was down
+    assert recent.state == SLEEPING and recent.wakes is not None
+    assert recent.wakes.summary()["missing_at"] == recent.last_seen + MISSING_INTERVALS * 60 + MISSING_GRACE_S
+    assert recent.wakes.summary()["last_wake"] == recent.last_seen
+    assert recent.wakes.summary()["next_wake"] == recent.last_seen + 60
+    assert unseen.state == SLEEPING and unseen.wakes is not None  # waited for from the hub's start on
+    assert unseen.wakes.summary()["missing_at"] == hub.clock.now + MISSING_INTERVALS * 60 + MISSING_GRACE_S
+    assert unseen.wakes.summary()["next_wake"] is None and hub.wakes.next_wake(unseen) is None
+    assert hub.wakes.next_wake(recent) == recent.last_seen + 60
+    hub.clock.now = recent.last_seen + MISSING_INTERVALS * 60 + MISSING_GRACE_S
+    hub.wakes.tick()
+    assert recent.state == OFFLINE and unseen.state == SLEEPING
+    assert {f.name: dict(f.values) for f in hub.wakes.counters()} == {
+        "camhub_battery_cameras_missing": {"": 2.0}, "camhub_battery_cameras_went_missing": {"": 1.0},
+        "camhub_settings_queued": {"": 0.0}, "camhub_settings_queued_outcomes": {}}
+
+
+async def test_a_battery_camera_that_streams_again_leaves_the_wakes_and_a_forgotten_one_is_dropped(
+        hub: Hub) -> None:
+    camera = hub.battery_camera(interval=60)
+    hub.wakes.announced(camera, live=True)
+    assert hub.wakes.holds(camera) and camera.wakes is not None
+    streaming = hub.cameras.add("door", "Door", "mqtt", "http://127.0.0.1:9/stream", {"id": "door"})
+    hub.wakes.announced(streaming, live=True)
+    assert not hub.wakes.holds(streaming) and streaming.wakes is None and hub.wakes.get("door") is None
+    # the node is flashed to stream: its settings apply at once again, its pull decides its state
+    camera.announce = {**BATTERY, "mode": "stream", "stream_url": "http://127.0.0.1:9/s"}
+    hub.wakes.announced(camera, live=True)
+    assert not hub.wakes.holds(camera) and camera.wakes is None and hub.wakes.get("nestbox") is None
+    hub.clock.now += 3600
+    hub.wakes.tick()
+    assert camera.state == SLEEPING  # no longer judged by its wakes
+    # a battery camera removed from the hub is forgotten at the next tick, never judged missing
+    pond = hub.cameras.add("pond", "Pond", "mqtt", None, {**BATTERY, "id": "pond", "interval_s": 60})
+    hub.wakes.announced(pond, live=True)
+    hub.cameras.pop("pond")
+    hub.clock.now += 3600
+    hub.wakes.tick()
+    assert hub.wakes.get("pond") is None and hub.wakes.went_missing == 0
+
+
+async def test_a_retained_set_that_is_not_a_queued_change_is_left_alone(hub: Hub) -> None:
+    camera = hub.battery_camera()
+    hub.wakes.announced(camera, live=False)
+    for payload in (b"not json", b"\xff\xfe", b'["frame_size"]', b""):
+        hub.wakes.set_seen("camhub/nodes/nestbox/set", payload, True)
+    hub.wakes.set_seen("camhub/nodes/ghost/set", b'{"frame_size": "QVGA"}', True)
+    hub.wakes.set_seen("camhub/hub/cameras/nestbox/set", b'{"frame_size": "QVGA"}', True)  # not a node's
+    assert camera.wakes is not None and camera.wakes.summary()["pending"] == {}
+    hub.wakes.queue(camera, {"jpeg_quality": 20})  # queued here since: the newer word
+    hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "QVGA"}', True)
+    assert camera.wakes.summary()["pending"] == {"jpeg_quality": 20}
+    assert {f.name: dict(f.values) for f in hub.wakes.counters()}["camhub_settings_queued"] == {"": 1.0}
+
+
 # ---- the node: settings, sleep memory, the alarm stand-in ---------------------------------------------
 
 
