@@ -345,3 +345,103 @@ async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_one
         await until(lambda: director.members.rejected["bad_state"] == 5, what="the refusals counted")
     assert chooser.loads() == {first: 5, second: 1}, "the count kept; the redirect just sent counted"
     assert director.members.rejected["info_url_not_allowed"] == 1
+
+
+async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(bed: Bed) -> None:
+    # What the camera list, /api/hub and the dashboard show on a hub that does not pull a camera: the
+    # owner's word (its camera state topic), and "offline" once that owner is gone.
+    o1 = bed.hub("o1", cameras=["cam1", "cam2"])
+    e1 = bed.hub("e1", role="edge", cameras=["cam1", "cam2"])
+    await until(lambda: o1.owned() == {"cam1", "cam2"} and all(e1.ownership.owner(c) for c in ("cam1", "cam2")),
+                what="the edge seeing o1's claims")
+    cam1 = e1.cameras.get("cam1")
+    assert cam1 is not None
+    assert e1.ownership.summary(cam1) == {
+        "owner": {"hub": "o1", "url": "http://127.0.0.1:8000", "since": o1.ownership.claims["cam1"].since,
+                  "online": True},
+        "owned": False, "state": "offline", "online": False}  # nothing reported yet
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hub/cameras/cam1/state", json.dumps({"state": "streaming", "fps": 10}))
+        await client.publish("camhub/hub/cameras/cam2/state", json.dumps({"state": "sleeping"}))
+        # both streaming or sleeping at their owner, none pulled here
+        await until(lambda: e1.ownership.online() == 2, what="both states heard")
+        assert e1.ownership.summary(cam1)["state"] == "streaming" and e1.ownership.summary(cam1)["online"] is True
+        # what is not a state changes nothing: too big, not JSON, no state string, another camera's
+        for topic, payload in (("cam1", json.dumps({"state": "offline", "pad": "x" * 3000})), ("cam1", "{"),
+                               ("ghost", json.dumps({"state": "offline"}))):
+            await client.publish(f"camhub/hub/cameras/{topic}/state", payload)
+        await client.publish("camhub/hub/cameras/cam2/state", json.dumps({"state": 3}))
+        await until(lambda: e1.ownership.summary(e1.cameras.get("cam2")).get("state") == "offline",  # type: ignore[arg-type]
+                    what="cam2's state without a state string")
+        assert e1.ownership.summary(cam1)["state"] == "streaming" and e1.ownership.online() == 1
+        assert "ghost" not in e1.ownership.reported
+        # a cleared state (the owner forgot the camera): offline
+        await client.publish("camhub/hub/cameras/cam1/state", b"")
+        await until(lambda: e1.ownership.summary(cam1)["state"] == "offline", what="cam1's cleared state")
+        assert e1.ownership.online() == 0
+        await client.publish("camhub/hub/cameras/cam1/state", json.dumps({"state": "streaming"}))
+        await until(lambda: e1.ownership.summary(cam1)["state"] == "streaming", what="cam1 streaming again")
+    # the owner dies: what it said last no longer counts
+    await bed.crash(o1)
+    await until(lambda: e1.ownership.summary(cam1)["owner"]["online"] is False, what="o1 gone")
+    assert e1.ownership.summary(cam1)["state"] == "offline" and e1.ownership.online() == 0
+    assert e1.ownership.health() == {"settled": True, "cameras_owned": [], "cameras_unowned": ["cam1", "cam2"]}
+    # the owner itself shows its own camera as it is (its pull decides), not a reported state
+    assert set(o1.ownership.summary(o1.cameras.get("cam1"))) == {"owner", "owned"}  # type: ignore[arg-type]
+    assert o1.ownership.summary(o1.cameras.get("cam1"))["owned"] is True  # type: ignore[arg-type]
+
+
+async def test_a_removed_camera_s_claim_is_cleared_by_its_owner_only(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1", "cam2"])
+    e1 = bed.hub("e1", role="edge", cameras=["cam1", "cam2"])
+    await until(lambda: o1.owned() == {"cam1", "cam2"} and all(e1.ownership.owner(c) for c in ("cam1", "cam2")),
+                what="the edge seeing o1's claims")
+    e1.cameras.pop("cam2")  # an edge that forgets a camera leaves its owner's claim alone
+    e1.ownership.camera_removed("cam2")
+    o1.cameras.pop("cam1")  # the owner forgets it (removed from the fleet): nobody owns it any more
+    o1.ownership.camera_removed("cam1")
+    assert o1.owned() == {"cam2"} and not o1.ownership.owns("cam1") and o1.ownership.owns("cam2")
+    await asyncio.sleep(0.3)
+    assert await bed.retained_owners() == {"cam2": "o1"}
+    assert e1.ownership.owner("cam1") is None and e1.ownership.owner("cam2") is not None  # type: ignore[union-attr]
+    await until(lambda: [m["cameras"] for m in e1.members.view() if m["id"] == "o1"] == [["cam2"]],
+                what="o1's info listing what it owns now")
+    # it comes back (announced again): its owner decides on it afresh and claims it
+    o1.cameras.add("cam1", "cam1", "mqtt", "http://127.0.0.1:9/cam1").available = True
+    o1.ownership.camera_changed(o1.cameras.get("cam1"))  # type: ignore[arg-type]
+    await until(lambda: o1.owned() == {"cam1", "cam2"}, what="o1 claiming cam1 again")
+    assert await bed.retained_owners() == {"cam1": "o1", "cam2": "o1"}
+
+
+async def test_a_hub_writes_a_camera_s_topics_only_while_it_owns_it_has_settled_and_is_not_leaving(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1"], settle_s=0.6, startup_s=0.6)
+    assert not o1.ownership.publishes("cam1")  # listening first
+    await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    assert o1.ownership.publishes("cam1") and not o1.ownership.publishes("cam2")
+    o2 = bed.hub("o2", cameras=["cam1"])
+    await asyncio.sleep(0.8)
+    assert not o2.ownership.publishes("cam1")  # it knows the camera, but o1 owns it
+    o1.ownership.leave()  # stopping: it says nothing more about its cameras, and claims nothing
+    assert not o1.ownership.publishes("cam1")
+    o1.cameras.add("cam9", "cam9", "mqtt", "http://127.0.0.1:9/cam9").available = True
+    o1.ownership.camera_changed(o1.cameras.get("cam9"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)
+    assert await bed.retained_owners() == {"cam1": "o1"} and o1.owned() == {"cam1"}
+    await bed.crash(o1)
+    await until(lambda: o2.ownership.publishes("cam1"), what="o2 taking cam1 over")
+
+
+async def test_metrics_and_health_count_owned_unowned_and_refused(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1", "cam2"])
+    await until(lambda: o1.owned() == {"cam1", "cam2"}, what="o1 owning both")
+    o1.cameras.add("cam3", "cam3", "mqtt", None)  # no stream to pull: nobody claims it
+    o1.ownership.camera_changed(o1.cameras.get("cam3"))  # type: ignore[arg-type]
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/cameras/cam1/owner", b"not json")
+        await until(lambda: o1.ownership.rejected["bad_claim"] == 1, what="the refusal counted")
+    await asyncio.sleep(0.3)
+    metrics = {f.name: dict(f.values) for f in o1.ownership.counters()}
+    assert metrics == {"camhub_cluster_cameras_owned": {"": 2}, "camhub_cluster_cameras_unowned": {"": 1},
+                       "camhub_cluster_ownership_changes": {"claimed": 2, "gained": 2},
+                       "camhub_cluster_claims_rejected": {"bad_claim": 1}}
+    assert o1.ownership.health() == {"settled": True, "cameras_owned": ["cam1", "cam2"], "cameras_unowned": ["cam3"]}
