@@ -445,3 +445,82 @@ async def test_metrics_and_health_count_owned_unowned_and_refused(bed: Bed) -> N
                        "camhub_cluster_ownership_changes": {"claimed": 2, "gained": 2},
                        "camhub_cluster_claims_rejected": {"bad_claim": 1}}
     assert o1.ownership.health() == {"settled": True, "cameras_owned": ["cam1", "cam2"], "cameras_unowned": ["cam3"]}
+
+
+async def _member(client: aiomqtt.Client, hub_id: str, online: bool = True, **info: object) -> None:
+    """Another hub as the broker shows it: its retained info and availability."""
+    await client.publish(f"camhub/hubs/{hub_id}/info", json.dumps(
+        {"id": hub_id, "role": "origin", "url": "http://127.0.0.1:8999", **info}), retain=True)
+    await client.publish(f"camhub/hubs/{hub_id}/availability", "online" if online else "offline", retain=True)
+
+
+async def test_a_member_that_says_nothing_after_this_hub_reconnects_is_offline_after_the_grace(bed: Bed) -> None:
+    # A broker that restarted empty holds no availability of a hub that died meanwhile: that hub is
+    # believed for grace_s more, then counted offline; a hub that does speak stays.
+    o1 = bed.hub("o1", cameras=[], grace_s=1.0, silent_s=60.0)
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await _member(client, "o8")
+        await _member(client, "o9")
+        await until(lambda: o1.members.live_origins() == ["o1", "o8", "o9"], what="o8 and o9 live")
+        await bed.crash(o1)
+        o1.members.beat()  # without the link nothing is heard: nobody is judged silent meanwhile
+        await client.publish("camhub/hubs/o9/availability", b"", retain=True)  # o9 died with the broker's copy
+        bed.start(o1)
+        await until(lambda: o1.link.connected, what="o1 back")
+        await asyncio.sleep(0.5)
+        assert o1.members.live_origins() == ["o1", "o8", "o9"], "believed during the grace"
+        await until(lambda: o1.members.live_origins() == ["o1", "o8"], timeout=3.0, what="o9 offline after the grace")
+        await asyncio.sleep(0.3)
+        assert [(m["id"], m["online"]) for m in o1.members.view()] == [("o1", True), ("o8", True), ("o9", False)]
+
+
+async def test_a_cleared_info_takes_a_hub_out_of_the_cluster(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=[])
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await _member(client, "o9", cameras=["cam2", "cam1", "bad id"], version="1.2.3", instance="x" * 100)
+        await until(lambda: o1.members.live_origin("o9"), what="o9 live")
+        o9 = o1.members.get("o9")
+        assert o9 is not None and (o9.cameras, o9.version, o9.instance) == (["cam1", "cam2"], "1.2.3", "x" * 64)
+        await client.publish("camhub/hubs/o9/info", b"", retain=True)
+        await until(lambda: o1.members.get("o9") is None, what="o9 taken out")
+    assert [m["id"] for m in o1.members.view()] == ["o1"] and o1.members.live_others() == []
+
+
+async def test_another_running_hub_with_this_hub_s_id_is_counted_as_a_conflict(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=[])
+    await until(lambda: o1.ownership.settled, what="o1 settled")
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hubs/o1/info", json.dumps({"id": "o1", "role": "origin",
+                             "url": "http://127.0.0.1:8777", "instance": "someone-else"}))
+        await until(lambda: o1.members.conflicts == 1, what="the conflict counted")
+        o1.members.publish_info()  # its own info again: no conflict
+        await client.publish("camhub/hubs/o1/availability", b"online")  # nor its own availability
+        await asyncio.sleep(0.3)
+    assert o1.members.conflicts == 1
+    assert {f.name: dict(f.values) for f in o1.members.counters()} == {
+        "camhub_cluster_members": {"origin": 1, "edge": 0}, "camhub_cluster_messages_rejected": {},
+        "camhub_cluster_id_conflicts": {"": 1}}
+
+
+async def test_member_messages_that_are_not_a_hub_are_refused_and_counted(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=[])
+    e1 = bed.hub("e1", role="edge", cameras=[])
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hubs/o7/beat", b"")  # a beat from a hub never seen: nothing
+        await client.publish("camhub/hubs/o7/state", b"{}")  # another of a hub's topics: not membership
+        await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
+                             "url": "http://127.0.0.1:8999", "pad": "x" * (17 * 1024)}))
+        await client.publish("camhub/hubs/o9/info", b"\xff\xfe")
+        await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "leader",
+                             "url": "http://127.0.0.1:8999"}))
+        await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
+                             "url": "http://8.8.8.8:80"}))
+        await client.publish("camhub/hubs/-o9/availability", b"online")
+        await until(lambda: sum(o1.members.rejected.values()) >= 5, what="the refusals counted")
+        await until(lambda: o1.members.live_others(), what="e1 seen")
+    assert dict(o1.members.rejected) == {"info_oversized": 1, "bad_info": 2, "info_url_not_allowed": 1, "bad_id": 1}
+    assert o1.members.get("o7") is None
+    assert [(m["id"], m["online"]) for m in o1.members.view()] == [("o1", True), ("e1", True), ("o9", False)]
+    assert {f.name: dict(f.values) for f in o1.members.counters()}["camhub_cluster_members"] == \
+        {"origin": 1, "edge": 1}
+    assert [m.id for m in o1.members.live_others()] == ["e1"] and e1.members.live_origins() == ["o1"]
