@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import warnings
 from collections.abc import AsyncIterator
@@ -288,7 +289,8 @@ async def test_the_next_preferred_origin_claims_what_the_preferred_one_leaves(be
         await until(ticked, timeout=6.0, what="o1 taking o9's after a step")
 
 
-async def test_rebalance_hands_cameras_back_one_at_a_time(bed: Bed) -> None:
+async def test_rebalance_hands_cameras_back_one_at_a_time(bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "camhub.hub.cluster.ownership")
     o1 = bed.hub("o1", rebalance_s=0.5)
     await until(lambda: o1.owned() == set(CAMERAS), what="o1 owning all")
     o2 = bed.hub("o2")
@@ -304,9 +306,39 @@ async def test_rebalance_hands_cameras_back_one_at_a_time(bed: Bed) -> None:
             break
     assert o2.owned() == want and o1.owned() == set(CAMERAS) - want
     assert o1.ownership.changes["released"] == len(want)
+    assert sorted(r.getMessage() for r in caplog.records if "rebalance" in r.getMessage()) == \
+        sorted(f"camera {c}: handed back to o2 (rebalance)" for c in want)
+    for _ in range(10):  # balanced: nothing moves any more, however often it looks
+        o1.ownership.tick()
+        await asyncio.sleep(0.1)
+    assert o2.owned() == want and o1.owned() == set(CAMERAS) - want
+    assert o1.ownership.changes["released"] == len(want)
 
 
-async def test_malformed_claims_and_member_messages_change_nothing_and_are_counted(bed: Bed) -> None:
+async def test_an_origin_gets_cameras_back_only_once_it_has_been_online_for_the_rebalance_interval(
+        bed: Bed) -> None:
+    o1 = bed.hub("o1", rebalance_s=2.0)
+    await until(lambda: o1.owned() == set(CAMERAS), what="o1 owning all")
+    await asyncio.sleep(2.0)  # o1's own interval has passed: the next tick may hand back
+    o2 = bed.hub("o2")
+    await until(lambda: o1.members.live_origin("o2"), what="o1 seeing o2")
+    o1.ownership.tick()
+    await asyncio.sleep(0.3)
+    assert o2.owned() == set() and o1.ownership.changes["released"] == 0, "o2 is not steady yet"
+    o1.ownership.leave()  # and a hub that is stopping hands nothing back
+    await asyncio.sleep(2.0)
+    o1.ownership.tick()
+    await asyncio.sleep(0.3)
+    assert o2.owned() == set() and o1.ownership.changes["released"] == 0
+    o1.ownership.leaving = False  # (it changed its mind: a test's shortcut)
+    await asyncio.sleep(2.0)
+    o1.ownership.tick()
+    await until(lambda: len(o2.owned()) == 1, what="one camera handed back to the steady o2")
+
+
+async def test_malformed_claims_and_member_messages_change_nothing_and_are_counted(
+        bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "camhub.hub.cluster")
     o1 = bed.hub("o1", cameras=["cam1"])
     await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
     async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
@@ -322,6 +354,11 @@ async def test_malformed_claims_and_member_messages_change_nothing_and_are_count
                     what="the refusals counted")
     assert o1.owned() == {"cam1"} and o1.ownership.owner("cam1").hub == "o1"  # type: ignore[union-attr]
     assert o1.ownership.rejected["claim_url_not_allowed"] == 1 and o1.members.rejected["bad_info"] == 1
+    # each reason logged, once a minute at most: one line per reason, however many refusals
+    assert o1.ownership.rejected == {"bad_claim": 4, "claim_bad_url": 1, "claim_url_not_allowed": 1, "oversized": 1}
+    refused = [r.getMessage() for r in caplog.records if "claim refused" in r.getMessage()]
+    assert sorted(refused) == [f"camera owner claim refused: {reason}" for reason in
+                               ("bad_claim", "claim_bad_url", "claim_url_not_allowed", "oversized")]
 
 
 async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_ones(bed: Bed) -> None:
