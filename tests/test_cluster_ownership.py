@@ -561,3 +561,35 @@ async def test_member_messages_that_are_not_a_hub_are_refused_and_counted(bed: B
     assert {f.name: dict(f.values) for f in o1.members.counters()}["camhub_cluster_members"] == \
         {"origin": 1, "edge": 1}
     assert [m.id for m in o1.members.live_others()] == ["e1"] and e1.members.live_origins() == ["o1"]
+
+
+async def test_a_broker_that_restarted_empty_gets_the_owner_s_claims_again(bed: Bed) -> None:
+    o1 = bed.hub("o1", cameras=["cam1", "cam2"])
+    await until(lambda: o1.owned() == {"cam1", "cam2"}, what="o1 owning both")
+    await bed.crash(o1)
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:  # what a broker without them has
+        for camera_id in ("cam1", "cam2"):
+            await client.publish(f"camhub/cameras/{camera_id}/owner", b"", retain=True)
+    assert await bed.retained_owners() == {}
+    bed.start(o1)
+    await until(lambda: o1.ownership.settled, what="o1 settled again")
+    await asyncio.sleep(0.3)
+    assert await bed.retained_owners() == {"cam1": "o1", "cam2": "o1"} and o1.owned() == {"cam1", "cam2"}
+
+
+async def test_a_hub_that_comes_back_at_another_address_claims_its_cameras_there(bed: Bed) -> None:
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:  # its claim from its last run
+        await client.publish("camhub/cameras/cam1/owner", json.dumps(
+            {"hub": "o1", "url": "http://127.0.0.1:7777", "since": 1.0}), retain=True)
+    o1 = bed.hub("o1", cameras=["cam1"])
+    await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    await asyncio.sleep(0.3)
+    found: dict[str, object] = {}
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.subscribe("camhub/cameras/cam1/owner")
+        async with asyncio.timeout(2.0):
+            async for message in client.messages:
+                found = json.loads(message.payload)  # type: ignore[arg-type]
+                break
+    assert found["hub"] == "o1" and found["url"] == "http://127.0.0.1:8000"  # where the others pull it now
+    assert o1.ownership.changes["claimed"] == 1
