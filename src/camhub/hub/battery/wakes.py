@@ -234,7 +234,7 @@ class Wakes:
             return
         self.outcomes["refused"] += 1
         log.warning("camera %s did not apply the queued %s (its node refused it; its log says why): dropped",
-                    camera.id, wake.pending)
+                    camera.id, dict(wake.pending))  # a copy: a record may be formatted after the clear below
         wake.pending.clear()
 
     def set_seen(self, topic: str, payload: bytes, retained: bool) -> None:
