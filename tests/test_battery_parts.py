@@ -4,10 +4,14 @@ pictures that are refused, and the node's sleep memory and ``alarm`` stand-in.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from camhub.hub.battery.pictures import PICTURES_PER_MINUTE, PushedPictures
@@ -17,10 +21,12 @@ from camhub.hub.core.camera import OFFLINE, SLEEPING, Camera
 from camhub.hub.core.registry import Cameras
 from camhub.hub.ingest.announce import parse_announce
 from camhub.hub.ingest.sources import AllowedSources, AnnounceRejected
+from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
 from camhub_node import simalarm, snapshot
 from camhub_node.config import Config, ConfigError
 from tests.support import scenes
+from tests.support.procs import Mosquitto
 
 ALLOWED = AllowedSources.parse("loopback,private")
 BATTERY = {"id": "nestbox", "name": "Nest box", "mode": "snapshot", "interval_s": 300, "wake": "timer",
@@ -211,6 +217,11 @@ async def test_a_change_queued_before_a_hub_restart_is_learnt_back_from_the_reta
     hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "VGA"}', False)  # a live one: ours, or a clear
     hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "HUGE"}', True)
     assert camera.wakes.summary()["pending"] == {"frame_size": "QQVGA"}
+    # its next wake does not apply it: the node had it all along (the hub sent nothing since), so refused
+    hub.clock.now += 60
+    hub.wakes.heard("nestbox", live=True, starts=True)
+    hub.wakes.announced(camera, live=True)
+    assert camera.wakes.summary()["pending"] == {} and hub.wakes.outcomes == {"refused": 1}
 
 
 async def test_pushed_pictures_that_are_not_a_battery_cameras_jpeg_are_refused(hub: Hub) -> None:
@@ -256,9 +267,36 @@ async def test_a_retained_picture_is_the_latest_frame_after_a_restart_but_no_wak
     hub.clock.now += 5
     pushed.picture("camhub/nodes/nestbox/snapshot", jpeg, False)
     assert camera.wakes.summary()["wakes"] == 1 and camera.wakes.summary()["last_wake"] == hub.clock.now
+    assert camera.last_seen == hub.clock.now  # the camera's "last seen" is this picture's arrival
     pushed.picture("camhub/nodes/ghost/snapshot", b"GIF", False)
-    assert {f.name: dict(f.values) for f in pushed.counters()} == {
-        "camhub_pictures_pushed": {"": 1.0}, "camhub_pictures_rejected": {"unknown_camera": 1}}
+    assert metrics(pushed) == {"camhub_pictures_pushed": ("", "counter", {"": 1.0}),
+                               "camhub_pictures_rejected": ("reason", "counter", {"unknown_camera": 1})}
+    # its retained picture, hours after its wakes stopped, shows it missing: no wake, judged as it is
+    hub.clock.now += 3600
+    pushed.picture("camhub/nodes/nestbox/snapshot", jpeg, True)
+    assert camera.state == OFFLINE
+
+
+async def test_a_picture_of_exactly_the_size_limit_is_taken_and_each_refusal_is_logged_by_reason(
+        hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "camhub.hub.battery.pictures")
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    pushed = PushedPictures(hub.cameras, hub.wakes, Topics(), max_frame_bytes=len(jpeg), clock=hub.clock)
+    camera = hub.battery_camera()
+    hub.wakes.announced(camera, live=True)
+    pushed.picture("camhub/nodes/nestbox/snapshot", jpeg, False)
+    assert camera.feed.latest is not None and pushed.rejections == {}
+    pushed.picture("camhub/nodes/nestbox/snapshot", jpeg + b"\0", False)
+    pushed.picture("camhub/nodes/nestbox/snapshot", b"GIF89a", False)
+    pushed.picture("camhub/nodes/nestbox/snapshot", b"GIF89a", False)  # the same reason: logged once
+    long_id = "x" * 60
+    pushed.picture(f"camhub/nodes/{long_id}/snapshot", jpeg, False)
+    pushed.picture("camhub/nodes/\x1b[2Jbox/snapshot", jpeg, False)  # no terminal escapes in the log
+    assert [r.getMessage() for r in caplog.records] == [
+        f"picture on camhub/nodes/nestbox/snapshot ({len(jpeg) + 1} bytes) refused: oversized",
+        "picture on camhub/nodes/nestbox/snapshot (6 bytes) refused: not_jpeg",
+        f"picture on camhub/nodes/{'x' * 40}/snapshot ({len(jpeg)} bytes) refused: unknown_camera"]
+    assert pushed.rejections == {"oversized": 1, "not_jpeg": 2, "unknown_camera": 2}
 
 
 async def test_after_a_restart_a_known_battery_camera_is_missing_counted_from_its_last_picture(hub: Hub) -> None:
@@ -291,7 +329,7 @@ async def test_a_battery_camera_that_streams_again_leaves_the_wakes_and_a_forgot
         hub: Hub) -> None:
     camera = hub.battery_camera(interval=60)
     hub.wakes.announced(camera, live=True)
-    assert hub.wakes.holds(camera) and camera.wakes is not None
+    assert hub.wakes.holds(camera) and camera.wakes is not None and hub.wakes.get("nestbox") is camera.wakes
     streaming = hub.cameras.add("door", "Door", "mqtt", "http://127.0.0.1:9/stream", {"id": "door"})
     hub.wakes.announced(streaming, live=True)
     assert not hub.wakes.holds(streaming) and streaming.wakes is None and hub.wakes.get("door") is None
@@ -305,10 +343,14 @@ async def test_a_battery_camera_that_streams_again_leaves_the_wakes_and_a_forgot
     # a battery camera removed from the hub is forgotten at the next tick, never judged missing
     pond = hub.cameras.add("pond", "Pond", "mqtt", None, {**BATTERY, "id": "pond", "interval_s": 60})
     hub.wakes.announced(pond, live=True)
+    shed = hub.cameras.add("shed", "Shed", "mqtt", None, {**BATTERY, "id": "shed", "interval_s": 60})
+    shed.available = True
+    hub.wakes.announced(shed, live=True)
     hub.cameras.pop("pond")
+    hub.wakes.set_seen("camhub/nodes/pond/set", b'{"frame_size": "QVGA"}', True)  # its set, still retained
     hub.clock.now += 3600
     hub.wakes.tick()
-    assert hub.wakes.get("pond") is None and hub.wakes.went_missing == 0
+    assert hub.wakes.get("pond") is None and hub.wakes.went_missing == 1 and shed.state == OFFLINE
 
 
 async def test_a_retained_set_that_is_not_a_queued_change_is_left_alone(hub: Hub) -> None:
@@ -323,6 +365,166 @@ async def test_a_retained_set_that_is_not_a_queued_change_is_left_alone(hub: Hub
     hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "QVGA"}', True)
     assert camera.wakes.summary()["pending"] == {"jpeg_quality": 20}
     assert {f.name: dict(f.values) for f in hub.wakes.counters()}["camhub_settings_queued"] == {"": 1.0}
+
+
+
+def metrics(counted: Any) -> dict[str, tuple[str, str, dict[str, float]]]:
+    """``/metrics`` as the parts give it: name -> (label, kind, values); every family has its help text."""
+    families = list(counted.counters())
+    assert all(isinstance(f.help, str) and f.help for f in families)
+    return {f.name: (f.label, f.kind, dict(f.values)) for f in families}
+
+
+async def test_what_the_api_and_the_state_topic_show_of_a_battery_camera_s_wakes(hub: Hub) -> None:
+    hub.clock.now = 1_800_000_000.12345  # shown to the millisecond
+    camera = hub.battery_camera(interval=300, wake="pin", wake_pin=True, battery_v=3.71)
+    hub.wakes.announced(camera, live=False)  # what the broker kept: not a wake, its reason as it was
+    assert camera.wakes is not None
+    assert camera.wakes.summary() == {
+        "interval_s": 300, "last_wake": None, "next_wake": None, "missing_at": 1_800_000_760.123, "missing": False,
+        "wake_reason": "pin", "wake_pin": True, "battery_v": 3.71, "wakes": 0, "pending": {}}
+    hub.wakes.heard("nestbox", live=True, starts=True)  # it wakes (its "online" comes first)
+    camera.announce = {**BATTERY, "interval_s": 600, "wake": "timer", "wake_pin": False, "battery_v": 3.65}
+    hub.wakes.announced(camera, live=True)  # its announce in the same wake: one wake, the new figures
+    assert camera.wakes.summary() == {
+        "interval_s": 600, "last_wake": 1_800_000_000.123, "next_wake": 1_800_000_600.123,
+        "missing_at": 1_800_001_510.123, "missing": False, "wake_reason": "timer", "wake_pin": False,
+        "battery_v": 3.65, "wakes": 1, "pending": {}}
+    assert hub.wakes.next_wake(camera) == 1_800_000_600.123
+    payload = camera.state_payload(hub.clock.now)
+    assert {k: payload[k] for k in ("state", "mode", "interval_s", "last_wake", "next_wake", "wake_reason",
+                                    "battery_v", "pending")} == {
+        "state": SLEEPING, "mode": "snapshot", "interval_s": 600, "last_wake": 1_800_000_000.123,
+        "next_wake": 1_800_000_600.123, "wake_reason": "timer", "battery_v": 3.65, "pending": {}}
+    streaming = hub.cameras.add("door", "Door", "mqtt", "http://127.0.0.1:9/stream", {"id": "door"})
+    assert hub.wakes.next_wake(streaming) is None and "mode" not in streaming.state_payload(hub.clock.now)
+
+
+async def test_a_fresh_wake_begins_with_its_online_or_after_five_quiet_seconds(hub: Hub) -> None:
+    camera = hub.battery_camera(interval=60)
+    hub.wakes.announced(camera, live=True)
+    assert camera.wakes is not None and camera.wakes.summary()["wakes"] == 1
+    hub.clock.now += 5.0  # its stats, five seconds on: still the same wake
+    hub.wakes.heard("nestbox", live=True)
+    assert camera.wakes.summary()["wakes"] == 1
+    hub.clock.now += 5.001  # more than five quiet seconds: another wake, though its "online" was missed
+    hub.wakes.heard("nestbox", live=True)
+    assert camera.wakes.summary()["wakes"] == 2 and camera.wakes.summary()["next_wake"] == hub.clock.now + 60
+
+
+async def test_missing_and_back_are_logged_and_counted_and_each_change_is_told(
+        hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "camhub.hub.battery.wakes")
+    told: list[str] = []
+    hub.cameras.changed.connect(lambda camera: told.append(camera.id))
+    camera = hub.battery_camera(interval=60)
+    hub.wakes.announced(camera, live=True)
+    silent = hub.cameras.add("shed", "Shed", "mqtt", None, {**BATTERY, "id": "shed", "interval_s": 60})
+    silent.available = True
+    hub.wakes.announced(silent, live=False)  # never heard since the hub started
+    assert told == ["nestbox", "shed"]  # their wake figures are news even where the state stays
+    start = hub.clock.now
+    for _ in range(2):
+        hub.clock.now += MISSING_INTERVALS * 60 + MISSING_GRACE_S
+        hub.wakes.tick()
+        assert camera.state == OFFLINE
+        hub.clock.now += 30
+        hub.wakes.heard("nestbox", live=True, starts=True)
+        assert camera.state == SLEEPING and camera.wakes is not None and camera.wakes.summary()["missing"] is False
+    assert metrics(hub.wakes)["camhub_battery_cameras_went_missing"] == ("", "counter", {"": 3.0})
+    assert metrics(hub.wakes)["camhub_battery_cameras_missing"] == ("", "gauge", {"": 1.0})  # the shed
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.count("camera nestbox missed its wakes (every 60 s; last heard 160 s ago): missing") == 2
+    assert "camera shed missed its wakes (every 60 s; never heard): missing" in lines
+    assert lines.count("camera nestbox woke again (timer); no longer missing") == 2
+    assert hub.clock.now == start + 2 * (MISSING_INTERVALS * 60 + MISSING_GRACE_S + 30)
+
+
+async def test_queued_settings_are_counted_logged_and_told(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "camhub.hub.battery.wakes")
+    told: list[str] = []
+    camera = hub.battery_camera()
+    hub.wakes.announced(camera, live=True)
+    hub.cameras.changed.connect(lambda changed: told.append(changed.id))
+    for quality, wake in ((20, "applied"), (30, "applied"), (40, "refused"), (50, "refused")):
+        hub.clock.now += 10
+        hub.wakes.queue(camera, {"jpeg_quality": quality})
+        hub.clock.now += 60
+        hub.wakes.heard("nestbox", live=True, starts=True)
+        if wake == "applied":
+            camera.announce = {**BATTERY, "jpeg_quality": quality}
+        hub.wakes.announced(camera, live=True)
+    assert hub.wakes.outcomes == {"applied": 2, "refused": 2}
+    assert metrics(hub.wakes)["camhub_settings_queued"] == ("", "counter", {"": 4.0})
+    assert metrics(hub.wakes)["camhub_settings_queued_outcomes"] == (
+        "outcome", "counter", {"applied": 2, "refused": 2})
+    lines = [r.getMessage() for r in caplog.records]
+    assert "camera nestbox applied the queued {'jpeg_quality': 20} at its wake" in lines
+    assert ("camera nestbox did not apply the queued {'jpeg_quality': 50} (its node refused it; its log says "
+            "why): dropped") in lines
+    assert told.count("nestbox") >= 4 + 8  # each queued change, each wake's figures
+
+
+async def test_a_set_sent_exactly_a_second_before_the_wake_may_have_been_missed_and_waits(hub: Hub) -> None:
+    camera = hub.battery_camera()
+    hub.wakes.announced(camera, live=True)
+    hub.clock.now += 10
+    hub.wakes.queue(camera, {"jpeg_quality": 30})
+    hub.clock.now += 1.0  # the node woke a second later: it may have read the retained set before
+    hub.wakes.heard("nestbox", live=True, starts=True)
+    hub.wakes.announced(camera, live=True)
+    assert camera.wakes is not None and camera.wakes.summary()["pending"] == {"jpeg_quality": 30}
+    hub.clock.now += 60.001  # queued long before this wake: it had the set, and refused it
+    hub.wakes.heard("nestbox", live=True, starts=True)
+    hub.wakes.announced(camera, live=True)
+    assert camera.wakes.summary()["pending"] == {} and hub.wakes.outcomes == {"refused": 1}
+
+
+async def test_a_live_set_is_the_hub_s_own_and_learnt_from_only_when_retained(hub: Hub) -> None:
+    camera = hub.battery_camera()
+    hub.wakes.announced(camera, live=False)
+    hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "QVGA"}', False)
+    assert camera.wakes is not None and camera.wakes.summary()["pending"] == {}
+    told: list[str] = []
+    hub.cameras.changed.connect(lambda changed: told.append(changed.id))
+    hub.wakes.set_seen("camhub/nodes/nestbox/set", b'{"frame_size": "QVGA"}', True)
+    assert camera.wakes.summary()["pending"] == {"frame_size": "QVGA"} and told == ["nestbox"]
+
+
+
+async def test_over_a_real_broker_a_restarted_hub_learns_the_retained_picture_and_set_then_hears_a_wake(
+        mosquitto: Mosquitto) -> None:
+    cameras = Cameras(Broker(FanoutSettings()), max_cameras=8)
+    topics = Topics()
+    link = MqttLink(LinkSettings("127.0.0.1", mosquitto.port), topics)
+    wakes = Wakes(cameras, link, topics)
+    pushed = PushedPictures(cameras, wakes, topics, max_frame_bytes=100_000)
+    camera = cameras.add("nestbox", "Nest box", "mqtt", None, {**BATTERY, "interval_s": 60})
+    camera.available = True
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:  # what the broker kept while the hub was away
+        await node.publish("camhub/nodes/nestbox/snapshot", jpeg, qos=1, retain=True)
+        await node.publish("camhub/nodes/nestbox/set", b'{"frame_size": "QVGA"}', qos=1, retain=True)
+    wakes.restore()
+    wakes.subscribe()
+    pushed.subscribe(link)
+    task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(10):
+            while camera.feed.latest is None or not (camera.wakes and camera.wakes.summary()["pending"]):
+                await asyncio.sleep(0.05)
+        assert camera.feed.latest.jpeg == jpeg and camera.wakes.summary()["pending"] == {"frame_size": "QVGA"}
+        assert camera.wakes.summary()["wakes"] == 0 and pushed.received == 0  # what was kept is no wake
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:
+            await node.publish("camhub/nodes/nestbox/snapshot", jpeg + b"\0", qos=1)  # a wake's new picture
+        async with asyncio.timeout(10):
+            while pushed.received == 0:
+                await asyncio.sleep(0.05)
+        assert camera.wakes.summary()["wakes"] == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # ---- the node: settings, sleep memory, the alarm stand-in ---------------------------------------------
