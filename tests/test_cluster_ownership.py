@@ -222,7 +222,10 @@ async def test_a_hub_back_from_a_broker_outage_yields_to_a_claim_made_meanwhile(
 
 async def test_two_claims_at_once_the_later_stands(bed: Bed) -> None:
     o1 = bed.hub("o1", cameras=["cam1"])
+    moved: list[str] = []  # what the hub's pulls follow: an edge pulls a camera from its owner
+    o1.ownership.moved.connect(lambda camera: moved.append(camera.id))
     await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    assert moved == []  # its own claim, as it made it: nothing moved
     # another origin that believes it owns cam1 (its view differed for a moment) claims it too
     async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
         await client.publish("camhub/hubs/o9/info", json.dumps({"id": "o9", "role": "origin",
@@ -232,6 +235,7 @@ async def test_two_claims_at_once_the_later_stands(bed: Bed) -> None:
         await client.publish("camhub/cameras/cam1/owner", json.dumps({"hub": "o9", "url": "http://127.0.0.1:8999",
                                                                       "since": 1.0}), retain=True)
         await until(lambda: o1.owned() == set(), what="o1 yielding to the later claim")
+        assert moved == ["cam1"]
         assert o1.ownership.owner("cam1").hub == "o9"  # type: ignore[union-attr]
         # o9 goes away (its will, here said by hand): o1 takes cam1 again at once
         await client.publish("camhub/hubs/o9/availability", "offline", retain=True)
@@ -334,6 +338,9 @@ async def test_an_origin_gets_cameras_back_only_once_it_has_been_online_for_the_
     await asyncio.sleep(2.0)
     o1.ownership.tick()
     await until(lambda: len(o2.owned()) == 1, what="one camera handed back to the steady o2")
+    o1.ownership.tick()  # one per interval: the next waits
+    await asyncio.sleep(0.3)
+    assert len(o2.owned()) == 1 and o1.ownership.changes["released"] == 1
 
 
 async def test_malformed_claims_and_member_messages_change_nothing_and_are_counted(
@@ -567,6 +574,7 @@ async def test_a_broker_that_restarted_empty_gets_the_owner_s_claims_again(bed: 
     o1 = bed.hub("o1", cameras=["cam1", "cam2"])
     await until(lambda: o1.owned() == {"cam1", "cam2"}, what="o1 owning both")
     await bed.crash(o1)
+    assert not o1.ownership.settled and o1.ownership.health()["settled"] is False  # /api/hub says so
     async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:  # what a broker without them has
         for camera_id in ("cam1", "cam2"):
             await client.publish(f"camhub/cameras/{camera_id}/owner", b"", retain=True)
@@ -593,3 +601,18 @@ async def test_a_hub_that_comes_back_at_another_address_claims_its_cameras_there
                 break
     assert found["hub"] == "o1" and found["url"] == "http://127.0.0.1:8000"  # where the others pull it now
     assert o1.ownership.changes["claimed"] == 1
+
+
+async def test_a_starting_hub_listens_for_startup_s_and_a_reconnecting_one_for_settle_s(bed: Bed) -> None:
+    # Origins started together see each other before claiming (startup_s); a hub back from a broker
+    # outage needs only the retained claims, which arrive at once (settle_s).
+    o1 = bed.hub("o1", cameras=["cam1"], settle_s=0.2, startup_s=1.5)
+    await asyncio.sleep(0.9)
+    assert not o1.ownership.settled and o1.owned() == set() and await bed.retained_owners() == {}
+    await until(lambda: o1.owned() == {"cam1"}, timeout=3.0, what="o1 claiming after startup_s")
+    await bed.crash(o1)
+    bed.start(o1)
+    await until(lambda: o1.link.connected, what="o1 back")
+    back = asyncio.get_running_loop().time()
+    await until(lambda: o1.ownership.settled, timeout=3.0, what="o1 settled again")
+    assert asyncio.get_running_loop().time() - back < 1.0
