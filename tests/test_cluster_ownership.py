@@ -23,6 +23,7 @@ import socket
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -391,7 +392,8 @@ async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_one
     assert director.members.rejected["info_url_not_allowed"] == 1
 
 
-async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(bed: Bed) -> None:
+async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(
+        bed: Bed, caplog: pytest.LogCaptureFixture) -> None:
     # What the camera list, /api/hub and the dashboard show on a hub that does not pull a camera: the
     # owner's word (its camera state topic), and "offline" once that owner is gone.
     o1 = bed.hub("o1", cameras=["cam1", "cam2"])
@@ -405,6 +407,7 @@ async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(bed: 
                   "online": True},
         "owned": False, "state": "offline", "online": False}  # nothing reported yet
     async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hub/cameras/cam2/state", b"")  # cleared, never reported: nothing, no error
         await client.publish("camhub/hub/cameras/cam1/state", json.dumps({"state": "streaming", "fps": 10}))
         await client.publish("camhub/hub/cameras/cam2/state", json.dumps({"state": "sleeping"}))
         # both streaming or sleeping at their owner, none pulled here
@@ -419,16 +422,23 @@ async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(bed: 
                     what="cam2's state without a state string")
         assert e1.ownership.summary(cam1)["state"] == "streaming" and e1.ownership.online() == 1
         assert "ghost" not in e1.ownership.reported
+        # a state of exactly the size limit is taken
+        padded = json.dumps({"state": "sleeping", "pad": ""})
+        padded = json.dumps({"state": "sleeping", "pad": "x" * (2048 - len(padded))})
+        await client.publish("camhub/hub/cameras/cam2/state", padded)
+        await until(lambda: e1.ownership.summary(e1.cameras.get("cam2")).get("state") == "sleeping",  # type: ignore[arg-type]
+                    what="cam2's state of 2048 bytes")
         # a cleared state (the owner forgot the camera): offline
         await client.publish("camhub/hub/cameras/cam1/state", b"")
         await until(lambda: e1.ownership.summary(cam1)["state"] == "offline", what="cam1's cleared state")
-        assert e1.ownership.online() == 0
+        assert e1.ownership.online() == 1  # cam2, sleeping
         await client.publish("camhub/hub/cameras/cam1/state", json.dumps({"state": "streaming"}))
         await until(lambda: e1.ownership.summary(cam1)["state"] == "streaming", what="cam1 streaming again")
     # the owner dies: what it said last no longer counts
     await bed.crash(o1)
     await until(lambda: e1.ownership.summary(cam1)["owner"]["online"] is False, what="o1 gone")
     assert e1.ownership.summary(cam1)["state"] == "offline" and e1.ownership.online() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert e1.ownership.health() == {"settled": True, "cameras_owned": [], "cameras_unowned": ["cam1", "cam2"]}
     # the owner itself shows its own camera as it is (its pull decides), not a reported state
     assert set(o1.ownership.summary(o1.cameras.get("cam1"))) == {"owner", "owned"}  # type: ignore[arg-type]
@@ -484,11 +494,26 @@ async def test_metrics_and_health_count_owned_unowned_and_refused(bed: Bed) -> N
         await client.publish("camhub/cameras/cam1/owner", b"not json")
         await until(lambda: o1.ownership.rejected["bad_claim"] == 1, what="the refusal counted")
     await asyncio.sleep(0.3)
-    metrics = {f.name: dict(f.values) for f in o1.ownership.counters()}
-    assert metrics == {"camhub_cluster_cameras_owned": {"": 2}, "camhub_cluster_cameras_unowned": {"": 1},
-                       "camhub_cluster_ownership_changes": {"claimed": 2, "gained": 2},
-                       "camhub_cluster_claims_rejected": {"bad_claim": 1}}
+    assert metrics(o1.ownership) == {
+        "camhub_cluster_cameras_owned": ("", "gauge", {"": 2}),
+        "camhub_cluster_cameras_unowned": ("", "gauge", {"": 1}),
+        "camhub_cluster_ownership_changes": ("kind", "counter", {"claimed": 2, "gained": 2}),
+        "camhub_cluster_claims_rejected": ("reason", "counter", {"bad_claim": 1})}
     assert o1.ownership.health() == {"settled": True, "cameras_owned": ["cam1", "cam2"], "cameras_unowned": ["cam3"]}
+    cam3 = o1.cameras.get("cam3")
+    assert cam3 is not None
+    assert o1.ownership.summary(cam3) == {"owner": None, "owned": False, "state": "offline", "online": False}
+    # /api/hub's cameras online: those it owns count as their own state says
+    assert o1.ownership.online() == 0
+    o1.cameras.set_state(o1.cameras.get("cam1"), "streaming")  # type: ignore[arg-type]
+    assert o1.ownership.online() == 1
+
+
+def metrics(counted: Any) -> dict[str, tuple[str, str, dict[str, float]]]:
+    """``/metrics`` as a part gives it: name -> (label, kind, values); every family has its help text."""
+    families = list(counted.counters())
+    assert all(isinstance(f.help, str) and f.help for f in families)
+    return {f.name: (f.label, f.kind, dict(f.values)) for f in families}
 
 
 async def _member(client: aiomqtt.Client, hub_id: str, online: bool = True, **info: object) -> None:
@@ -541,9 +566,10 @@ async def test_another_running_hub_with_this_hub_s_id_is_counted_as_a_conflict(b
         await client.publish("camhub/hubs/o1/availability", b"online")  # nor its own availability
         await asyncio.sleep(0.3)
     assert o1.members.conflicts == 1
-    assert {f.name: dict(f.values) for f in o1.members.counters()} == {
-        "camhub_cluster_members": {"origin": 1, "edge": 0}, "camhub_cluster_messages_rejected": {},
-        "camhub_cluster_id_conflicts": {"": 1}}
+    assert metrics(o1.members) == {
+        "camhub_cluster_members": ("role", "gauge", {"origin": 1, "edge": 0}),
+        "camhub_cluster_messages_rejected": ("reason", "counter", {}),
+        "camhub_cluster_id_conflicts": ("", "counter", {"": 1})}
 
 
 async def test_member_messages_that_are_not_a_hub_are_refused_and_counted(bed: Bed) -> None:
@@ -565,8 +591,7 @@ async def test_member_messages_that_are_not_a_hub_are_refused_and_counted(bed: B
     assert dict(o1.members.rejected) == {"info_oversized": 1, "bad_info": 2, "info_url_not_allowed": 1, "bad_id": 1}
     assert o1.members.get("o7") is None
     assert [(m["id"], m["online"]) for m in o1.members.view()] == [("o1", True), ("e1", True), ("o9", False)]
-    assert {f.name: dict(f.values) for f in o1.members.counters()}["camhub_cluster_members"] == \
-        {"origin": 1, "edge": 1}
+    assert metrics(o1.members)["camhub_cluster_members"] == ("role", "gauge", {"origin": 1, "edge": 1})
     assert [m.id for m in o1.members.live_others()] == ["e1"] and e1.members.live_origins() == ["o1"]
 
 
