@@ -457,6 +457,9 @@ async def test_a_removed_camera_s_claim_is_cleared_by_its_owner_only(bed: Bed) -
     assert o1.owned() == {"cam2"} and not o1.ownership.owns("cam1") and o1.ownership.owns("cam2")
     await asyncio.sleep(0.3)
     assert await bed.retained_owners() == {"cam2": "o1"}
+    assert o1.ownership.changes["claimed"] == 2, "the edge cleared nothing o1 had to claim again"
+    e1.cameras.add("cam9", "cam9", "mqtt", None)  # one nobody ever claimed: removed quietly
+    e1.ownership.camera_removed("cam9")
     assert e1.ownership.owner("cam1") is None and e1.ownership.owner("cam2") is not None  # type: ignore[union-attr]
     await until(lambda: [m["cameras"] for m in e1.members.view() if m["id"] == "o1"] == [["cam2"]],
                 what="o1's info listing what it owns now")
