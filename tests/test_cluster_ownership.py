@@ -356,17 +356,22 @@ async def test_malformed_claims_and_member_messages_change_nothing_and_are_count
                         json.dumps({"hub": "o2", "url": "http://127.0.0.1:1", "since": "NaN"}).encode(),
                         b"x" * 5000):
             await client.publish("camhub/cameras/cam1/owner", payload)
+        await client.publish("camhub/cameras/no such camera/owner", json.dumps(  # not a camera id
+            {"hub": "o1", "url": "http://127.0.0.1:8000", "since": 1}))
+        await client.publish("camhub/cameras/cam5/owner", b"")  # a cleared claim of a camera never claimed
         await client.publish("camhub/hubs/o2/info", b"{\"id\": \"o3\", \"role\": \"origin\"}")
         await client.publish("camhub/hubs/o2/availability", b"maybe")
-        await until(lambda: sum(o1.ownership.rejected.values()) >= 7 and sum(o1.members.rejected.values()) >= 2,
+        await until(lambda: sum(o1.ownership.rejected.values()) >= 8 and sum(o1.members.rejected.values()) >= 2,
                     what="the refusals counted")
     assert o1.owned() == {"cam1"} and o1.ownership.owner("cam1").hub == "o1"  # type: ignore[union-attr]
     assert o1.ownership.rejected["claim_url_not_allowed"] == 1 and o1.members.rejected["bad_info"] == 1
     # each reason logged, once a minute at most: one line per reason, however many refusals
-    assert o1.ownership.rejected == {"bad_claim": 4, "claim_bad_url": 1, "claim_url_not_allowed": 1, "oversized": 1}
+    assert o1.ownership.rejected == {"bad_claim": 4, "claim_bad_url": 1, "claim_url_not_allowed": 1, "oversized": 1,
+                                     "bad_topic": 1}
     refused = [r.getMessage() for r in caplog.records if "claim refused" in r.getMessage()]
     assert sorted(refused) == [f"camera owner claim refused: {reason}" for reason in
-                               ("bad_claim", "claim_bad_url", "claim_url_not_allowed", "oversized")]
+                               ("bad_claim", "bad_topic", "claim_bad_url", "claim_url_not_allowed", "oversized")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_ones(bed: Bed) -> None:
