@@ -26,6 +26,7 @@ from camhub.hub.mqtt.topics import Topics
 from camhub_node import simalarm, snapshot
 from camhub_node.config import Config, ConfigError
 from tests.support import scenes
+from tests.support.families import families
 from tests.support.procs import Mosquitto
 
 ALLOWED = AllowedSources.parse("loopback,private")
@@ -269,7 +270,7 @@ async def test_a_retained_picture_is_the_latest_frame_after_a_restart_but_no_wak
     assert camera.wakes.summary()["wakes"] == 1 and camera.wakes.summary()["last_wake"] == hub.clock.now
     assert camera.last_seen == hub.clock.now  # the camera's "last seen" is this picture's arrival
     pushed.picture("camhub/nodes/ghost/snapshot", b"GIF", False)
-    assert metrics(pushed) == {"camhub_pictures_pushed": ("", "counter", {"": 1.0}),
+    assert families(pushed) == {"camhub_pictures_pushed": ("", "counter", {"": 1.0}),
                                "camhub_pictures_rejected": ("reason", "counter", {"unknown_camera": 1})}
     # its retained picture, hours after its wakes stopped, shows it missing: no wake, judged as it is
     hub.clock.now += 3600
@@ -368,12 +369,6 @@ async def test_a_retained_set_that_is_not_a_queued_change_is_left_alone(hub: Hub
 
 
 
-def metrics(counted: Any) -> dict[str, tuple[str, str, dict[str, float]]]:
-    """``/metrics`` as the parts give it: name -> (label, kind, values); every family has its help text."""
-    families = list(counted.counters())
-    assert all(isinstance(f.help, str) and f.help for f in families)
-    return {f.name: (f.label, f.kind, dict(f.values)) for f in families}
-
 
 async def test_what_the_api_and_the_state_topic_show_of_a_battery_camera_s_wakes(hub: Hub) -> None:
     hub.clock.now = 1_800_000_000.12345  # shown to the millisecond
@@ -431,8 +426,8 @@ async def test_missing_and_back_are_logged_and_counted_and_each_change_is_told(
         hub.clock.now += 30
         hub.wakes.heard("nestbox", live=True, starts=True)
         assert camera.state == SLEEPING and camera.wakes is not None and camera.wakes.summary()["missing"] is False
-    assert metrics(hub.wakes)["camhub_battery_cameras_went_missing"] == ("", "counter", {"": 3.0})
-    assert metrics(hub.wakes)["camhub_battery_cameras_missing"] == ("", "gauge", {"": 1.0})  # the shed
+    assert families(hub.wakes)["camhub_battery_cameras_went_missing"] == ("", "counter", {"": 3.0})
+    assert families(hub.wakes)["camhub_battery_cameras_missing"] == ("", "gauge", {"": 1.0})  # the shed
     lines = [r.getMessage() for r in caplog.records]
     assert lines.count("camera nestbox missed its wakes (every 60 s; last heard 160 s ago): missing") == 2
     assert "camera shed missed its wakes (every 60 s; never heard): missing" in lines
@@ -455,8 +450,8 @@ async def test_queued_settings_are_counted_logged_and_told(hub: Hub, caplog: pyt
             camera.announce = {**BATTERY, "jpeg_quality": quality}
         hub.wakes.announced(camera, live=True)
     assert hub.wakes.outcomes == {"applied": 2, "refused": 2}
-    assert metrics(hub.wakes)["camhub_settings_queued"] == ("", "counter", {"": 4.0})
-    assert metrics(hub.wakes)["camhub_settings_queued_outcomes"] == (
+    assert families(hub.wakes)["camhub_settings_queued"] == ("", "counter", {"": 4.0})
+    assert families(hub.wakes)["camhub_settings_queued_outcomes"] == (
         "outcome", "counter", {"applied": 2, "refused": 2})
     lines = [r.getMessage() for r in caplog.records]
     assert "camera nestbox applied the queued {'jpeg_quality': 20} at its wake" in lines

@@ -23,7 +23,6 @@ import socket
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -38,6 +37,7 @@ from camhub.hub.ingest.sources import AllowedSources
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
 from camhub.hub.util.tasks import every
+from tests.support.families import families
 from tests.support.procs import Mosquitto
 
 CAMERAS = [f"cam{i}" for i in range(1, 9)]
@@ -502,7 +502,7 @@ async def test_metrics_and_health_count_owned_unowned_and_refused(bed: Bed) -> N
         await client.publish("camhub/cameras/cam1/owner", b"not json")
         await until(lambda: o1.ownership.rejected["bad_claim"] == 1, what="the refusal counted")
     await asyncio.sleep(0.3)
-    assert metrics(o1.ownership) == {
+    assert families(o1.ownership) == {
         "camhub_cluster_cameras_owned": ("", "gauge", {"": 2}),
         "camhub_cluster_cameras_unowned": ("", "gauge", {"": 1}),
         "camhub_cluster_ownership_changes": ("kind", "counter", {"claimed": 2, "gained": 2}),
@@ -516,12 +516,6 @@ async def test_metrics_and_health_count_owned_unowned_and_refused(bed: Bed) -> N
     o1.cameras.set_state(o1.cameras.get("cam1"), "streaming")  # type: ignore[arg-type]
     assert o1.ownership.online() == 1
 
-
-def metrics(counted: Any) -> dict[str, tuple[str, str, dict[str, float]]]:
-    """``/metrics`` as a part gives it: name -> (label, kind, values); every family has its help text."""
-    families = list(counted.counters())
-    assert all(isinstance(f.help, str) and f.help for f in families)
-    return {f.name: (f.label, f.kind, dict(f.values)) for f in families}
 
 
 async def _member(client: aiomqtt.Client, hub_id: str, online: bool = True, **info: object) -> None:
@@ -574,7 +568,7 @@ async def test_another_running_hub_with_this_hub_s_id_is_counted_as_a_conflict(b
         await client.publish("camhub/hubs/o1/availability", b"online")  # nor its own availability
         await asyncio.sleep(0.3)
     assert o1.members.conflicts == 1
-    assert metrics(o1.members) == {
+    assert families(o1.members) == {
         "camhub_cluster_members": ("role", "gauge", {"origin": 1, "edge": 0}),
         "camhub_cluster_messages_rejected": ("reason", "counter", {}),
         "camhub_cluster_id_conflicts": ("", "counter", {"": 1})}
@@ -599,7 +593,7 @@ async def test_member_messages_that_are_not_a_hub_are_refused_and_counted(bed: B
     assert dict(o1.members.rejected) == {"info_oversized": 1, "bad_info": 2, "info_url_not_allowed": 1, "bad_id": 1}
     assert o1.members.get("o7") is None
     assert [(m["id"], m["online"]) for m in o1.members.view()] == [("o1", True), ("e1", True), ("o9", False)]
-    assert metrics(o1.members)["camhub_cluster_members"] == ("role", "gauge", {"origin": 1, "edge": 1})
+    assert families(o1.members)["camhub_cluster_members"] == ("role", "gauge", {"origin": 1, "edge": 1})
     assert [m.id for m in o1.members.live_others()] == ["e1"] and e1.members.live_origins() == ["o1"]
 
 
