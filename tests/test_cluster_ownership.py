@@ -643,3 +643,22 @@ async def test_a_starting_hub_listens_for_startup_s_and_a_reconnecting_one_for_s
     back = asyncio.get_running_loop().time()
     await until(lambda: o1.ownership.settled, timeout=3.0, what="o1 settled again")
     assert asyncio.get_running_loop().time() - back < 1.0
+
+
+async def test_claims_for_cameras_this_hub_does_not_know_are_bounded(bed: Bed) -> None:
+    # Anyone on the broker can claim made-up cameras: this hub keeps at most 4 x CAMHUB_MAX_CAMERAS claims
+    # (64 here) and refuses, counted, the rest; claims of cameras it knows are always taken.
+    o1 = bed.hub("o1", cameras=["cam1"])
+    await until(lambda: o1.owned() == {"cam1"}, what="o1 owning cam1")
+    o1.cameras.add("cam2", "cam2", "mqtt", None)  # known here, nothing to pull: o1 does not claim it
+    claim = json.dumps({"hub": "o9", "url": "http://127.0.0.1:8999", "since": 1.0})
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        for i in range(260):
+            await client.publish(f"camhub/cameras/ghost{i}/owner", claim)
+        await client.publish("camhub/cameras/ghost0/owner", json.dumps(  # one already kept: updated
+            {"hub": "o8", "url": "http://127.0.0.1:8998", "since": 2.0}))
+        await client.publish("camhub/cameras/cam2/owner", claim)
+        await until(lambda: "cam2" in o1.ownership.claims, what="cam2's claim")
+    assert o1.ownership.rejected == {"claim_limit": 5}  # cam1's claim and 255 made-up ones fill the 256
+    assert o1.ownership.claims["ghost0"].hub == "o8" and "ghost255" not in o1.ownership.claims
+    assert o1.ownership.summary(o1.cameras.get("cam2"))["owner"]["hub"] == "o9"  # type: ignore[arg-type,index]
