@@ -354,6 +354,8 @@ async def test_malformed_claims_and_member_messages_change_nothing_and_are_count
                         json.dumps({"hub": "../x", "url": "http://127.0.0.1:1", "since": 1}).encode(),
                         json.dumps({"hub": "o2", "url": "http://8.8.8.8:80", "since": 1}).encode(),
                         json.dumps({"hub": "o2", "url": "http://127.0.0.1:1", "since": "NaN"}).encode(),
+                        b'{"hub": "o2", "url": "http://127.0.0.1:1", "since": NaN}',  # Python's json reads NaN
+                        json.dumps({"hub": "o2", "url": "http://127.0.0.1:1", "since": True}).encode(),
                         b"x" * 5000):
             await client.publish("camhub/cameras/cam1/owner", payload)
         await client.publish("camhub/cameras/no such camera/owner", json.dumps(  # not a camera id
@@ -361,12 +363,12 @@ async def test_malformed_claims_and_member_messages_change_nothing_and_are_count
         await client.publish("camhub/cameras/cam5/owner", b"")  # a cleared claim of a camera never claimed
         await client.publish("camhub/hubs/o2/info", b"{\"id\": \"o3\", \"role\": \"origin\"}")
         await client.publish("camhub/hubs/o2/availability", b"maybe")
-        await until(lambda: sum(o1.ownership.rejected.values()) >= 8 and sum(o1.members.rejected.values()) >= 2,
+        await until(lambda: sum(o1.ownership.rejected.values()) >= 10 and sum(o1.members.rejected.values()) >= 2,
                     what="the refusals counted")
     assert o1.owned() == {"cam1"} and o1.ownership.owner("cam1").hub == "o1"  # type: ignore[union-attr]
     assert o1.ownership.rejected["claim_url_not_allowed"] == 1 and o1.members.rejected["bad_info"] == 1
     # each reason logged, once a minute at most: one line per reason, however many refusals
-    assert o1.ownership.rejected == {"bad_claim": 4, "claim_bad_url": 1, "claim_url_not_allowed": 1, "oversized": 1,
+    assert o1.ownership.rejected == {"bad_claim": 6, "claim_bad_url": 1, "claim_url_not_allowed": 1, "oversized": 1,
                                      "bad_topic": 1}
     refused = [r.getMessage() for r in caplog.records if "claim refused" in r.getMessage()]
     assert sorted(refused) == [f"camera owner claim refused: {reason}" for reason in
@@ -659,6 +661,11 @@ async def test_claims_for_cameras_this_hub_does_not_know_are_bounded(bed: Bed) -
             {"hub": "o8", "url": "http://127.0.0.1:8998", "since": 2.0}))
         await client.publish("camhub/cameras/cam2/owner", claim)
         await until(lambda: "cam2" in o1.ownership.claims, what="cam2's claim")
+        largest = json.dumps({"hub": "o7", "url": "http://127.0.0.1:8997", "since": 1.0, "pad": ""})
+        largest = json.dumps({"hub": "o7", "url": "http://127.0.0.1:8997", "since": 1.0,
+                              "pad": "x" * (1024 - len(largest))})
+        await client.publish("camhub/cameras/cam2/owner", largest)  # a claim of the largest size taken
+        await until(lambda: o1.ownership.claims["cam2"].hub == "o7", what="cam2's claim of 1024 bytes")
     assert o1.ownership.rejected == {"claim_limit": 5}  # cam1's claim and 255 made-up ones fill the 256
     assert o1.ownership.claims["ghost0"].hub == "o8" and "ghost255" not in o1.ownership.claims
-    assert o1.ownership.summary(o1.cameras.get("cam2"))["owner"]["hub"] == "o9"  # type: ignore[arg-type,index]
+    assert o1.ownership.summary(o1.cameras.get("cam2"))["owner"]["hub"] == "o7"  # type: ignore[arg-type,index]
