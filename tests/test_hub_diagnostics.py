@@ -155,22 +155,3 @@ async def test_a_change_signalled_after_a_camera_was_removed_brings_none_of_its_
         cameras.forget("yard")
         cameras.set_state(camera, OFFLINE)  # late: its pull, stopping
         assert motion.sizes()["cameras"] == 0 and status.sizes()["motion_sent"] == 0
-
-
-def test_the_hub_hands_free_heap_back_on_its_interval_and_never_when_told_not_to(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """glibc keeps freed memory between live chunks for ever; the hub calls ``malloc_trim`` every
-    ``CAMHUB_MALLOC_TRIM_S`` (benchmarks/soak.py measures what that does to RSS over hours)."""
-
-    def trims(hub: HubProcess) -> int:
-        with urllib.request.urlopen(f"{hub.url}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        return sum(int(float(line.split()[-1])) for line in text.splitlines()
-                   if line.startswith("camhub_heap_trims_total{"))
-
-    with running(HubProcess(mosquitto.port, tmp_path / "on", env={"CAMHUB_MALLOC_TRIM_S": "0.2"})) as hub:
-        hub.wait_ready()
-        wait_until(lambda: trims(hub) >= 3, 10, "three trims")
-    with running(HubProcess(mosquitto.port, tmp_path / "off", env={"CAMHUB_MALLOC_TRIM_S": "0"})) as hub:
-        hub.wait_ready()
-        assert trims(hub) == 0

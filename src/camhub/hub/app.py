@@ -47,7 +47,6 @@ from camhub.hub.taps.motion import Motion, MotionSettings
 from camhub.hub.taps.recordings import Recordings, RecordSettings
 from camhub.hub.util.counters import Counted
 from camhub.hub.util.diagnostics import Diagnostics, Sized, Tracer
-from camhub.hub.util.memory import HeapTrimmer
 from camhub.hub.util.tasks import every
 from camhub.settings import SettingsError
 
@@ -89,12 +88,6 @@ class Hub:
         self._task(self.broker.run_housekeeping)
         self._stop("the known cameras", 5.0, self.known.flush)
         self._stop("the camera options", 5.0, self.options.flush)
-
-        # ---- memory: glibc's free heap pages handed back now and then (a hub runs for months) -------------
-        if config.malloc_trim_s > 0 and HeapTrimmer.available():
-            trimmer = HeapTrimmer()
-            counted.append(trimmer)
-            self._task(lambda: every(config.malloc_trim_s, trimmer.trim))
 
         # ---- MQTT: the contract's topics, the embedded broker (when there is no other), the link ------------
         self.topics = Topics(config.topic_prefix, config.ha_discovery_prefix,

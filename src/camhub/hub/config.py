@@ -80,7 +80,6 @@ class HubConfig:
     def clustered(self) -> bool:
         return self.role != "hub"
     diagnostics: str = "off"  # off | on | tracemalloc: GET /api/hub/diagnostics (util/diagnostics.py)
-    malloc_trim_s: float = 300.0  # hand glibc's free heap pages back this often (util/memory.py); 0: never
 
     @property
     def recordings_dir(self) -> Path:
@@ -170,7 +169,6 @@ _KEYS: dict[str, tuple[str, type]] = {
     "CAMHUB_STREAM_REDIRECT": ("stream_redirect", str),
     "CAMHUB_STREAM_REDIRECT_BALANCE": ("stream_redirect_balance", int),
     "CAMHUB_DIAGNOSTICS": ("diagnostics", str),
-    "CAMHUB_MALLOC_TRIM_S": ("malloc_trim_s", float),
 }
 MIN_SECRET_CHARS = 16
 
@@ -216,8 +214,6 @@ def config_from(settings: dict[str, str], **overrides: object) -> HubConfig:
             or config.record_segment_s < 1 or config.record_keep_days <= 0 or config.record_max_gb <= 0:
         raise SettingsError("CAMHUB_RECORD_* and CAMHUB_TIMELAPSE_S: durations and sizes must be positive "
                             "(CAMHUB_RECORD_SEGMENT_S at least 1)")
-    if config.malloc_trim_s < 0:
-        raise SettingsError("CAMHUB_MALLOC_TRIM_S must be 0 (never) or more seconds")
     if config.ha_snapshot_s < 0:
         raise SettingsError("CAMHUB_HA_SNAPSHOT_S must be 0 (no camera entity) or more seconds")
     prefix = config.ha_discovery_prefix
