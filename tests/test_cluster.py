@@ -337,14 +337,16 @@ def integration_per_hub(cluster: Cluster, observer: Observer) -> None:
     cluster.ready()
     owners = wait_until(lambda: owned_once(get_json, cluster.urls(), [owned_by["o1"], owned_by["o2"]]), 20, "owned")
     assert owners == {owned_by["o1"]: "o1", owned_by["o2"]: "o2"}
+    via_owner = {camera_id: f"camhub_hub_{owner}" for camera_id, owner in owners.items()}
     for hub_id, hub in cluster.hubs.items():
         info = observer.wait_for(f"camhub/hubs/{hub_id}/ha_info").json()
         assert info["device"]["identifiers"] == [f"camhub_hub_{hub_id}"] and info["url"] == hub.url
         assert info["integration_topic"] == f"camhub/hubs/{hub_id}/ha_integration"
         assert {k: v for k, v in get_json(hub.url + "/api/hub")["home_assistant"].items() if k != "integration"} == info
-        listed = get_json(hub.url + "/api/cameras")
-        assert {c["id"]: c["ha_device"]["via_device"] for c in listed} == {
-            camera_id: f"camhub_hub_{owner}" for camera_id, owner in owners.items()}
+        # each hub hears the other's claim a moment after the claim is made: wait for its own view to agree
+        listed = wait_until(lambda url=hub.url: (cams := get_json(url + "/api/cameras")) and {
+            c["id"]: c["ha_device"]["via_device"] for c in cams} == via_owner and cams, 10,
+            f"{hub_id}'s API naming each camera's owner")
         assert [c["id"] for c in listed if c["owned"]] == [owned_by[hub_id]]
         assert list(asyncio.run(integration_cameras(hub.url))) == [owned_by[hub_id]]  # what its entry shows
     assert not observer.on("camhub/hub/info"), "no hub of a cluster writes the single hub's info"
