@@ -18,8 +18,8 @@ origin not heard for ``silent_s`` counts as offline before that, so its cameras 
 when it beats again it is back, and finds its cameras owned by others (sticky: it yields).
 
 A hub that redirects viewers to edges (``CAMHUB_STREAM_REDIRECT``) also reads every hub's retained
-``<prefix>/hubs/<id>/state`` for its ``viewers`` (a count each hub sends at most every 2 s): the load
-the bounded hash weighs. Other hubs do not subscribe to it (its rate grows with the edges).
+``<prefix>/hubs/<id>/state`` for its ``viewers`` (a count each hub sends at most every 2 s, a fall to
+half at once): the load the bounded hash weighs. Other hubs do not subscribe to it (its rate grows with the edges).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ origins use for ownership): a camera's viewers go to its first edge, so that edg
 for all of them, until the edge holds more than ``redirect_percent`` % of the mean; then they spill to
 the camera's next edge.
 
-The loads are the edges' own viewer counts (their retained ``state``, sent at most every 2 s) plus the
-viewers this hub sent to each edge since: a viewer redirected ``FOLLOW_S`` before an edge's count
+The loads are the edges' own viewer counts (their retained ``state``, sent at most every 2 s, a fall to
+half at once) plus the viewers this hub sent to each edge since: a viewer redirected ``FOLLOW_S`` before an edge's count
 arrived is taken to be in it; later ones are added here (so a burst of viewers within the 2 s does not
 all land on one edge). A redirect is thus counted twice for up to ``FOLLOW_S`` (the safe side: the
 next viewers spill a little sooner), and a viewer that takes longer than that to reach its edge is
