@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import http.client
 import json
 import time
 from collections.abc import Iterator
@@ -148,6 +149,42 @@ def test_the_fps_chip_shows_while_streaming_and_last_seen_while_offline(world: W
             world.set_state("porch", STREAMING)
         pg.wait_for_function(f"() => document.querySelector('{_tile('porch', 'last-seen')}').hidden")
         assert _visible(pg, _tile("porch", "fps-chip"))
+
+
+# ---- the header -----------------------------------------------------------------------------------
+def test_the_header_counts_the_hubs_viewers_and_its_cameras_online(world: World) -> None:
+    # The grid itself holds no stream (its tiles are snapshots), so every viewer counted is one opened here.
+    host, port = world.served.url.removeprefix("http://").split(":")
+    streams: list[http.client.HTTPResponse] = []  # held open: a response collected closes its stream
+    with page(world.browser) as pg:
+        pg.goto(world.served.url + "/")
+        pg.wait_for_function("() => document.querySelector('#h-cams .pill-text').textContent === '2/2 online'")
+        assert pg.get_attribute("#h-cams", "data-level") == "ok"
+        assert pg.inner_text("#h-viewers .pill-text") == "0 viewers"
+        try:
+            for expected in ("1 viewer", "2 viewers"):
+                connection = http.client.HTTPConnection(host, int(port), timeout=10)
+                connection.request("GET", "/cameras/porch/stream")
+                streams.append(connection.getresponse())
+                assert streams[-1].status == 200
+                pg.wait_for_function(
+                    f"() => document.querySelector('#h-viewers .pill-text').textContent === '{expected}'")
+        finally:
+            for stream in streams:
+                stream.close()
+        pg.wait_for_function("() => document.querySelector('#h-viewers .pill-text').textContent === '0 viewers'")
+
+        world.set_state("porch", OFFLINE)
+        try:
+            pg.wait_for_function("() => document.querySelector('#h-cams .pill-text').textContent === '1/2 online'")
+            assert pg.get_attribute("#h-cams", "data-level") == "warn"
+            world.set_state("door", OFFLINE)
+            pg.wait_for_function("() => document.querySelector('#h-cams .pill-text').textContent === '0/2 online'")
+            assert pg.get_attribute("#h-cams", "data-level") == "bad"
+        finally:
+            world.set_state("porch", STREAMING)
+            world.set_state("door", STREAMING)
+        pg.wait_for_function("() => document.querySelector('#h-cams').dataset.level === 'ok'")
 
 
 # ---- the camera view ---------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
     recordings' writer is not started."""
     broker = Broker(FanoutSettings())
     cameras = Cameras(broker, max_cameras=8)
+    broker.viewers.connect(cameras.viewer_event)  # a camera's viewers are a change of it
     link = StandInLink()
     options_ = CameraOptions(tmp_path, {"motion": "on", "record": "off", **(options or {})})
     motion = Motion(motion_settings or MotionSettings(), options_.defaults["motion"] == "on", MOTION_POOL,
