@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 
 import camhub
 from tests.support.browser import assert_no_serious_axe_violations, chromium, page, require_chromium
+from tests.support.mqtt import Client
 from tests.support.procs import HubProcess, Mosquitto, SimNode
 from tests.support.waiting import get_json, wait_until
 
@@ -114,6 +115,19 @@ def test_grid_lists_every_camera_by_name_with_hub_health(world: World) -> None:
     tile = world.page.locator('.tile[data-id="garage"]')
     assert "160×120" in tile.inner_text()
     assert tile.locator(".tile-board").inner_text() == "simulated"
+
+
+def test_a_rejected_announce_shows_in_the_header_and_makes_no_tile(world: World) -> None:
+    # The pill shows only when the hub reports rejections (a count in /api/hub, not in the documented API).
+    assert not world.page.is_visible("#h-rejected")
+    sender = Client(world.broker.port)
+    try:
+        sender.publish("camhub/nodes/bogus/announce", b"{not json")
+    finally:
+        sender.close()
+    world.wait_js("!document.querySelector('#h-rejected').hidden", "the rejected-announces pill")
+    assert world.page.inner_text("#h-rejected .pill-text") == "1 rejected"
+    assert world.page.locator("#grid .tile").count() == len(CAMERAS)
 
 
 def test_a_tile_says_its_camera_name_first_and_shows_its_picture_above_it(world: World) -> None:
