@@ -34,7 +34,10 @@ from camhub.hub.taps.motion import Motion, MotionSettings
 from camhub.hub.taps.recordings import Recordings, RecordSettings
 
 T = TypeVar("T")
-MOTION_POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion")  # one for every test of this module
+# For parts that are given no frames to analyse. A world that is (``make_world``) gets a pool of its own: a
+# pool whose thread started before a fork has none in the child, where every analysis would wait for ever
+# (mutmut forks a process per mutant after a first run of the tests).
+MOTION_POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion")
 NODE_ANNOUNCE = {"id": "porch", "name": "Porch", "stream_url": "http://127.0.0.1:9/stream", "fps": 10,
                  "jpeg_quality": 12, "frame_size": "VGA"}
 
@@ -95,7 +98,8 @@ async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
     broker.viewers.connect(cameras.viewer_event)  # a camera's viewers are a change of it
     link = StandInLink()
     options_ = CameraOptions(tmp_path, {"motion": "on", "record": "off", **(options or {})})
-    motion = Motion(motion_settings or MotionSettings(), options_.defaults["motion"] == "on", MOTION_POOL,
+    motion = Motion(motion_settings or MotionSettings(), options_.defaults["motion"] == "on",
+                    ThreadPoolExecutor(1, thread_name_prefix="test-motion"),
                     log_dir=motion_log)
     recordings = Recordings(RecordSettings(root=tmp_path / "rec", preroll_s=0, postroll_s=0, segment_s=60,
                                            keep_days=1, max_gb=1, min_free_gb=0, timelapse_s=0))
