@@ -330,3 +330,235 @@ async def test_with_the_integration_set_up_a_battery_camera_keeps_its_mqtt_pictu
     world.discovery.integration_status(world.discovery.topics.ha_integration, b"on")
     cameras = {t for t in world.configs() if t.startswith("homeassistant/camera/")}
     assert cameras == {"homeassistant/camera/camhub_camera_nestbox_camera/config"}
+
+
+# ---- battery cameras -----------------------------------------------------------------------------
+NESTBOX = {**GARAGE, "id": "nestbox", "name": "Nest box", "mode": "snapshot", "interval_s": 300, "wake": "timer",
+           "battery_v": 3.9}
+NESTBOX_STATE = "camhub/hub/cameras/nestbox/state"
+
+
+def timestamp(key: str) -> str:
+    """A timestamp sensor's template: the state's Unix time as ISO 8601 (UTC), "None" (unknown) when absent."""
+    return ("{% if value_json." + key + " %}{{ value_json." + key + " | int | timestamp_custom("
+            "'%Y-%m-%dT%H:%M:%S+00:00', false) }}{% else %}None{% endif %}")
+
+
+def battery_entities() -> dict[str, dict[str, Any]]:
+    """What Home Assistant reads for a battery camera (the nest box): what it last said, available with the hub
+    while it sleeps; its controls queue a change at the hub for the next wake; no incoming frame rate."""
+    hub_only = {"availability": [HUB_UP]}
+    both = {"availability": [HUB_UP, {"topic": NESTBOX_STATE, "value_template": NOT_OFFLINE}],
+            "availability_mode": "all"}
+
+    def streaming(key: str) -> dict[str, Any]:  # the same entity as a streaming camera's, on the nest box's topics
+        payload = json.loads(json.dumps(GARAGE_ENTITIES[key]).replace("/garage/", "/nestbox/"))
+        return {**payload, **(both if "availability_mode" in payload else hub_only)}
+
+    def control(key: str) -> dict[str, Any]:
+        payload = {k: v for k, v in GARAGE_ENTITIES[key].items() if k not in ("availability", "availability_mode")}
+        return {**payload, "name": payload["name"] + " (next wake)", "command_topic": "camhub/hub/cameras/nestbox/set",
+                "state_topic": "camhub/nodes/nestbox/announce", **hub_only}
+
+    return {
+        **{key: streaming(key) for key in ("camera/camera", "sensor/state", "binary_sensor/connected",
+                                           "binary_sensor/motion", "sensor/viewers", "sensor/frames_dropped",
+                                           "sensor/last_frame_age")},
+        **{key: control(key) for key in ("number/fps", "number/jpeg_quality", "select/frame_size")},
+        "sensor/battery": {"name": "Battery", "state_topic": NESTBOX_STATE, "value_template":
+                           "{{ value_json.battery_v if value_json.battery_v is not none else 'None' }}",
+                           "device_class": "voltage", "unit_of_measurement": "V", "state_class": "measurement",
+                           "suggested_display_precision": 2, **hub_only},
+        "sensor/last_wake": {"name": "Last wake", "state_topic": NESTBOX_STATE, "device_class": "timestamp",
+                             "value_template": timestamp("last_wake"), **hub_only},
+        "sensor/next_wake": {"name": "Next wake", "state_topic": NESTBOX_STATE, "device_class": "timestamp",
+                             "value_template": timestamp("next_wake"), **hub_only},
+        "sensor/pending_settings": {
+            "name": "Settings for the next wake", "state_topic": NESTBOX_STATE, "icon": "mdi:timer-sand",
+            "value_template": "{% set p = value_json.pending %}{{ p.items() | map('join', ' ') | join(', ') "
+                              "if p else 'none' }}", **hub_only},
+    }
+
+
+def nestbox_entity(topic: str) -> str:
+    _, component, unique_id, _ = topic.split("/")
+    return f"{component}/{unique_id.removeprefix('camhub_camera_nestbox_')}"
+
+
+async def test_a_battery_camera_is_a_device_with_its_wake_sensors_and_next_wake_controls(world: World) -> None:
+    world.add("nestbox", NESTBOX, name="Nest box")
+    configs = {nestbox_entity(t): p for t, p in world.configs().items()}
+    expected = battery_entities()
+    assert set(configs) == set(expected)  # no "FPS in": it pushes a picture per wake
+    device = {**GARAGE_DEVICE, "identifiers": ["camhub_camera_nestbox"], "name": "Nest box",
+              "configuration_url": "http://hub.example:8000/#/camera/nestbox"}
+    for key, payload in configs.items():
+        unique_id = f"camhub_camera_nestbox_{key.split('/')[1]}"
+        assert payload == {**expected[key], "unique_id": unique_id, "device": device, "origin": ORIGIN}, key
+
+
+async def test_a_camera_that_stops_being_a_battery_camera_loses_its_wake_sensors(world: World) -> None:
+    nestbox = world.add("nestbox", NESTBOX, name="Nest box")
+    world.sent()
+    nestbox.announce = {k: v for k, v in NESTBOX.items() if k != "battery_v"}  # a board that reads no battery
+    world.discovery.camera_changed(nestbox)
+    assert [(nestbox_entity(t), p) for t, p, _ in world.sent()] == [("sensor/battery", "")]
+    nestbox.announce = {**GARAGE, "id": "nestbox", "name": "Nest box"}  # streaming now
+    world.discovery.camera_changed(nestbox)
+    sent = {nestbox_entity(t): p for t, p, _ in world.sent()}
+    assert {k for k, p in sent.items() if p == ""} == {"sensor/last_wake", "sensor/next_wake",
+                                                        "sensor/pending_settings"}
+    assert json.loads(sent["sensor/fps_in"])["name"] == "FPS in"  # its frame rate in is back
+    assert json.loads(sent["number/fps"])["command_topic"] == "camhub/nodes/nestbox/set"  # controls: to the node
+    assert json.loads(sent["number/fps"])["name"] == "Frame rate"
+
+
+# ---- the hub's info, Home Assistant's birth, the integration's flag -------------------------------
+async def test_everything_published_again_includes_the_hubs_info_for_the_integration(world: World) -> None:
+    """``publish_all`` (HA's birth, MQTT reconnects): the retained info the camhub integration adopts the hub by,
+    every config, each camera's newest picture and state and the hub's summary, even when nothing changed."""
+    garage = world.add()
+    world.cameras.set_state(garage, STREAMING)
+    garage.feed.publish(scenes.still(count=1, size=(160, 120))[0], time.time())
+    for _ in range(2):  # the second time too: a birth answers whatever was sent before
+        world.discovery.publish_all()
+        sent = world.sent()
+        info = [(p, r) for t, p, r in sent if t == "camhub/hub/info"]
+        assert info == [({"url": "http://hub.example:8000", "version": __version__,
+                          "device": world.discovery.hub_configs()["homeassistant/binary_sensor/camhub_hub_online/"
+                                                                  "config"]["device"],
+                          "integration_topic": "camhub/hub/ha_integration", "mqtt_discovery": True}, True)]
+        configs = {t: p for t, p, _ in sent if t.endswith("/config")}
+        assert len(configs) == 14 and all(configs.values())
+        assert {t: json.loads(configs[t]) for t in world.discovery.hub_configs()} == world.discovery.hub_configs()
+        topics = [t for t, _, _ in sent]
+        assert topics.count("camhub/hub/cameras/garage/snapshot") == 1
+        assert topics.count("camhub/hub/cameras/garage/state") == 1 and topics.count("camhub/hub/state") == 1
+
+
+async def test_each_birth_of_home_assistant_is_answered_and_logged(
+        world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(homeassistant, "BIRTH_DELAY_S", (0.05, 0.05))
+    world.discovery.subscribe()
+    world.add()
+    caplog.set_level("INFO", logger="camhub.hub.publish.homeassistant")
+    for _ in range(2):  # it restarts twice: answered twice
+        world.sent()
+        world.link.handlers["homeassistant/status"]("homeassistant/status", b"online")
+        await asyncio.sleep(0.2)
+        assert len([t for t, _, _ in world.sent() if t.endswith("/config")]) == 14
+    assert [r.getMessage() for r in caplog.records] == [
+        "Home Assistant (re)started: re-publishing discovery for 1 cameras"] * 2
+
+
+async def test_the_integrations_flag_replaces_the_camera_entity_and_gives_it_back(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.discovery.subscribe()
+    flag = world.link.handlers["camhub/hub/ha_integration"]
+    world.add()
+    camera_config = "homeassistant/camera/camhub_camera_garage_camera/config"
+    caplog.set_level("INFO", logger="camhub.hub.publish.homeassistant")
+    flag("camhub/hub/ha_integration", b"")  # no integration (a cleared flag): nothing changes, nothing said
+    assert camera_config in world.configs() and caplog.records == []
+    world.sent()
+    flag("camhub/hub/ha_integration", b" ON\n")
+    assert world.sent() == [(camera_config, "", True)]  # its own live entity replaces it
+    flag("camhub/hub/ha_integration", b"off")
+    ((topic, payload, _),) = world.sent()
+    assert topic == camera_config and json.loads(payload)["topic"] == "camhub/hub/cameras/garage/snapshot"
+    assert [r.getMessage() for r in caplog.records] == [
+        "the camhub Home Assistant integration is set up: removing the MQTT camera entities",
+        "the camhub Home Assistant integration is gone: publishing the MQTT camera entities"]
+
+
+# ---- in a cluster: the owner publishes ---------------------------------------------------------
+async def test_in_a_cluster_a_camera_is_published_by_its_owner_via_that_hubs_device(tmp_path: Path) -> None:
+    world = await make(tmp_path)
+    owned = {"garage"}
+    discovery = world.discovery
+    world.discovery = Discovery(discovery.settings, world.link, Topics("camhub", "homeassistant", hub_id="o1"),  # type: ignore[arg-type]
+                                world.cameras, discovery.status, publishes=lambda camera_id: camera_id in owned)
+    hub = world.discovery.hub_configs()
+    assert {p["device"]["identifiers"][0] for p in hub.values()} == {"camhub_hub_o1"}
+    assert {p["device"]["name"] for p in hub.values()} == {"camhub o1"}
+    assert {p["unique_id"] for p in hub.values()} == {"camhub_hub_o1_online", "camhub_hub_o1_cameras_online",
+                                                      "camhub_hub_o1_viewers"}
+    garage, door = world.add(), world.add("door", {}, source="static", name="Door")
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    for camera in (garage, door):
+        camera.feed.publish(jpeg, time.time())
+    configs = world.configs()
+    assert {p["device"]["via_device"] for p in configs.values()} == {"camhub_hub_o1"}
+    assert all("/camhub_camera_garage_" in t for t in configs)  # the door is another hub's
+    assert configs["homeassistant/sensor/camhub_camera_garage_state/config"]["availability"] == [
+        {"topic": "camhub/hubs/o1/availability"}]
+    world.discovery.publish_all()
+    assert "camhub/hub/cameras/door/snapshot" not in [t for t, _, _ in world.sent()]
+    # the door moves here: its configs and picture go out at once, the same unique ids
+    owned.add("door")
+    world.discovery.camera_gained(door)
+    sent = world.sent()
+    assert ("camhub/hub/cameras/door/snapshot", jpeg, True) in sent
+    assert {t for t, p, _ in sent if t.endswith("/config") and p} == {
+        f"homeassistant/{key.split('/')[0]}/camhub_camera_door_{key.split('/')[1]}/config"
+        for key in ("camera/camera", "sensor/state", "binary_sensor/connected", "binary_sensor/motion",
+                    "sensor/fps_in", "sensor/viewers", "sensor/frames_dropped", "sensor/last_frame_age")}
+    # the garage moves away: nothing is cleared (its entities stay, the new owner publishes them)
+    owned.discard("garage")
+    world.discovery.camera_lost("garage")
+    world.cameras.pop("garage")
+    world.discovery.camera_removed("garage")
+    assert world.sent() == []
+    assert world.discovery.sizes() == {"configs_sent": 14, "cameras": 1, "snapshot_cameras": 2}  # the hub and the door
+    # it comes back here later: every config again, though this hub once sent the same
+    world.add()
+    assert world.sent() == []  # not while another hub owns it
+    owned.add("garage")
+    world.discovery.camera_gained(world.cameras.get("garage"))  # type: ignore[arg-type]
+    assert len([t for t, p, _ in world.sent() if t.endswith("/config") and p]) == 11
+
+
+async def test_a_removed_camera_clears_only_what_was_published_and_leaves_nothing_behind(world: World) -> None:
+    world.add("door", {}, source="static", name="Door")
+    published = {t for t, _, _ in world.sent()}
+    world.cameras.pop("door")
+    world.discovery.camera_removed("door")
+    cleared = world.sent()
+    assert {t for t, _, _ in cleared} == published | {"camhub/hub/cameras/door/snapshot"}  # not its missing controls
+    world.discovery.camera_removed("attic")  # never published (removed before it was ever announced)
+    assert world.sent() == [("camhub/hub/cameras/attic/snapshot", "", True)]
+    yard = world.add("yard", {}, source="static", name="Yard")
+    yard.feed.publish(scenes.still(count=1, size=(160, 120))[0], time.time())
+    world.discovery.publish_all()  # its picture too
+    world.cameras.pop("yard")
+    world.discovery.camera_removed("yard")
+    assert world.discovery.sizes() == {"configs_sent": 3, "cameras": 0, "snapshot_cameras": 0}  # the hub's configs
+
+
+async def test_a_camera_entity_exists_for_any_snapshot_period_above_zero(tmp_path: Path) -> None:
+    world = await make(tmp_path, snapshot_s=0.5)
+    world.add()
+    assert "camera/camera" in {entity(t) for t in world.configs()}
+
+
+async def test_a_new_picture_goes_out_within_a_second_then_at_most_every_snapshot_s(tmp_path: Path) -> None:
+    world = await make(tmp_path, snapshot_s=2.5)
+    garage = world.add()
+    world.cameras.set_state(garage, STREAMING)
+    jpegs = scenes.still(count=4, size=(160, 120))
+    garage.feed.publish(jpegs[0], time.time())
+    world.sent()
+    task = asyncio.create_task(world.discovery.run_snapshots())
+    try:
+        await asyncio.sleep(1.3)
+        assert [p for t, p, _ in world.sent() if t.endswith("/snapshot")] == [jpegs[0]]  # a newly streaming camera
+        for jpeg in jpegs[1:]:  # a new frame every 0.5 s: none of them until 2.5 s after the first picture
+            garage.feed.publish(jpeg, time.time())
+            await asyncio.sleep(0.5)
+        assert world.sent() == []
+    finally:
+        task.cancel()
+
+
+def test_every_letter_and_digit_of_a_name_is_kept_in_its_ids() -> None:
+    assert homeassistant._slug("Site X") == "site_x" and homeassistant._slug("X-1") == "x_1"
