@@ -347,6 +347,33 @@ async def test_with_auth_a_view_token_opens_its_camera_only(tmp_path: Path) -> N
         await made.client.close()
 
 
+async def test_view_tokens_handed_out_stay_the_same_across_restarts_and_versions(tmp_path: Path) -> None:
+    """A player keeps the URL it was given (VLC's playlist, Home Assistant's camera): the token is the HMAC-SHA256
+    of ``view:<id>`` (an expiring one's: ``view:<id>\\n<expiry>``) under the hub's key, cut to 32 hex digits."""
+    made = await make_world(tmp_path, auth_required=True, password="pw", token_key=b"k" * 32)
+    try:
+        made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+        basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+        _, urls, _ = await made.json("/api/cameras/porch/urls", headers=basic)
+        assert urls["snapshot"].endswith("/cameras/porch/snapshot.jpg?token=b3f27ced40dae6316012d391cc42cd03")
+        assert made.server.auth.view_token("porch", 1764000000) == "1764000000.946b9ab8c2cc7575fe8e3b04b3655bd1"
+    finally:
+        await made.client.close()
+
+
+async def test_with_auth_a_basic_header_that_is_not_clean_base64_is_refused(tmp_path: Path) -> None:
+    made = await make_world(tmp_path, auth_required=True, password="pw", token_key=b"k" * 32)
+    try:
+        good = base64.b64encode(b"admin:pw").decode()
+        assert (await made.json("/api/cameras", headers={"Authorization": f"Basic {good}"}))[0] == 200
+        for bad in (f"Basic {good}!", f"Basic {good[:4]}*{good[4:]}"):  # junk a lax decoder would skip
+            assert (await made.json("/api/cameras", headers={"Authorization": bad}))[0] == 401
+        assert await made.metric("camhub_auth_failures_total", 'reason="bad_credentials"', {
+            "Authorization": f"Basic {good}"}) == 2
+    finally:
+        await made.client.close()
+
+
 # ---- counters no one could see before ------------------------------------------------------------
 async def test_a_failing_frame_tap_is_counted_by_tap_in_metrics_and_the_hub(world: World) -> None:
     feed = camera(world, "porch").feed
