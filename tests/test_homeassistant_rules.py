@@ -562,3 +562,47 @@ async def test_a_new_picture_goes_out_within_a_second_then_at_most_every_snapsho
 
 def test_every_letter_and_digit_of_a_name_is_kept_in_its_ids() -> None:
     assert homeassistant._slug("Site X") == "site_x" and homeassistant._slug("X-1") == "x_1"
+
+
+async def test_the_hub_url_is_linked_as_given(tmp_path: Path) -> None:
+    """A hub behind a proxy path (``CAMHUB_PUBLIC_URL``) is linked there, to the last letter."""
+    world = await make(tmp_path)
+    world.discovery = Discovery(DiscoverySettings(hub_url="https://example.net/camX"), world.link,  # type: ignore[arg-type]
+                                world.discovery.topics, world.cameras, world.discovery.status)
+    world.add()
+    world.discovery.publish_all()
+    assert world.configs()["homeassistant/sensor/camhub_camera_garage_state/config"]["device"][
+        "configuration_url"] == "https://example.net/camX/#/camera/garage"
+    info = next(p for t, p, _ in world.sent() if t == "camhub/hub/info")
+    assert info["url"] == "https://example.net/camX"
+    assert info["device"]["configuration_url"] == "https://example.net/camX/"
+
+
+async def test_in_a_cluster_the_owner_clears_a_removed_camera_and_re_asserts_what_it_owns(tmp_path: Path) -> None:
+    world = await make(tmp_path)
+    owned = {"garage", "door"}
+    discovery = world.discovery
+    world.discovery = Discovery(discovery.settings, world.link, Topics("camhub", "homeassistant", hub_id="o1"),  # type: ignore[arg-type]
+                                world.cameras, discovery.status, publishes=lambda camera_id: camera_id in owned)
+    garage, door = world.add(), world.add("door", {}, source="static", name="Door")
+    jpeg = scenes.still(count=1, size=(160, 120))[0]
+    garage.feed.publish(jpeg, time.time())
+    world.discovery.camera_gained(garage)
+    world.sent()
+    world.discovery.camera_gained(garage)  # the link came back (the broker may have restarted empty): all again
+    assert ("camhub/hub/cameras/garage/snapshot", jpeg, True) in world.sent()
+    owned.discard("door")  # another hub took the door: this one forgets it (it never sent its controls)
+    world.discovery.camera_lost("door")
+    world.cameras.pop("garage")  # removed while this hub owns it: cleared
+    world.discovery.camera_removed("garage")
+    cleared = world.sent()
+    assert len([t for t, p, _ in cleared if t.endswith("/config") and p == ""]) == 11
+    assert ("camhub/hub/cameras/garage/snapshot", "", True) in cleared
+    world.discovery.camera_changed(door)
+    owned.add("door")
+    world.discovery.camera_changed(door)
+    owned.discard("door")
+    world.cameras.pop("door")  # removed, owned by another hub: nothing cleared, nothing kept
+    world.discovery.camera_removed("door")
+    assert [p for t, p, _ in world.sent() if p == ""] == []
+    assert world.discovery.sizes() == {"configs_sent": 0, "cameras": 0, "snapshot_cameras": 0}

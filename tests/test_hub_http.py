@@ -15,8 +15,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from camhub.hub.core.broker import Feed
 from camhub.hub.core.camera import Camera
-from camhub.hub.http import api
+from camhub.hub.http import api, streams
 from camhub.hub.http.server import HttpServer
 from camhub.hub.http.streams import ViewerLimits
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
@@ -167,6 +168,80 @@ async def test_a_snapshot_asks_for_the_camera_to_be_kept_warm(tmp_path: Path) ->
         assert (await made.json("/cameras/door/snapshot.jpg"))[0] == 503
         assert warmed == ["door"]
     finally:
+        await made.client.close()
+
+
+async def _viewers(feed: Feed, count: int) -> None:
+    for _ in range(300):
+        if len(feed.viewers) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(feed.viewers)} viewers, not {count}")
+
+
+async def test_a_viewer_without_a_user_agent_or_a_frame_rate_is_served_every_frame(world: World) -> None:
+    """A bare client (a script, a camera app) sends no User-Agent; no ``fps`` (or an empty one): no limit."""
+    feed = camera(world, "porch").feed
+    bare = {"skip_auto_headers": ("User-Agent",)}
+    async with world.client.get("/cameras/porch/stream", **bare) as plain, \
+            world.client.get("/cameras/porch/stream?fps=", headers={"User-Agent": "x" * 300}) as long:
+        assert plain.status == long.status == 200
+        await _viewers(feed, 2)
+        _, detail, _ = await world.json("/api/cameras/porch")
+        assert sorted((v["user_agent"], v.get("max_fps")) for v in detail["clients"]) == [  # no limit shown
+            ("", None), ("x" * 200, None)]
+    assert (await world.json("/cameras/porch/snapshot.jpg", **bare))[0] == 503  # no frame yet, no error
+
+
+async def test_a_snapshot_of_a_camera_whose_first_frame_does_not_come_is_a_503(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streams, "SNAPSHOT_WAIT_S", 0.2)
+    porch = camera(world, "porch")
+    porch.pull = object()  # type: ignore[assignment]  (a pull under way that delivers nothing)
+    try:
+        status, body, headers = await world.json("/cameras/porch/snapshot.jpg")
+        assert status == 503 and headers["Retry-After"] == "5"
+        assert body == {"error": "no frame from this camera yet", "id": "porch"}
+    finally:
+        porch.pull = None
+
+
+async def test_each_viewer_over_the_limit_is_refused_naming_the_camera(tmp_path: Path) -> None:
+    made = await make_world(tmp_path, limits=ViewerLimits(10, 0))
+    try:
+        made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+        for _ in range(2):
+            status, body, _ = await made.json("/cameras/porch/stream")
+            assert status == 503 and body == {"error": "too many viewers (camera_limit)", "id": "porch"}
+        assert await made.metric("camhub_viewers_refused_total", 'reason="camera_limit"') == 2
+    finally:
+        await made.client.close()
+
+
+async def test_the_hubs_own_pull_is_logged_with_its_path(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    own = {"User-Agent": world.services.identity.user_agent}
+    status, body, _ = await world.json("/cameras/porch/stream?fps=1", headers=own)
+    assert status == 508 and body == {"error": "this is the hub's own stream: a camera's source leads back to the hub"}
+    assert [r.getMessage() for r in caplog.records if r.name == "camhub.hub.http.streams"] == [
+        "refused a stream request from this hub itself (/cameras/porch/stream): a camera's source leads back to "
+        "the hub"]
+
+
+async def test_a_viewer_still_watching_when_the_hub_stops_is_recorded_as_server_shutdown(tmp_path: Path) -> None:
+    made = await make_world(tmp_path)
+    made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+    feed = camera(made, "porch").feed
+    server = HttpServer(replace(made.server.settings, port=_free_port()), made.services)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+        writer.write(b"GET /cameras/porch/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await _viewers(feed, 1)
+        await server.stop()
+        assert [d["reason"] for d in feed.disconnects] == ["server_shutdown"]
+        writer.close()
+    finally:
+        await server.stop()
         await made.client.close()
 
 
