@@ -302,6 +302,32 @@ async def test_the_event_stream_sends_the_whole_picture_at_once_and_on_every_cha
         await next_event()  # and again without a change: the periodic refresh
 
 
+async def test_a_cameras_detail_says_how_old_its_last_frame_is(world: World) -> None:
+    camera(world, "porch").feed.publish(scenes.still(count=1, size=(160, 120))[0], time.time())
+    status, detail, _ = await world.json("/api/cameras/porch")
+    assert status == 200 and 0 <= detail["last_frame_age_ms"] < 60_000
+
+
+async def test_a_dashboard_that_leaves_the_event_stream_is_no_longer_told(world: World) -> None:
+    async with world.client.get("/api/events") as response:
+        await asyncio.wait_for(response.content.readline(), 10)
+        assert world.services.changes.sizes() == {"listeners": 1}
+    for _ in range(300):
+        if world.services.changes.sizes() == {"listeners": 0}:
+            break
+        await asyncio.sleep(0.01)
+    assert world.services.changes.sizes() == {"listeners": 0}
+
+
+async def test_a_refused_change_says_why(world: World) -> None:
+    assert await world.post("/api/cameras/porch/options", {"motion": "maybe"}) == (
+        400, {"error": "motion must be one of on, off"})
+    assert await world.post("/api/cameras/porch/settings", {"fps": 5}, headers={"Origin": "http://evil.example"}) == (
+        403, {"error": "cross-origin requests may not change camera settings"})
+    assert await world.post("/api/cameras/door/settings", {"fps": 5}) == (
+        409, {"error": "this camera is a plain MJPEG source: it has no settings to change", "reason": "no_node"})
+
+
 # ---- errors: one JSON shape ------------------------------------------------------------------------
 async def test_every_error_is_json_and_only_a_503_says_when_to_retry(world: World) -> None:
     for method, path, status, message in (("GET", "/nothing/here", 404, "Not Found"),
