@@ -11,18 +11,26 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiomqtt
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from camhub.hub.cluster.credentials import ClusterKey
+from camhub.hub.cluster.members import ClusterSettings
+from camhub.hub.cluster.role import ClusterRole
 from camhub.hub.core.broker import Feed
 from camhub.hub.core.camera import Camera
 from camhub.hub.http import api, streams
 from camhub.hub.http.server import HttpServer
 from camhub.hub.http.streams import ViewerLimits
+from camhub.hub.ingest.pulls import AlwaysPull
+from camhub.hub.ingest.sources import AllowedSources
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
 from tests.support import scenes
+from tests.support.cluster import SECRET
 from tests.support.hubhttp import NODE_ANNOUNCE, World, make_world
 
 
@@ -242,6 +250,70 @@ async def test_a_viewer_still_watching_when_the_hub_stops_is_recorded_as_server_
         writer.close()
     finally:
         await server.stop()
+        await made.client.close()
+
+
+# ---- in a cluster: another hub's pull, redirect mode -----------------------------------------------
+async def cluster_hub(tmp_path: Path) -> tuple[World, TestClient]:
+    """Hub "b", an origin with auth and redirect mode, in a cluster with origin "a" (which claims the porch) and
+    edge "e": the real cluster parts, told what the broker would say through the stand-in link."""
+    made = await make_world(tmp_path, auth_required=True, password="pw", token_key=b"k" * 32,
+                            cluster=ClusterKey(SECRET, "b"))
+    made.services.cameras.add("porch", "Porch", "static", "http://127.0.0.1:9/").available = True
+    settings = ClusterSettings(hub_id="b", role="origin", url="http://127.0.0.1:2", version="9.9.9", instance="ib",
+                               allowed=AllowedSources.parse(None), redirect_percent=150)
+    role = ClusterRole(settings, SECRET, made.link, Topics(hub_id="b"), made.services.cameras,  # type: ignore[arg-type]
+                       AlwaysPull(), made.services.identity.user_agent)
+    role.subscribe()
+    for hub, hub_role, port in (("a", "origin", 1), ("e", "edge", 3)):
+        info = {"id": hub, "role": hub_role, "url": f"http://127.0.0.1:{port}", "version": "9.9.9",
+                "instance": f"i{hub}", "cameras": [], "started": 1.0}
+        made.link.handlers["camhub/hubs/+/info"](f"camhub/hubs/{hub}/info", json.dumps(info).encode())
+        made.link.handlers["camhub/hubs/+/availability"](f"camhub/hubs/{hub}/availability", b"online")
+    claim = {"hub": "a", "url": "http://127.0.0.1:1", "since": 1.0}
+    made.link.handlers["camhub/cameras/+/owner"]("camhub/cameras/porch/owner", json.dumps(claim).encode())
+    server = HttpServer(made.server.settings, replace(made.services, cluster=role))
+    client = TestClient(TestServer(server.app, host="127.0.0.1"))
+    await client.start_server()
+    return made, client
+
+
+async def test_another_hubs_pull_of_a_camera_this_hub_does_not_own_is_refused_naming_the_owner(
+        tmp_path: Path) -> None:
+    made, client = await cluster_hub(tmp_path)
+    try:
+        from_edge = ClusterKey(SECRET, "e").headers("b")  # the edge follows an old claim: it must pull from "a"
+        for path in ("/cameras/porch/stream", "/cameras/porch/snapshot.jpg"):
+            async with client.get(path, headers=from_edge) as response:
+                assert response.status == 409, path
+                assert await response.json() == {"error": "this hub does not own the camera", "id": "porch",
+                                                  "owner": "a"}
+        async with client.get("/metrics", headers=from_edge) as response:
+            assert 'camhub_viewers_refused_total{reason="not_owner"} 2' in await response.text()
+        claim = {"hub": "c", "url": "http://127.0.0.1:4", "since": 2.0}  # a hub not (or no longer) in the cluster
+        made.link.handlers["camhub/cameras/+/owner"]("camhub/cameras/porch/owner", json.dumps(claim).encode())
+        async with client.get("/cameras/porch/snapshot.jpg", headers=from_edge) as response:
+            assert response.status == 409 and (await response.json())["owner"] is None
+        basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+        async with client.get("/cameras/porch/snapshot.jpg", headers=basic) as response:
+            assert response.status == 503  # a person's snapshot is served here (no frame yet), whoever owns it
+    finally:
+        await client.close()
+        await made.client.close()
+
+
+async def test_in_redirect_mode_a_viewer_is_sent_to_the_edge_with_its_frame_rate_and_a_token(tmp_path: Path) -> None:
+    made, client = await cluster_hub(tmp_path)
+    try:
+        basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+        async with client.get("/cameras/porch/stream?fps=2.5", headers=basic, allow_redirects=False) as response:
+            assert response.status == 307
+            location = urlsplit(response.headers["Location"])
+        query = parse_qs(location.query)
+        assert (location.netloc, location.path, query["fps"]) == ("127.0.0.1:3", "/cameras/porch/stream", ["2.5"])
+        assert made.server.auth.token_ok("porch", query["token"][0])  # good for that camera, for a minute
+    finally:
+        await client.close()
         await made.client.close()
 
 
