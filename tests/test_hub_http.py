@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import aiomqtt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,6 +24,8 @@ from camhub.hub.cluster.role import ClusterRole
 from camhub.hub.core.broker import Feed
 from camhub.hub.core.camera import Camera
 from camhub.hub.http import api, streams
+from camhub.hub.http import server as server_module
+from camhub.hub.http.auth import FAILURE_LIMIT
 from camhub.hub.http.server import HttpServer
 from camhub.hub.http.streams import ViewerLimits
 from camhub.hub.ingest.pulls import AlwaysPull
@@ -544,6 +547,142 @@ async def test_with_auth_a_basic_header_that_is_not_clean_base64_is_refused(tmp_
         assert await made.metric("camhub_auth_failures_total", 'reason="bad_credentials"', {
             "Authorization": f"Basic {good}"}) == 2
     finally:
+        await made.client.close()
+
+
+async def test_without_credentials_a_browser_is_asked_for_them_and_guessing_is_throttled_and_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made = await make_world(tmp_path, auth_required=True, password="pw", token_key=b"k" * 32)
+    caplog.set_level("INFO", logger="camhub.hub.http.server")
+    try:
+        async with made.client.get("/api/cameras") as response:  # a browser's first request: the login prompt
+            assert response.status == 401 and await response.text() == "credentials required\n"
+            assert response.headers["WWW-Authenticate"] == 'Basic realm="camhub", charset="UTF-8"'
+        assert caplog.records == []  # not a failed login
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}
+        for _ in range(FAILURE_LIMIT):
+            assert (await made.json("/api/cameras", headers=wrong))[0] == 401
+        async with made.client.get("/api/cameras", headers=wrong) as response:
+            assert response.status == 429 and await response.text() == "too many failed attempts; try again later\n"
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert [r.getMessage() for r in caplog.records] == [  # once per kind and client a minute: no log flood
+            "failed login from 127.0.0.1 (bad_credentials)",
+            "too many failed logins from 127.0.0.1; refusing it for a while"]
+        assert made.server.sizes() == {"connections": 0, "deadline_served": 1, "deadline_watched": 0,
+                                       "auth_throttle": 1, "playbacks": 0, "refusal_reasons": 3, "log_keys": 2}
+    finally:
+        await made.client.close()
+
+
+async def test_a_refused_host_name_is_logged_and_an_allowed_one_answered(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made = await make_world(tmp_path, allowed_hosts="cams.example")
+    try:
+        assert (await made.json("/api/cameras", headers={"Host": "cams.example"}))[0] == 200
+        assert (await made.json("/api/cameras", headers={"Host": "evil.example:8000"}))[0] == 421
+        assert [r.getMessage() for r in caplog.records if r.name == "camhub.hub.http.server"] == [
+            "refused a request for Host 'evil.example:8000' from 127.0.0.1 (not one of the hub's names)"]
+    finally:
+        await made.client.close()
+
+
+async def test_the_dashboard_its_files_and_the_health_check_are_served(world: World) -> None:
+    async with world.client.get("/") as page:
+        assert page.status == 200 and page.content_type == "text/html" and "<html" in await page.text()
+        assert page.headers["Cache-Control"] == "no-cache"
+    async with world.client.get("/static/app.js") as script:
+        assert script.status == 200 and "javascript" in script.content_type
+    async with world.client.get("/healthz") as health:
+        assert health.status == 200 and await health.text() == "ok\n"
+
+
+async def _started(made: World, **deadline: float) -> HttpServer:
+    server = HttpServer(replace(made.server.settings, port=_free_port()), made.services)
+    for name, value in deadline.items():
+        setattr(server.deadline, name, value)
+    await server.start()
+    return server
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bytes:
+    """One request on a kept-alive connection: the response's status line."""
+    writer.write(head)
+    status = await asyncio.wait_for(reader.readline(), 5)
+    length = 0
+    while (line := await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return status
+
+
+GET = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+async def test_a_malformed_request_is_a_400_counted_and_logged_quietly(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made = await make_world(tmp_path)
+    server = await _started(made)
+    caplog.set_level("DEBUG", logger="camhub.hub.http")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).split(b" ")[1] == b"400"
+        writer.close()
+        (record,) = [r for r in caplog.records if r.name == "camhub.hub.http"]
+        assert record.levelname == "DEBUG" and record.exc_info is None
+        assert record.getMessage().startswith("malformed request: ")
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{server.settings.port}/metrics") as response:
+            metrics = (await response.text()).splitlines()
+        assert 'camhub_http_requests_malformed_total{kind="malformed"} 1.0' in metrics
+        assert 'camhub_http_requests_refused_total{reason="host"} 0.0' in metrics
+        assert "camhub_http_forwarded_ignored_total 0.0" in metrics
+        assert not [r for r in caplog.records if r.name.startswith("aiohttp.access")]  # no access log
+    finally:
+        await server.stop()
+        await made.client.close()
+
+
+async def test_an_idle_kept_alive_connection_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "IDLE_KEEPALIVE_S", 0.3)
+    made = await make_world(tmp_path)
+    server = await _started(made)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+        assert (await _request(reader, writer, GET)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the hub once idle
+        writer.close()
+    finally:
+        await server.stop()
+        await made.client.close()
+
+
+async def test_only_connections_that_never_complete_a_request_head_in_time_are_closed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    made = await make_world(tmp_path)
+    server = await _started(made, timeout=1.6)
+    sweep = asyncio.create_task(server.deadline.sweep(server._runner.server, 0.2))  # type: ignore[union-attr]
+    caplog.set_level("INFO", logger="camhub.hub.http.server")
+    port = server.settings.port
+    try:
+        kept = await asyncio.open_connection("127.0.0.1", port)  # served, then idle: not this sweep's business
+        assert (await _request(*kept, GET)).startswith(b"HTTP/1.1 200")
+        slow = await asyncio.open_connection("127.0.0.1", port)  # takes its time, but sends its head in time
+        lazy = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]  # never do
+        await asyncio.sleep(0.8)
+        assert (await _request(*slow, GET)).startswith(b"HTTP/1.1 200")
+        for reader, _ in lazy:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert (await _request(*kept, GET)).startswith(b"HTTP/1.1 200")  # still open
+        assert server.deadline.closed == 2
+        assert [r.getMessage() for r in caplog.records] == [
+            "closing a connection that sent no complete request in 2 s"]  # once a minute
+        for _, writer in (kept, slow, *lazy):
+            writer.close()
+    finally:
+        sweep.cancel()
+        await server.stop()
         await made.client.close()
 
 
