@@ -111,7 +111,9 @@ class HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             self.malformed += 1
-            level, msg, args = logging.DEBUG, "malformed request: %s", (str(exc).splitlines()[0][:200],)
+            # the reason only (its first line: "Invalid header token:"), not the request's bytes aiohttp quotes
+            reason = (str(exc.message or "").strip().splitlines() or ["?"])[0].rstrip(":")[:200]
+            level, msg, args = logging.DEBUG, "malformed request (%d): %s", (exc.code, reason)
             kwargs["exc_info"] = None
         super().log(level, msg, *args, **kwargs)
 
