@@ -586,6 +586,26 @@ async def test_a_refused_host_name_is_logged_and_an_allowed_one_answered(
         await made.client.close()
 
 
+async def test_a_hub_on_every_address_answers_to_the_address_it_was_reached_by(tmp_path: Path) -> None:
+    """Bound to 0.0.0.0, the hub takes a Host that is the address the request came in on (here 127.0.0.1 as an
+    IPv4-mapped IPv6 address, which is not a loopback address to Python 3.11): a page at an address cannot be
+    rebound."""
+    made = await make_world(tmp_path, host="0.0.0.0")
+    try:
+        host = {"Host": f"[::ffff:127.0.0.1]:{made.client.port}"}
+        assert (await made.json("/api/cameras", headers=host))[0] == 200
+        assert (await made.json("/api/cameras", headers={"Host": "[::ffff:10.1.2.3]:80"}))[0] == 421
+    finally:
+        await made.client.close()
+
+
+async def test_without_the_dashboard_files_the_hub_says_so(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    monkeypatch.setattr(server_module, "WEB_DIR", tmp_path / "web")
+    async with world.client.get("/") as page:
+        assert await page.text() == "camhub hub is running; the dashboard files (web/) are missing.\n"
+
+
 async def test_the_dashboard_its_files_and_the_health_check_are_served(world: World) -> None:
     async with world.client.get("/") as page:
         assert page.status == 200 and page.content_type == "text/html" and "<html" in await page.text()
@@ -623,19 +643,22 @@ async def test_a_malformed_request_is_a_400_counted_and_logged_quietly(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     made = await make_world(tmp_path)
     server = await _started(made)
+    caplog.set_level("INFO", logger="aiohttp.access")
     caplog.set_level("DEBUG", logger="camhub.hub.http")
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n")
-        assert (await asyncio.wait_for(reader.readline(), 5)).split(b" ")[1] == b"400"
-        writer.close()
-        (record,) = [r for r in caplog.records if r.name == "camhub.hub.http"]
-        assert record.levelname == "DEBUG" and record.exc_info is None
-        assert record.getMessage().startswith("malformed request: ")
+        for request in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n", b"BREW\x01 / HTTP/1.1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+            writer.write(request)
+            assert (await asyncio.wait_for(reader.readline(), 5)).split(b" ")[1] == b"400"
+            writer.close()
+        records = [r for r in caplog.records if r.name == "camhub.hub.http"]
+        assert [(r.levelname, r.exc_info, r.getMessage()) for r in records] == [  # why, not the bytes sent
+            ("DEBUG", None, "malformed request (400): Invalid header token"),
+            ("DEBUG", None, "malformed request (400): Invalid method encountered")]
         async with aiohttp.ClientSession() as session, \
                 session.get(f"http://127.0.0.1:{server.settings.port}/metrics") as response:
             metrics = (await response.text()).splitlines()
-        assert 'camhub_http_requests_malformed_total{kind="malformed"} 1.0' in metrics
+        assert 'camhub_http_requests_malformed_total{kind="malformed"} 2.0' in metrics
         assert 'camhub_http_requests_refused_total{reason="host"} 0.0' in metrics
         assert "camhub_http_forwarded_ignored_total 0.0" in metrics
         assert not [r for r in caplog.records if r.name.startswith("aiohttp.access")]  # no access log
@@ -652,6 +675,11 @@ async def test_an_idle_kept_alive_connection_is_closed(tmp_path: Path, monkeypat
         reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
         assert (await _request(reader, writer, GET)).startswith(b"HTTP/1.1 200")
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the hub once idle
+        writer.close()
+        await server.stop()
+        await server.start()  # a restart takes its port again at once (its closed connections in TIME_WAIT)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.port)
+        assert (await _request(reader, writer, GET)).startswith(b"HTTP/1.1 200")
         writer.close()
     finally:
         await server.stop()
@@ -674,8 +702,12 @@ async def test_only_connections_that_never_complete_a_request_head_in_time_are_c
         assert (await _request(*slow, GET)).startswith(b"HTTP/1.1 200")
         for reader, _ in lazy:
             assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert (await _request(*kept, GET)).startswith(b"HTTP/1.1 200")  # still open
+        await asyncio.sleep(0.6)  # more sweeps
+        for served in (kept, slow):
+            assert (await _request(*served, GET)).startswith(b"HTTP/1.1 200")  # still open
         assert server.deadline.closed == 2
+        sizes = server.sizes()
+        assert (sizes["connections"], sizes["deadline_served"], sizes["log_keys"]) == (2, 2, 1)
         assert [r.getMessage() for r in caplog.records] == [
             "closing a connection that sent no complete request in 2 s"]  # once a minute
         for _, writer in (kept, slow, *lazy):
