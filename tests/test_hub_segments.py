@@ -5,6 +5,7 @@ reads the files and rewrites their tags. End to end with ffprobe: test_hub_recor
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,61 @@ def test_a_file_cut_short_by_a_crash_reads_up_to_its_last_whole_frame(tmp_path: 
     assert 10 < found.frames < 40 and len(stored) == found.frames
     assert [data for _, data in stored] == [FRAMES[i % 12] for i in range(found.frames)]
     assert found.duration_s == stored[-1][0] / 1000 and found.bytes == sum(len(d) for _, d in stored)
+
+
+def test_a_hub_killed_mid_segment_loses_at_most_the_last_second(tmp_path: Path) -> None:
+    # the file as it is on disk while it is still being written is what a killed hub leaves behind
+    path, left = tmp_path / "seg.mkv", tmp_path / "left.mkv"
+    writer = SegmentWriter(path, START, FRAMES[0], "t")
+    times = [i * 0.25 for i in range(25)]  # six seconds
+    for i, now in enumerate(times):
+        writer.write(FRAMES[i % 12], START + now)
+        if now <= 1.0:
+            continue  # the first second may be lost whole
+        left.write_bytes(path.read_bytes())
+        found = segments.probe(left)
+        assert found.frames >= sum(1 for t in times if t < now - 1.0), now
+        assert [pts for pts, _ in segments.read(left)] == [round(t * 1000) for t in times[:found.frames]]
+    writer.close()
+
+
+def test_a_file_cut_before_its_first_whole_frame_holds_nothing(tmp_path: Path) -> None:
+    # a hub killed just after a segment began: the recorder removes such a file on its next start
+    path = tmp_path / "seg.mkv"
+    written(path, [(FRAMES[0], START, None), (FRAMES[1], START + 0.5, None)])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:whole.index(bytes.fromhex("1F43B675")) + 20])  # into the first cluster (its ID)
+    found = segments.probe(path)
+    assert (found.start, found.frames, found.bytes, found.duration_s) == (START, 0, 0, 0.0)
+
+
+def test_a_start_tag_written_in_lower_case_is_read_too(tmp_path: Path) -> None:
+    # ffmpeg upper-cases the tags it writes; a tag editor may keep the name as typed
+    path = tmp_path / "seg.mkv"
+    written(path, [(FRAMES[i], START + i / 4, None) for i in range(3)])
+    lower = tmp_path / "lower.mkv"
+    lower.write_bytes(path.read_bytes().replace(b"CAMHUB_START", b"camhub_start"))
+    found = segments.probe(lower)
+    assert (found.start, found.frames, found.duration_s) == (START, 3, 0.5)
+
+
+def test_a_first_frame_stamped_before_the_segments_start_is_stored_at_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "seg.mkv"
+    writer = written(path, [(FRAMES[0], START - 0.5, None), (FRAMES[1], START + 0.5, None)])
+    assert [pts for pts, _ in segments.read(path)] == [0, 500]
+    assert writer.end == START + 0.5
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))  # this process's threads as the kernel counts them (top -H)
+
+
+def test_an_open_segment_runs_no_threads_of_its_own(tmp_path: Path) -> None:
+    # libavcodec would open the (unused) MJPEG encoder with a pool of worker threads per open file
+    before = _threads()
+    writers = [SegmentWriter(tmp_path / f"{n}.mkv", START, FRAMES[0], "t") for n in range(3)]
+    for writer in writers:
+        writer.write(FRAMES[0], START)
+    assert _threads() == before
+    for writer in writers:
+        writer.close()
