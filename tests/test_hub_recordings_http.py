@@ -13,6 +13,7 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camhub.hub.cluster.credentials import ClusterKey
+from camhub.hub.cluster.members import ClusterSettings
+from camhub.hub.cluster.role import ClusterRole
+from camhub.hub.core.registry import Cameras
+from camhub.hub.ingest.pulls import OnDemandPull
+from camhub.hub.ingest.sources import AllowedSources
+from camhub.hub.mqtt.link import LinkSettings, MqttLink
+from camhub.hub.mqtt.topics import Topics
 from camhub.hub.taps import segments
 from tests.support.hubhttp import NODE_ANNOUNCE, World, make_world
+from tests.support.procs import Mosquitto, free_port
 
 START = int(time.time()) - 3600 + 0.25  # an hour ago: within the world's retention (a day)
 ID = f"{int(START * 1000)}-motion"
@@ -51,9 +61,10 @@ def record(root: Path, start: float, times: list[float], frames: list[bytes] | N
     return sidecar
 
 
-async def start(tmp_path: Path) -> World:
-    """The HTTP world with its recordings' store started on what is in ``tmp_path / "rec"``."""
-    made = await make_world(tmp_path)
+async def start(tmp_path: Path, **kwargs: Any) -> World:
+    """The HTTP world (``make_world(tmp_path, **kwargs)``) with its recordings' store started on what is in
+    ``tmp_path / "rec"``."""
+    made = await make_world(tmp_path, **kwargs)
     made.services.cameras.add("porch", "Porch", "mqtt", NODE_ANNOUNCE["stream_url"], dict(NODE_ANNOUNCE))
     made.services.cameras.add("door", "Door", "static", "http://127.0.0.1:9/")
     recordings = made.services.recordings
@@ -250,3 +261,172 @@ async def test_a_viewer_that_stops_reading_is_let_go_after_the_write_timeout(tmp
     finally:
         writer.close()
         await stop(world)
+
+
+# ---- in a cluster: every hub's recordings of a camera, played and downloaded through any hub -------
+SECRET = "a cluster secret of the tests"
+
+
+@dataclass
+class Member:
+    """One hub of a cluster: its HTTP world with its cluster role, over a real MQTT link."""
+
+    world: World
+    role: ClusterRole
+    root: Path
+    tasks: list[asyncio.Task[None]]
+
+
+async def member(tmp_path: Path, hub_id: str, mosquitto: Mosquitto, times: dict[float, str]) -> Member:
+    """Hub ``hub_id`` with recordings of the porch camera starting at each of ``times`` (start: kind)."""
+    root = tmp_path / hub_id
+    for at, kind in times.items():
+        record(root / "rec", at, [0.0, 0.25, 0.5, 0.75, 1.0], kind=kind)
+    port = free_port()
+    topics = Topics(hub_id=hub_id)
+    link = MqttLink(LinkSettings("127.0.0.1", mosquitto.port, keep_retained=False), topics)
+
+    def role(cameras: Cameras) -> ClusterRole:
+        settings = ClusterSettings(hub_id=hub_id, role="origin", url=f"http://127.0.0.1:{port}", version="9.9.9",
+                                   instance=f"i{hub_id}", allowed=AllowedSources.parse(None), settle_s=0.3,
+                                   startup_s=0.3)
+        return ClusterRole(settings, SECRET, link, topics, cameras, OnDemandPull(), f"camhub/9.9.9 (+i{hub_id})")
+
+    world = await start(root, cluster_role=role, port=port, cluster=ClusterKey(SECRET, hub_id))
+    cluster = world.services.cluster
+    assert cluster is not None
+    cluster.subscribe()
+    link.up.connect(cluster.link_up)
+    link.down.connect(cluster.link_down)
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(link.run()), loop.create_task(cluster.run())]
+    return Member(world, cluster, root / "rec" / "porch", tasks)
+
+
+async def leave(hub: Member) -> None:
+    for task in hub.tasks:
+        task.cancel()
+    await asyncio.wait(hub.tasks, timeout=10)
+    await hub.role.close()
+    await stop(hub.world)
+
+
+B_START = START + 50
+
+
+@pytest.fixture
+async def hubs(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[tuple[Member, Member]]:
+    """Hubs ``a`` (a motion recording at START) and ``b`` (one always at START + 50) of one cluster, each live
+    to the other."""
+    a = await member(tmp_path, "a", mosquitto, {START: "motion"})
+    b = await member(tmp_path, "b", mosquitto, {B_START: "always"})
+    try:
+        await until(lambda: a.role.peers.live("b") is not None and b.role.peers.live("a") is not None,
+                    "each hub live to the other")
+        yield a, b
+    finally:
+        await leave(a)
+        await leave(b)
+
+
+A_ID, B_ID = f"{int(START * 1000)}-motion", f"{int(B_START * 1000)}-always"
+
+
+async def test_a_hub_lists_the_cameras_recordings_of_every_live_hub_newest_first_naming_each_holder(
+        hubs: tuple[Member, Member]) -> None:
+    a, b = hubs
+    status, listed, _ = await a.world.json("/api/cameras/porch/recordings")
+    assert status == 200 and [(r["id"], r["hub"]) for r in listed] == [(B_ID, "b"), (A_ID, "a")]
+    for item in listed:
+        base = f"/cameras/porch/recordings/{item['id']}"
+        assert (item["stream"], item["download"]) == (f"{base}/stream?hub={item['hub']}",
+                                                      f"{base}/video.mkv?hub={item['hub']}")
+    assert listed[0] == {"id": B_ID, "camera": "porch", "kind": "always", "start": B_START, "end": B_START + 1.0,
+                         "frames": 5, "bytes": sum(map(len, FRAMES[:5])), "peak": 2.5, "open": False, "hub": "b",
+                         "stream": listed[0]["stream"], "download": listed[0]["download"]}
+    _, local, _ = await a.world.json("/api/cameras/porch/recordings?local=1")
+    assert [(r["id"], r["hub"]) for r in local] == [(A_ID, "a")]
+    _, later, _ = await a.world.json(f"/api/cameras/porch/recordings?since={START + 10}")
+    assert [r["id"] for r in later] == [B_ID]  # the range goes to the other hubs too
+    _, seen_from_b, _ = await b.world.json("/api/cameras/porch/recordings")
+    assert [(r["id"], r["hub"]) for r in seen_from_b] == [(B_ID, "b"), (A_ID, "a")]
+
+
+async def test_a_recording_held_by_another_hub_downloads_through_this_one(hubs: tuple[Member, Member]) -> None:
+    a, b = hubs
+    async with a.world.client.get(f"/cameras/porch/recordings/{B_ID}/video.mkv?hub=b") as response:
+        body = await response.read()
+        assert response.status == 200 and response.headers["Content-Type"] == "video/x-matroska"
+        assert response.headers["Content-Disposition"] == f'attachment; filename="porch-{B_ID}.mkv"'
+        assert int(response.headers["Content-Length"]) == len(body)
+    assert body == (b.root / f"{B_ID}.mkv").read_bytes()
+    # this hub's own, asked for by its own name: served here
+    async with a.world.client.get(f"/cameras/porch/recordings/{A_ID}/video.mkv?hub=a") as response:
+        assert response.status == 200 and await response.read() == (a.root / f"{A_ID}.mkv").read_bytes()
+
+
+async def test_the_holders_refusals_come_back_as_they_are(hubs: tuple[Member, Member]) -> None:
+    a, b = hubs
+    status, body, headers = await a.world.json(f"/cameras/porch/recordings/{A_ID}/video.mkv?hub=b")
+    assert status == 404 and body == {"error": "unknown recording", "id": A_ID}  # b does not hold a's
+    (b.root / f"{B_ID}.mkv").unlink()
+    status, body, headers = await a.world.json(f"/cameras/porch/recordings/{B_ID}/video.mkv?hub=b")
+    assert status == 503 and body == {"error": "the recording has no data on disk yet", "id": B_ID}
+    assert headers["Retry-After"] == "5"
+
+
+async def test_a_recording_held_by_another_hub_plays_through_this_one(hubs: tuple[Member, Member]) -> None:
+    a, _b = hubs
+    status, headers, parts = await play(a.world, f"/cameras/porch/recordings/{B_ID}/stream?hub=b&speed=8")
+    assert status == 200 and headers["content-type"] == "multipart/x-mixed-replace; boundary=camhubframe"
+    assert headers["x-camera-id"] == "porch" and headers["x-recording-id"] == B_ID
+    assert [body for _, body in parts] == FRAMES[:5]
+    assert [h["x-timestamp"] for h, _ in parts] == [f"{B_START + t:.6f}" for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    _, _, parts = await play(a.world, f"/cameras/porch/recordings/{B_ID}/stream?hub=b&t=0.5&speed=64")
+    assert [body for _, body in parts] == FRAMES[2:5]  # the offset and the speed go on to the holder
+    began = time.monotonic()
+    _, _, parts = await play(a.world, f"/cameras/porch/recordings/{B_ID}/stream?hub=b&t=0.5&speed=0.5")
+    assert len(parts) == 3 and time.monotonic() - began >= 1.0 * 0.95  # half speed: a second for half of one
+
+
+async def test_a_recording_on_a_hub_that_is_not_online_or_does_not_answer_is_a_503(
+        hubs: tuple[Member, Member]) -> None:
+    a, b = hubs
+    status, body, _ = await a.world.json(f"/cameras/porch/recordings/{B_ID}/video.mkv?hub=c")
+    assert status == 503 and body == {"error": "the hub holding this recording is not online", "id": "porch",
+                                      "hub": "c"}
+    status, _, [body] = await play(a.world, f"/cameras/porch/recordings/{B_ID}/stream?hub={'x' * 100}")
+    assert status == 503 and body["hub"] == "x" * 64
+    status, body, _ = await a.world.json(f"/cameras/door/recordings/{B_ID}/video.mkv?hub=b")
+    assert status == 404  # a camera this hub does not know is not asked for elsewhere
+    await b.world.client.close()  # b is still a live member, but its HTTP side is gone
+    for media in ("video.mkv", "stream"):
+        status, body, _ = await a.world.json(f"/cameras/porch/recordings/{B_ID}/{media}?hub=b")
+        assert status == 503 and body == {"error": "the hub holding this recording does not answer",
+                                          "id": "porch", "hub": "b"}
+    _, listed, _ = await a.world.json("/api/cameras/porch/recordings")
+    assert [r["id"] for r in listed] == [A_ID]  # the list: what the hubs that answer hold
+
+
+async def test_a_viewer_of_a_relayed_playback_that_stops_reading_is_let_go(tmp_path: Path,
+                                                                          mosquitto: Mosquitto) -> None:
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (480, 640), dtype=np.uint8)).save(noise, "JPEG",
+                                                                                                 quality=95)
+    big = record(tmp_path / "b" / "rec", START, [0.001 * i for i in range(80)], frames=[noise.getvalue()])  # ~20 MB
+    a = await member(tmp_path, "a", mosquitto, {})
+    b = await member(tmp_path, "b", mosquitto, {})
+    try:
+        await until(lambda: a.role.peers.live("b") is not None, "b live to a")
+        a.world.server.playbacks.write_timeout_s = 0.3  # b keeps its 10 s: only a letting go ends it sooner
+        reader, writer = await asyncio.open_connection("127.0.0.1", a.world.client.port)
+        try:
+            writer.write(f"GET /cameras/porch/recordings/{big['id']}/stream?hub=b&speed=64 HTTP/1.1\r\n"
+                         "Host: 127.0.0.1\r\n\r\n".encode())
+            await until(lambda: b.world.server.playbacks.playing == 1, "the playback under way")
+            await until(lambda: b.world.server.playbacks.playing == 0, "the playback given up", timeout=5.0)
+        finally:
+            writer.close()
+    finally:
+        await leave(a)
+        await leave(b)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from camhub.hub.cluster.role import ClusterRole
 from camhub.hub.core import controls
 from camhub.hub.core.broker import Broker, FanoutSettings, Feed
 from camhub.hub.core.events import Changes
@@ -89,10 +90,12 @@ class World:
 
 async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
                      motion_settings: MotionSettings | None = None, motion_log: Path | None = None,
+                     cluster_role: Callable[[Cameras], ClusterRole] | None = None, port: int | None = None,
                      **settings: Any) -> World:
     """The HTTP server over real parts, wired as ``app.py`` wires them (taps, options, extras, counters);
     ``options`` are the cameras' default hub options, ``motion_log`` the motion events' folder. The
-    recordings' writer is not started."""
+    recordings' writer is not started. ``cluster_role`` makes this hub's cluster role from its cameras (the
+    caller connects and runs it), ``port`` is the port to serve on (a cluster member's URL names it)."""
     broker = Broker(FanoutSettings())
     cameras = Cameras(broker, max_cameras=8)
     broker.viewers.connect(cameras.viewer_event)  # a camera's viewers are a change of it
@@ -120,11 +123,12 @@ async def make_world(tmp_path: Path, options: dict[str, str] | None = None,
                             changes=Changes(), counted=[broker, control, motion, recordings],
                             summary_extras=[lambda c: controls.summary(c.announce, c.source),
                                             lambda c: motion.summary(c.id), lambda c: recordings.summary(c.id)],
-                            detail_extras=[lambda c: motion.detail(c.id)], hub_extras=[recordings.health])
+                            detail_extras=[lambda c: motion.detail(c.id)], hub_extras=[recordings.health],
+                            cluster=None if cluster_role is None else cluster_role(cameras))
     for signal in (cameras.changed, cameras.removed, motion.emitted, recordings.status_changed, options_.changed):
         signal.connect(services.changes.notify)
     server = HttpServer(HttpSettings(**settings), services)
-    client = TestClient(TestServer(server.app, host="127.0.0.1"))
+    client = TestClient(TestServer(server.app, host="127.0.0.1", port=port))
     await client.start_server()
     return World(client, server, services, link)
 
