@@ -219,6 +219,12 @@ async def test_playback_keeps_the_recordings_pace_times_the_speed(tmp_path: Path
         await stop(world)
 
 
+async def test_playback_without_a_speed_plays_at_the_recordings_own_pace(world: World) -> None:
+    began = time.monotonic()
+    _, _, parts = await play(world, f"/cameras/porch/recordings/{ID}/stream")
+    assert len(parts) == 5 and time.monotonic() - began >= 1.0 * 0.95  # one second recorded: a second played
+
+
 @pytest.mark.parametrize(("query", "message"), [
     ("t=-1", "t must be in [0, 604800]"), ("t=604801", "t must be in [0, 604800]"), ("t=soon", "t must be a number"),
     ("speed=0.09", "speed must be in [0.1, 64]"), ("speed=65", "speed must be in [0.1, 64]"),
@@ -242,6 +248,16 @@ async def test_playbacks_beyond_the_limit_are_refused_until_one_ends(world: Worl
     assert len((await first)[2]) == 5
     assert world.server.playbacks.playing == 0
     assert len((await play(world, f"/cameras/porch/recordings/{rec_id}/stream?speed=8"))[2]) == 5
+
+
+async def test_each_playback_under_way_counts_against_the_limit(world: World) -> None:
+    world.server.playbacks.limit = 2
+    slow = [asyncio.create_task(play(world, f"/cameras/porch/recordings/{ID}/stream?speed=0.5")) for _ in range(2)]
+    await until(lambda: world.server.playbacks.playing == 2, "two playbacks under way")
+    status, _, [body] = await play(world, f"/cameras/porch/recordings/{ID}/stream")
+    assert status == 503 and body == {"error": "too many recordings playing", "id": ID}
+    assert [len(parts) for _, _, parts in await asyncio.gather(*slow)] == [5, 5]
+    assert world.server.playbacks.playing == 0
 
 
 async def test_a_viewer_that_stops_reading_is_let_go_after_the_write_timeout(tmp_path: Path) -> None:
