@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from camhub.hub.taps import segments
 from camhub.hub.taps.motion import CameraMotion, MotionSettings
 from camhub.hub.taps.recordings import GB, CameraRecorder, Recordings, RecordSettings, Store
 from tests.support.clock import Clock
+from tests.support.families import families
 from tests.support.waiting import wait_until
 
 T0 = 1_700_000_000.0  # Unix seconds (2023): recording ids have 10 digits or more
@@ -527,9 +529,9 @@ async def test_recordings_keep_one_recorder_per_camera_and_follow_the_options(tm
         recordings.set_mode("nobody", "always")  # a camera without a recorder: nothing to do
         clock.now = T0 + 100
         recordings.tick()
-        families = {f.name: dict(f.values) for f in recordings.counters()}
-        assert families == {"camhub_recording_frames_dropped": {"yard": 0},
-                            "camhub_recordings_deleted": {"retention": 0}, "camhub_recording_errors": {"write": 0}}
+        assert families(recordings) == {"camhub_recording_frames_dropped": ("camera", "counter", {"yard": 0}),
+                                        "camhub_recordings_deleted": ("reason", "counter", {"retention": 0}),
+                                        "camhub_recording_errors": ("kind", "counter", {"write": 0})}
         assert recordings.health()["recordings"]["state"] == "ok"
     finally:
         await recordings.stop()
@@ -539,3 +541,136 @@ async def test_recordings_keep_one_recorder_per_camera_and_follow_the_options(tm
         await asyncio.sleep(0.01)
     assert statuses and statuses[-1]["state"] == "ok"  # the store's status, on the event loop
     assert {r["kind"] for r in recordings.store.recordings("yard")} == {"always"}
+
+
+def test_an_open_recording_is_listed_with_everything_a_closed_one_has_to_the_millisecond(cams: Any) -> None:
+    cam = cams(mode="motion", start=False)  # the writer is not running: the recording stays open, as listed
+    cam.feed(STEP / 2, 1.0, active=[(0.0, 2.0)], peak=2.25)  # capture times at odd sixteenths of a second
+    (listed,) = cam.recorder.recordings()
+    times = [STEP / 2 + i * STEP for i in range(8)]
+    assert listed == {"id": f"{int((T0 + times[0]) * 1000)}-motion", "kind": "motion",
+                      "start": round(T0 + times[0], 3), "end": round(T0 + times[-1], 3), "frames": 8,
+                      "bytes": sum(map(len, JPEGS[:8])), "peak": 2.25, "open": True}
+
+
+def test_after_a_new_frame_size_the_open_recording_is_listed_as_the_new_one(cams: Any) -> None:
+    large = jpeg(1, (96, 64))
+    cam = cams(mode="always", start=False)
+    cam.feed(0.0, 1.0)
+    cam.feed(1.0, 2.0, frames=[large])
+    cam.store.start()  # the writer meets the new size: the first recording is closed, the rest is a new one
+    wait_until(lambda: len(cam.store.recordings("yard")) == 1, 10, "the first size's recording closed")
+    wait_until(lambda: cam.store.sizes()["writer_queue"] == 0, 10, "the writer done")
+    cam.feed(2.0, 3.0, frames=[large])
+    listed = cam.recorder.recordings()
+    assert [(r["id"], r["start"], r["frames"], r["bytes"], r["open"]) for r in listed] == [
+        (f"{int((T0 + 1.0) * 1000)}-always", T0 + 1.0, 8, 8 * len(large), True),  # since it began (and what came)
+        (f"{int(T0 * 1000)}-always", T0, 8, sum(map(len, JPEGS[:8])), False)]
+    (second, first) = cam.finish()[::-1]
+    assert (second["id"], second["frames"]) == (listed[0]["id"], 16)  # the id the open one was listed with
+
+
+async def test_the_diagnostics_count_recorders_preroll_open_recordings_index_and_writer_queue(
+        tmp_path: Path, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    put(root, T0 - 100, T0 - 90, 1000)
+    put(root, T0 - 80, T0 - 70, 1000)
+    put(root, T0 - 60, T0 - 50, 1000, camera="gate")
+    recordings = Recordings(settings(root, timelapse_s=1.0))
+    yard = recordings.recorder("yard", "motion", CameraMotion("yard", MotionSettings(), enabled=True))
+    gate = recordings.recorder("gate", "always", CameraMotion("gate", MotionSettings(), enabled=True))
+    for i in range(4):  # no motion in the yard: its pre-roll fills; the gate records; both keep a time-lapse
+        clock.now = T0 + i * STEP
+        yard.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
+        gate.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
+    queued = sum(len(JPEGS[i]) for i in range(4)) + len(JPEGS[0]) * 2  # the gate's frames, both first lapse frames
+    assert recordings.sizes() == {"recorders": 2, "preroll_frames": 4, "preroll_bytes": sum(map(len, JPEGS[:4])),
+                                  "open_segments": 3, "index_cameras": 0, "index_recordings": 0,
+                                  "writer_queue": 6, "writer_pending_bytes": queued, "log_keys": 0}
+    recordings.start()
+    try:
+        await asyncio.to_thread(wait_until, lambda: recordings.store.sizes()["writer_queue"] == 0, 10, "all written")
+        assert {k: recordings.sizes()[k] for k in ("index_cameras", "index_recordings", "writer_pending_bytes")} \
+            == {"index_cameras": 2, "index_recordings": 3, "writer_pending_bytes": 0}
+    finally:
+        await recordings.stop()
+
+
+async def test_the_cameras_that_record_share_the_timelapse_budget(tmp_path: Path, clock: Clock) -> None:
+    size = len(JPEGS[0])
+    recordings = Recordings(settings(tmp_path / "rec", timelapse_s=1.0, max_gb=100 * size / GB))  # a tenth: 10 frames
+    recorders = [recordings.recorder(camera, "off", CameraMotion(camera, MotionSettings(), enabled=True))
+                 for camera in ("yard", "gate")]
+    recordings.start()
+    try:
+        for i in range(12):
+            clock.now = T0 + i
+            for recorder in recorders:
+                recorder.frame(Frame(JPEGS[0], i, clock.now, clock.now, in_memfd=False))
+    finally:
+        await recordings.stop()
+    assert [r["frames"] for r in relative(recordings.store.recordings("yard"))] == [5, 5, 2]  # a twentieth each
+
+
+async def test_a_removed_camera_has_its_recording_closed_and_its_preroll_let_go(tmp_path: Path, clock: Clock) -> None:
+    recordings = Recordings(settings(tmp_path / "rec"))
+    yard = recordings.recorder("yard", "always", CameraMotion("yard", MotionSettings(), enabled=True))
+    gate = recordings.recorder("gate", "motion", CameraMotion("gate", MotionSettings(), enabled=True))
+    recordings.start()
+    try:
+        for i in range(4):
+            clock.now = T0 + i * STEP
+            yard.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
+            gate.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
+        recordings.forget("gate")
+        recordings.forget("nobody")  # never recorded: nothing to do
+        assert (gate.ring, gate.ring_bytes) == (deque(), 0) and list(recordings.cameras) == ["yard"]
+        assert recordings.sizes()["preroll_frames"] == 0
+        recordings.forget("yard")
+        assert yard.segment is None and not recordings.cameras
+        await asyncio.to_thread(wait_until, lambda: recordings.store.recordings("yard"), 10, "the yard's closed")
+        (closed,) = recordings.store.recordings("yard")
+        assert closed["frames"] == 4  # its recording closed and indexed (the recordings stay)
+    finally:
+        await recordings.stop()
+
+
+async def test_a_new_recording_mode_starts_an_empty_preroll_and_is_logged_once(
+        tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    recordings = Recordings(settings(tmp_path / "rec", preroll_s=1.0))
+    motion = CameraMotion("yard", MotionSettings(), enabled=True)
+    yard = recordings.recorder("yard", "motion", motion)
+    feed = iter(range(1000))
+
+    def frames(start: float, end: float) -> None:
+        t = start
+        while t < end:
+            clock.now = T0 + t
+            yard.frame(Frame(JPEGS[next(feed) % 30], 0, clock.now, clock.now, in_memfd=False))
+            t += STEP
+
+    frames(0.0, 1.0)
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
+        recordings.set_mode("yard", "always")
+        recordings.set_mode("yard", "motion")
+        recordings.set_mode("yard", "motion")
+    assert [r.getMessage() for r in caplog.records] == ["recording on yard: always", "recording on yard: motion"]
+    assert recordings.sizes()["preroll_bytes"] == 0
+    frames(1.0, 1.5)
+    assert recordings.sizes()["preroll_bytes"] == sum(len(JPEGS[i % 30]) for i in range(8, 12))
+    motion.active = True
+    frames(1.5, 1.625)
+    assert yard.segment is not None and yard.segment.start == T0 + 1.0  # the pre-roll since the mode changed
+
+
+async def test_the_hubs_tick_closes_a_silent_cameras_recording(tmp_path: Path, clock: Clock) -> None:
+    recordings = Recordings(settings(tmp_path / "rec", idle_close_s=5.0))
+    yard = recordings.recorder("yard", "always", CameraMotion("yard", MotionSettings(), enabled=True))
+    clock.now = T0
+    yard.frame(Frame(JPEGS[0], 0, T0, T0, in_memfd=False))
+    clock.now = T0 + 5.0
+    recordings.tick()
+    assert yard.segment is not None  # not silent for longer than idle_close_s yet
+    clock.now = T0 + 5.125
+    recordings.tick()
+    assert yard.segment is None
