@@ -674,3 +674,38 @@ async def test_the_hubs_tick_closes_a_silent_cameras_recording(tmp_path: Path, c
     clock.now = T0 + 5.125
     recordings.tick()
     assert yard.segment is None
+
+
+def test_a_recovered_recording_starts_at_its_tag_else_at_its_name_and_each_step_is_logged(
+        tmp_path: Path, cams: Any, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "rec" / "yard"
+    tagged_start = T0 - 50 + 0.0006  # the file's tag has the microseconds; its name whole milliseconds (T0 - 50)
+    tagged = folder / f"{int(tagged_start * 1000)}-motion.mkv"
+    unclosed(tagged, tagged_start, [(JPEGS[i], tagged_start + i * 0.25, None) for i in range(8)])
+    untagged = folder / f"{int((T0 - 30) * 1000)}-always.mkv"
+    unclosed(untagged, T0 - 30, [(JPEGS[i], T0 - 30 + i * 0.25, None) for i in range(8)])
+    untagged.write_bytes(untagged.read_bytes().replace(segments.START_TAG.encode(), b"CAMHUB_XTART"))  # tag lost
+    single = folder / f"{int((T0 - 20) * 1000)}-always.mkv"
+    writer = segments.SegmentWriter(single, T0 - 20, JPEGS[0], "one frame")  # closed, but no sidecar written
+    writer.write(JPEGS[0], T0 - 20)
+    writer.close()
+    empty = folder / f"{int((T0 - 10) * 1000)}-always.mkv"
+    empty.write_bytes(b"")
+    held = {path: segments.probe(path).frames for path in (tagged, untagged)}
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
+        cam = cams(root=tmp_path / "rec")
+        wait_until(lambda: len(cam.store.recordings("yard")) == 3, 10, "the recordings recovered")
+    recs = {r["id"]: r for r in cam.store.recordings("yard")}
+    first = recs[tagged.stem]
+    assert (first["camera"], first["start"], first["end"]) == (
+        "yard", round(tagged_start, 3), round(tagged_start + (held[tagged] - 1) * 0.25, 3))
+    second = recs[untagged.stem]
+    assert (second["start"], second["end"]) == (T0 - 30, T0 - 30 + (held[untagged] - 1) * 0.25)
+    assert (recs[single.stem]["frames"], recs[single.stem]["start"]) == (1, T0 - 20)  # one whole frame is kept
+    assert not empty.exists()
+    messages = [r.getMessage() for r in caplog.records]
+    unreadable = next(m for m in messages if m.startswith(f"recordings: {empty} is unreadable ("))
+    assert "Invalid data" in unreadable
+    assert f"recordings: removing {empty}, which holds no whole frame (the hub stopped as it began)" in messages
+    for path in (tagged, untagged):
+        assert f"recordings: recovered {path} ({held[path]} frames) after an unclean stop" in messages
