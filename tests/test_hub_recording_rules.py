@@ -709,3 +709,34 @@ def test_a_recovered_recording_starts_at_its_tag_else_at_its_name_and_each_step_
     assert f"recordings: removing {empty}, which holds no whole frame (the hub stopped as it began)" in messages
     for path in (tagged, untagged):
         assert f"recordings: recovered {path} ({held[path]} frames) after an unclean stop" in messages
+
+
+def test_while_the_disk_is_low_only_the_cameras_that_record_show_stopped(
+        cams: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recordings_module, "shutil", FreeSpace(GB))
+    cam = cams(mode="always", min_free_gb=1.0)
+    wait_until(lambda: cam.store.disk_low, 10, "recording stopped")
+    off = CameraRecorder("gate", cam.store, "off", CameraMotion("gate", MotionSettings(), enabled=True))
+    assert (cam.recorder.status()["stopped"], off.status()["stopped"]) == ("disk_low", None)
+
+
+def test_a_timelapse_keeps_one_file_all_day(cams: Any) -> None:
+    cam = cams(mode="off", timelapse_s=30.0)
+    cam.feed(0.0, 300.0, step=30.0)  # five minutes (T0 is 22:13:20 UTC: the day does not change anywhere)
+    assert [(r["start"], r["frames"]) for r in cam.finish()] == [(0.0, 10)]
+
+
+async def test_a_removed_camera_has_its_timelapse_closed_too(tmp_path: Path, clock: Clock) -> None:
+    recordings = Recordings(settings(tmp_path / "rec", timelapse_s=1.0))
+    yard = recordings.recorder("yard", "off", CameraMotion("yard", MotionSettings(), enabled=True))
+    recordings.start()
+    try:
+        for i in range(3):
+            clock.now = T0 + i
+            yard.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
+        recordings.forget("yard")
+        await asyncio.to_thread(wait_until, lambda: recordings.store.recordings("yard"), 10, "the time-lapse closed")
+        (lapse,) = recordings.store.recordings("yard")
+        assert (lapse["kind"], lapse["frames"]) == ("timelapse", 3)
+    finally:
+        await recordings.stop()
