@@ -740,3 +740,30 @@ async def test_a_removed_camera_has_its_timelapse_closed_too(tmp_path: Path, clo
         assert (lapse["kind"], lapse["frames"]) == ("timelapse", 3)
     finally:
         await recordings.stop()
+
+
+def test_the_status_and_retention_of_recordings_whose_files_were_removed_by_hand(
+        tmp_path: Path, cams: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(recordings_module, "shutil", FreeSpace(100 * GB))
+    root = tmp_path / "rec"
+    clock.now = T0
+    first = put(root, T0 - 7200, T0 - 3600, 1000)
+    second = put(root, T0 - 3000, T0 - 2000, 2000)
+    cam = cams(keep_days=1.0, min_free_gb=2.0, root=root)
+    cam.store.submit()
+    wait_until(lambda: swept(cam), 10, "a first sweep (nothing due)")
+    assert cam.store.status() == {"state": "ok", "reason": None, "free_bytes": 100 * GB, "min_free_bytes": 2 * GB,
+                                  "used_bytes": 3000, "max_bytes": 10 * GB, "recordings": 2, "deleted": 0,
+                                  "errors": 0}
+    (root / "yard" / f"{first}.mkv").unlink()  # an operator tidies up by hand
+    (root / "yard" / f"{second}.json").unlink()
+    clock.now = T0 + 2 * DAY  # both are due now
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
+        cam.store.submit()
+        wait_until(lambda: cam.store.deleted == 2, 10, "both deleted")
+    assert cam.store.recordings("yard") == [] and not list((root / "yard").iterdir())
+    assert (cam.store.status()["deleted"], cam.store.status()["errors"]) == (2, 0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "(retention)" in m] == [f"recordings: deleted yard/{first} (retention)",
+                                                          f"recordings: deleted yard/{second} (retention)"]
