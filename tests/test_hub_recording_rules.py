@@ -777,3 +777,15 @@ def test_the_status_and_retention_of_recordings_whose_files_were_removed_by_hand
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if "(retention)" in m] == [f"recordings: deleted yard/{first} (retention)",
                                                           f"recordings: deleted yard/{second} (retention)"]
+
+
+def test_a_new_frame_size_starts_a_new_timelapse_part_and_keeps_the_old_one(cams: Any) -> None:
+    cam = cams(mode="off", timelapse_s=1.0, start=False)
+    cam.feed(0.0, 3.0, step=1.0)
+    cam.feed(3.0, 6.0, step=1.0, frames=[jpeg(1, (96, 64))])
+    cam.store.start()  # the writer meets the new size: a new part starts when it does (a time-lapse's frames
+    parts = cam.finish()  # carry their playback pace, not a capture time)
+    assert [(r["kind"], r["frames"]) for r in parts] == [("timelapse", 3), ("timelapse", 3)]
+    assert parts[0]["start"] == 0.0 and 3.0 <= parts[1]["start"] <= 5.0
+    assert cam.store.errors == 0
+    assert [segments.probe(cam.store.path("yard", r["id"])).frames for r in parts] == [3, 3]
