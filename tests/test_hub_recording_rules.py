@@ -789,3 +789,45 @@ def test_a_new_frame_size_starts_a_new_timelapse_part_and_keeps_the_old_one(cams
     assert parts[0]["start"] == 0.0 and 3.0 <= parts[1]["start"] <= 5.0
     assert cam.store.errors == 0
     assert [segments.probe(cam.store.path("yard", r["id"])).frames for r in parts] == [3, 3]
+
+
+def test_retention_tells_of_what_it_deleted_and_only_then(tmp_path: Path, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    clock.now = T0 + 6 * DAY
+    old = put(root, T0 - 60, T0, 10)  # six days old: due in a day (keep_days 7)
+    recent = put(root, T0 + 6 * DAY - 60, T0 + 6 * DAY - 30, 10)
+    told: list[dict[str, Any]] = []
+    store: Store
+
+    def changed() -> None:
+        told.append(store.status())
+
+    store = Store(settings(root, keep_days=7.0), changed)
+    store.start()
+    try:
+        store.submit()
+        wait_until(lambda: store._last_sweep, 10, "a first sweep")
+        assert [t["recordings"] for t in told] == [2]  # the start's; a sweep that deletes nothing tells nothing
+        clock.now = T0 + 8 * DAY  # the old one is due, and the next sweep
+        store.submit()
+        wait_until(lambda: store.deleted, 10, "the old one deleted")
+        wait_until(lambda: len(told) == 2, 10, "the deletion told")
+        assert (told[-1]["recordings"], told[-1]["deleted"]) == (1, 1)
+        assert {r["id"] for r in store.recordings("yard")} == {recent} != {old}
+    finally:
+        store.stop()
+
+
+def test_the_oldest_go_until_the_total_fits_however_many_that_takes(tmp_path: Path, cams: Any, clock: Clock) -> None:
+    root = tmp_path / "rec"
+    ids = [put(root, start, start + 10, size)
+           for start, size in ((T0 - 300, 100_000_000), (T0 - 200, 100_000_000), (T0 - 100, 450_000_000))]
+    cam = cams(max_gb=0.5, root=root)  # 650 MB for 500: both older ones go
+    assert kept_after_a_sweep(cam, clock) == {ids[2]}
+
+
+def test_a_store_stopped_with_a_recording_open_closes_it(cams: Any) -> None:
+    cam = cams(mode="always")
+    cam.feed(0.0, 1.0)
+    cam.store.stop()  # without the recorders closing first
+    assert [(r["start"], r["frames"]) for r in relative(cam.store.recordings("yard"))] == [(0.0, 8)]
