@@ -831,3 +831,33 @@ def test_a_store_stopped_with_a_recording_open_closes_it(cams: Any) -> None:
     cam.feed(0.0, 1.0)
     cam.store.stop()  # without the recorders closing first
     assert [(r["start"], r["frames"]) for r in relative(cam.store.recordings("yard"))] == [(0.0, 8)]
+
+
+@pytest.mark.parametrize(("after", "checked"), [(5.0, False), (5.125, True)])
+def test_the_writer_checks_the_disk_once_more_than_five_seconds_have_passed(
+        cams: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, after: float, checked: bool) -> None:
+    disk = FreeSpace(10 * GB)
+    monkeypatch.setattr(recordings_module, "shutil", disk)
+    clock.now = T0
+    cam = cams()
+    cam.store.submit()
+    wait_until(lambda: swept(cam), 10, "a first check")
+    disk.free = 9 * GB
+    clock.now = T0 + after
+    cam.store.submit()
+    cam.store.stop()  # the writer has handled that last wake-up
+    assert cam.store.status()["free_bytes"] == (9 * GB if checked else 10 * GB)
+
+
+def test_failed_writes_are_each_counted_and_logged_once_per_kind(tmp_path: Path, cams: Any,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "yard").write_text("a file where the camera's folder belongs")
+    cam = cams(mode="always", root=tmp_path / "rec", segment_s=1.0)
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam.feed(0.0, 2.0)  # two recordings, neither can be opened
+        cam.finish()
+    assert cam.store.errors == 2 == cam.store.status()["errors"]
+    (logged,) = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert logged.startswith(f"recordings: frame of {int(T0 * 1000)}-always failed (1 errors so far): ")
+    assert "Not a directory" in logged or "File exists" in logged  # the reason
