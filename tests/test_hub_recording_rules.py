@@ -861,3 +861,28 @@ def test_failed_writes_are_each_counted_and_logged_once_per_kind(tmp_path: Path,
     (logged,) = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert logged.startswith(f"recordings: frame of {int(T0 * 1000)}-always failed (1 errors so far): ")
     assert "Not a directory" in logged or "File exists" in logged  # the reason
+
+
+def test_the_disk_running_low_is_told_once(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = FreeSpace(10 * GB)
+    monkeypatch.setattr(recordings_module, "shutil", disk)
+    told: list[str] = []
+    store: Store
+
+    def changed() -> None:
+        told.append(store.status()["state"])
+
+    clock.now = T0
+    store = Store(settings(tmp_path / "rec", min_free_gb=5.0), changed)
+    store.start()
+    try:
+        store.submit()
+        wait_until(lambda: store._last_sweep, 10, "a first check")
+        disk.free = GB
+        for step in range(1, 4):  # three more checks; the disk is low from the first of them
+            clock.now = T0 + 6 * step
+            store.submit()
+            wait_until(lambda: store._last_sweep == clock.now, 10, "the next check")
+    finally:
+        store.stop()
+    assert told == ["ok", "stopped"]
