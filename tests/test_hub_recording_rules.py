@@ -886,3 +886,12 @@ def test_the_disk_running_low_is_told_once(tmp_path: Path, clock: Clock, monkeyp
     finally:
         store.stop()
     assert told == ["ok", "stopped"]
+
+
+def test_a_stray_video_named_before_the_recordings_is_passed_over(tmp_path: Path, cams: Any) -> None:
+    root = tmp_path / "rec"
+    kept = put(root, T0 - 100, T0 - 90, 10)
+    (root / "yard" / "0-clip.mkv").write_bytes(b"x")  # an operator's own file: not a recording's name, sorts first
+    cam = cams(root=root)
+    wait_until(lambda: cam.store.recordings("yard"), 10, "the recording indexed")
+    assert [r["id"] for r in cam.store.recordings("yard")] == [kept] and (root / "yard" / "0-clip.mkv").exists()
