@@ -895,3 +895,14 @@ def test_a_stray_video_named_before_the_recordings_is_passed_over(tmp_path: Path
     cam = cams(root=root)
     wait_until(lambda: cam.store.recordings("yard"), 10, "the recording indexed")
     assert [r["id"] for r in cam.store.recordings("yard")] == [kept] and (root / "yard" / "0-clip.mkv").exists()
+
+
+def test_a_recording_whose_sidecar_is_damaged_is_recovered_from_its_file(tmp_path: Path, cams: Any) -> None:
+    folder = tmp_path / "rec" / "yard"
+    rec_id = f"{int((T0 - 50) * 1000)}-always"
+    unclosed(folder / f"{rec_id}.mkv", T0 - 50, [(JPEGS[i], T0 - 50 + i * 0.25, None) for i in range(8)])
+    (folder / f"{rec_id}.json").write_text('{"id": "')  # cut short (a disk error, or edited by hand)
+    cam = cams(root=tmp_path / "rec")
+    wait_until(lambda: cam.store.recordings("yard"), 10, "the recording indexed")
+    (found,) = cam.store.recordings("yard")
+    assert (found["id"], found["start"], found["recovered"]) == (rec_id, T0 - 50, True)
