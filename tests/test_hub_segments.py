@@ -168,3 +168,10 @@ def test_an_open_segment_runs_no_threads_of_its_own(tmp_path: Path) -> None:
     assert _threads() == before
     for writer in writers:
         writer.close()
+
+
+def test_a_segments_folders_are_made_however_many_are_missing(tmp_path: Path) -> None:
+    # the recordings folder removed while the hub runs (to free space): the next segment makes it again
+    path = tmp_path / "recordings" / "yard" / "seg.mkv"
+    written(path, [(FRAMES[0], START, None)])
+    assert [pts for pts, _ in segments.read(path)] == [0]
