@@ -589,12 +589,13 @@ async def test_the_diagnostics_count_recorders_preroll_open_recordings_index_and
     recordings = Recordings(settings(root, timelapse_s=1.0))
     yard = recordings.recorder("yard", "motion", CameraMotion("yard", MotionSettings(), enabled=True))
     gate = recordings.recorder("gate", "always", CameraMotion("gate", MotionSettings(), enabled=True))
+    recordings.recorder("door", "always", CameraMotion("door", MotionSettings(), enabled=True))  # sends nothing
     for i in range(4):  # no motion in the yard: its pre-roll fills; the gate records; both keep a time-lapse
         clock.now = T0 + i * STEP
         yard.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
         gate.frame(Frame(JPEGS[i], i, clock.now, clock.now, in_memfd=False))
     queued = sum(len(JPEGS[i]) for i in range(4)) + len(JPEGS[0]) * 2  # the gate's frames, both first lapse frames
-    assert recordings.sizes() == {"recorders": 2, "preroll_frames": 4, "preroll_bytes": sum(map(len, JPEGS[:4])),
+    assert recordings.sizes() == {"recorders": 3, "preroll_frames": 4, "preroll_bytes": sum(map(len, JPEGS[:4])),
                                   "open_segments": 3, "index_cameras": 0, "index_recordings": 0,
                                   "writer_queue": 6, "writer_pending_bytes": queued, "log_keys": 0}
     recordings.start()
