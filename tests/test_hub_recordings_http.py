@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import numpy as np
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from camhub.hub.cluster.credentials import ClusterKey
@@ -446,3 +448,35 @@ async def test_a_viewer_of_a_relayed_playback_that_stops_reading_is_let_go(tmp_p
     finally:
         await leave(a)
         await leave(b)
+
+
+async def test_a_list_from_a_hub_of_another_version_is_taken_as_far_as_it_makes_sense(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # another hub's answer is input like any other: items without a start time sort last, ids that are not a
+    # recording's are left out, and the rest is listed as usual
+    later = f"{int((START + 60) * 1000)}-always"
+    answer = [{"id": later, "start": START + 60}, {"id": f"{int((START - 60) * 1000)}-motion", "start": "soon"},
+              {"id": f"{int((START - 90) * 1000)}-motion"}, {"id": "../../etc/passwd", "start": START + 90}]
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/api/cameras/porch/recordings", listing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    a = await member(tmp_path, "a", mosquitto, {START: "motion"})
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish("camhub/hubs/old/info", json.dumps(
+                {"id": "old", "role": "origin", "url": f"http://127.0.0.1:{port}", "version": "0.9"}), retain=True)
+            await client.publish("camhub/hubs/old/availability", "online", retain=True)
+        await until(lambda: a.role.peers.live("old") is not None, "the other hub live")
+        status, listed, _ = await a.world.json("/api/cameras/porch/recordings")
+        assert status == 200 and [(r["id"], r["hub"]) for r in listed] == [
+            (later, "old"), (A_ID, "a"), (answer[1]["id"], "old"), (answer[2]["id"], "old")]
+    finally:
+        await leave(a)
+        await runner.cleanup()
