@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -907,3 +908,46 @@ def test_a_recording_whose_sidecar_is_damaged_is_recovered_from_its_file(tmp_pat
     wait_until(lambda: cam.store.recordings("yard"), 10, "the recording indexed")
     (found,) = cam.store.recordings("yard")
     assert (found["id"], found["start"], found["recovered"]) == (rec_id, T0 - 50, True)
+
+
+def test_a_recordings_folder_whose_parents_are_missing_is_made(tmp_path: Path, cams: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "data" / "camhub" / "recordings"  # CAMHUB_RECORD_DIR on a fresh disk
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
+        cam = cams(mode="always", root=root)
+        wait_until(lambda: f"recordings: 0 found in {root}" in caplog.messages, 10, "the start logged")
+    assert root.is_dir() and not cam.store.disk_low
+    cam.feed(0.0, 1.0)
+    assert [r["frames"] for r in cam.finish()] == [8]
+
+
+def test_a_recordings_folder_that_cannot_be_used_stops_recording_and_says_why(
+        tmp_path: Path, cams: Any, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "rec"
+    root.write_text("a file where the folder belongs")
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam = cams(mode="always", root=root)
+        wait_until(lambda: cam.store.disk_low, 10, "recording stopped")
+    (said,) = [m for m in caplog.messages if m.startswith("recordings: cannot use")]
+    assert said.startswith(f"recordings: cannot use {root}: ") and "File exists" in said
+    assert cam.store.status()["free_bytes"] == 0
+
+
+def test_a_failed_close_and_a_failed_frame_are_each_logged(tmp_path: Path, cams: Any,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "rec"
+    cam = cams(mode="always", root=root, segment_s=1.0)
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam.feed(0.0, 0.5)
+        wait_until(lambda: list((root / "yard").glob("*.mkv")), 10, "the first recording open")
+        for video in (root / "yard").glob("*.mkv"):
+            video.unlink()  # removed by hand while being written: its close fails
+        cam.feed(0.5, 1.5)
+        wait_until(lambda: cam.store.errors == 1, 10, "the failed close counted")
+        shutil.rmtree(root / "yard")
+        (root / "yard").write_text("a file where the camera's folder belongs")  # the next recording cannot open
+        cam.feed(1.5, 2.5)
+        wait_until(lambda: cam.store.errors == 3, 10, "another failed close, and a failed frame")
+        cam.finish()
+    failed = [m.split(" of ")[0] for m in caplog.messages if " failed (" in m]
+    assert failed == ["recordings: close", "recordings: frame"]  # the second close within the minute is not
