@@ -951,3 +951,17 @@ def test_a_failed_close_and_a_failed_frame_are_each_logged(tmp_path: Path, cams:
         cam.finish()
     failed = [m.split(" of ")[0] for m in caplog.messages if " failed (" in m]
     assert failed == ["recordings: close", "recordings: frame"]  # the second close within the minute is not
+
+
+@pytest.mark.parametrize(("spare", "stopped"), [(64 * 1024 * 1024, True), (64 * 1024 * 1024 + 1, False)])
+def test_recording_stops_with_the_margin_left_and_says_so(tmp_path: Path, cams: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture, spare: int,
+                                                          stopped: bool) -> None:
+    monkeypatch.setattr(recordings_module, "shutil", FreeSpace(5 * GB + spare))
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam = cams(mode="always", min_free_gb=5.0, root=tmp_path / "rec")
+        cam.store.stop()  # the start's check done
+    assert cam.store.disk_low is stopped
+    said = [m for m in caplog.messages if m.startswith("recordings: stopped")]
+    assert said == ([f"recordings: stopped, 5.07 GB free on {tmp_path / 'rec'} (CAMHUB_RECORD_MIN_FREE_GB = 5.0)"]
+                    if stopped else [])
