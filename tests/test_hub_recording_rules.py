@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -965,3 +966,28 @@ def test_recording_stops_with_the_margin_left_and_says_so(tmp_path: Path, cams: 
     said = [m for m in caplog.messages if m.startswith("recordings: stopped")]
     assert said == ([f"recordings: stopped, 5.07 GB free on {tmp_path / 'rec'} (CAMHUB_RECORD_MIN_FREE_GB = 5.0)"]
                     if stopped else [])
+
+
+def test_before_its_first_check_the_store_knows_no_free_space_and_holds_no_exit(cams: Any) -> None:
+    cam = cams(start=False)
+    assert (cam.store.status()["free_bytes"], cam.store.status()["state"]) == (None, "ok")  # unknown yet: JSON null
+    before = set(threading.enumerate())
+    cam.store.start()
+    (writer,) = set(threading.enumerate()) - before
+    assert writer.daemon  # a hub that dies without stopping its recorder still exits
+
+
+def test_recording_resumes_with_room_to_spare_and_says_so(tmp_path: Path, cams: Any, clock: Clock,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    disk = FreeSpace(GB)
+    monkeypatch.setattr(recordings_module, "shutil", disk)
+    clock.now = T0
+    cam = cams(mode="always", min_free_gb=5.0)
+    wait_until(lambda: cam.store.disk_low, 10, "recording stopped")
+    disk.free = 5 * GB + 256 * 1024 * 1024 + 1
+    clock.now = T0 + 6
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
+        cam.store.submit()
+        cam.store.stop()
+    assert not cam.store.disk_low and "recordings: 5.27 GB free again, recording resumes" in caplog.messages
