@@ -227,6 +227,23 @@ async def test_playback_without_a_speed_plays_at_the_recordings_own_pace(world: 
     assert len(parts) == 5 and time.monotonic() - began >= 1.0 * 0.95  # one second recorded: a second played
 
 
+async def test_playback_t_seconds_in_begins_at_once(tmp_path: Path) -> None:
+    long = record(tmp_path / "rec", START, [0.5 * i for i in range(9)])  # four seconds
+    world = await start(tmp_path)
+    try:
+        began = time.monotonic()
+        _, _, parts = await play(world, f"/cameras/porch/recordings/{long['id']}/stream?t=4")
+        assert len(parts) == 1 and time.monotonic() - began < 2.0  # the last frame, now (not after four seconds)
+    finally:
+        await stop(world)
+
+
+async def test_a_hub_not_in_a_cluster_serves_its_own_whatever_hub_is_named(world: World, tmp_path: Path) -> None:
+    async with world.client.get(f"/cameras/porch/recordings/{ID}/video.mkv?hub=b") as response:
+        assert response.status == 200
+        assert await response.read() == (tmp_path / "rec" / "porch" / f"{ID}.mkv").read_bytes()
+
+
 @pytest.mark.parametrize(("query", "message"), [
     ("t=-1", "t must be in [0, 604800]"), ("t=604801", "t must be in [0, 604800]"), ("t=soon", "t must be a number"),
     ("speed=0.09", "speed must be in [0.1, 64]"), ("speed=65", "speed must be in [0.1, 64]"),
@@ -267,8 +284,7 @@ async def test_a_viewer_that_stops_reading_is_let_go_after_the_write_timeout(tmp
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (480, 640), dtype=np.uint8)).save(noise, "JPEG",
                                                                                                  quality=95)
     big = record(tmp_path / "rec", START, [0.001 * i for i in range(80)], frames=[noise.getvalue()])  # ~20 MB
-    world = await start(tmp_path)
-    world.server.playbacks.write_timeout_s = 0.3
+    world = await start(tmp_path, write_timeout_s=0.3)  # the hub's setting
     reader, writer = await asyncio.open_connection("127.0.0.1", world.client.port)
     try:
         writer.write(f"GET /cameras/porch/recordings/{big['id']}/stream?speed=64 HTTP/1.1\r\n"
@@ -378,9 +394,10 @@ async def test_a_recording_held_by_another_hub_downloads_through_this_one(hubs: 
         assert response.headers["Content-Disposition"] == f'attachment; filename="porch-{B_ID}.mkv"'
         assert int(response.headers["Content-Length"]) == len(body)
     assert body == (b.root / f"{B_ID}.mkv").read_bytes()
-    # this hub's own, asked for by its own name: served here
-    async with a.world.client.get(f"/cameras/porch/recordings/{A_ID}/video.mkv?hub=a") as response:
-        assert response.status == 200 and await response.read() == (a.root / f"{A_ID}.mkv").read_bytes()
+    # this hub's own, asked for by its own name or by none: served here
+    for query in ("?hub=a", ""):
+        async with a.world.client.get(f"/cameras/porch/recordings/{A_ID}/video.mkv{query}") as response:
+            assert response.status == 200 and await response.read() == (a.root / f"{A_ID}.mkv").read_bytes()
 
 
 async def test_the_holders_refusals_come_back_as_they_are(hubs: tuple[Member, Member]) -> None:
