@@ -170,8 +170,8 @@ async def test_a_listed_recording_without_its_file_is_a_503(world: World, tmp_pa
     "/cameras/porch/recordings/17-motion/stream",  # not a recording's name
     f"/cameras/porch/recordings/{ID}.json/video.mkv",
     f"/cameras/porch/recordings/{'9' * 100}-motion/stream",  # named back cut to 64 characters
-], ids=["not-a-timelapse", "not-always", "another-camera", "not-a-name", "json-suffix", "too-long"])  # stable ids: the paths
-# hold the time of collection, and every pytest-xdist worker must collect the same names
+], ids=["not-a-timelapse", "not-always", "another-camera", "not-a-name", "json-suffix", "too-long"])
+# (stable ids: the paths hold the time of collection, and every pytest-xdist worker must collect the same names)
 async def test_an_unknown_recording_is_a_404_naming_it(world: World, path: str) -> None:
     status, body, _ = await world.json(path)
     assert status == 404 and body == {"error": "unknown recording", "id": path.split("/")[4][:64]}
