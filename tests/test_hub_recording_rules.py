@@ -916,8 +916,8 @@ def test_a_recordings_folder_whose_parents_are_missing_is_made(tmp_path: Path, c
     root = tmp_path / "data" / "camhub" / "recordings"  # CAMHUB_RECORD_DIR on a fresh disk
     with caplog.at_level(logging.INFO, "camhub.hub.taps.recordings"):
         cam = cams(mode="always", root=root)
-        wait_until(lambda: f"recordings: 0 found in {root}" in caplog.messages, 10, "the start logged")
-    assert root.is_dir() and not cam.store.disk_low
+        wait_until(lambda: root.is_dir() and f"recordings: 0 found in {root}" in caplog.messages, 10, "the start")
+    assert not cam.store.disk_low
     cam.feed(0.0, 1.0)
     assert [r["frames"] for r in cam.finish()] == [8]
 
