@@ -162,10 +162,10 @@ def _threads() -> int:
 def test_an_open_segment_runs_no_threads_of_its_own(tmp_path: Path) -> None:
     # libavcodec would open the (unused) MJPEG encoder with a pool of worker threads per open file
     before = _threads()
-    writers = [SegmentWriter(tmp_path / f"{n}.mkv", START, FRAMES[0], "t") for n in range(3)]
+    writers = [SegmentWriter(tmp_path / f"{n}.mkv", START, FRAMES[0], "t") for n in range(6)]
     for writer in writers:
         writer.write(FRAMES[0], START)
-    assert _threads() == before
+    assert _threads() - before < 3  # (slack for another test's thread starting or ending meanwhile)
     for writer in writers:
         writer.close()
 
