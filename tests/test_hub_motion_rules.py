@@ -30,6 +30,7 @@ from camhub.hub.core.broker import Frame
 from camhub.hub.taps import motion as motion_module
 from camhub.hub.taps.motion import Detector, Motion, MotionSettings
 from tests.support.clock import Clock
+from tests.support.families import families
 
 POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion-rules")
 T0 = 1_000_000.0
@@ -236,6 +237,21 @@ async def test_a_camera_that_stops_sending_ends_its_motion_at_the_tick_after_qui
     assert r.phases() == [(0.5, "start"), (6.0, "end")]  # 5.5 s after the last frame: the tick at 6
     assert r.events[-1][2]["end"] == T0 + 6.0
     assert not r.motion.camera("yard").active
+
+
+async def test_a_camera_back_from_silence_after_its_motion_ended_starts_a_new_event_afresh(clock: Clock) -> None:
+    """Its changed frames before the silence are not in a row with the new ones: the new event needs
+    ``frames`` changed frames again, starts at its own first one and has its own peak."""
+    r = run(clock)
+    await r.play(0.0, [STILL, square(1, side=4), square(2, side=4)])  # start at 0.5 (peak 1.33); then silence
+    for second in range(1, 8):
+        r.tick(float(second))  # ends at 6.0
+    await r.frame(8.0, square(3))  # it sends again, still moving: one changed frame is no event yet
+    assert r.phases() == [(0.5, "start"), (6.0, "end")]
+    await r.frame(8.25, square(4))
+    assert r.phases() == [(0.5, "start"), (6.0, "end"), (8.25, "start")]
+    assert r.events[-1][2] == {"event": "motion", "phase": "start", "start": T0 + 8.0, "peak": 0.75}
+    assert families(r.motion)["camhub_motion_events"] == ("camera", "counter", {"yard": 2})
 
 
 async def test_ticks_end_nothing_while_motion_is_off_or_fresh(clock: Clock) -> None:

@@ -145,6 +145,7 @@ class CameraMotion:
         """End the event once nothing has changed for ``quiet_s``."""
         if self.active and now - self.last_change >= self.settings.quiet_s:
             self.active = False
+            self.streak = 0  # a camera silent that long (ended by a tick) starts a new streak when it sends again
             return "end"
         return None
 
