@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import itertools
 import json
 import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,12 +70,13 @@ class Run:
     clock: Clock
     events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
     seq: int = 0
+    camera: str = "yard"
 
     def __post_init__(self) -> None:
         self.motion.emitted.connect(lambda camera_id, event: self.events.append(
             (self.clock.now - T0, event["phase"], event)))
-        self.tap = self.motion.tap("yard")
-        self.state = self.motion.camera("yard")
+        self.tap = self.motion.tap(self.camera)
+        self.state = self.motion.camera(self.camera)
 
     def at(self, t: float) -> None:
         self.clock.now = T0 + t
@@ -384,13 +387,18 @@ async def test_events_are_kept_on_disk_so_a_restarted_hub_shows_them(clock: Cloc
 
 
 async def test_the_events_file_stays_bounded(clock: Clock, tmp_path: Path) -> None:
+    """It grows by one line per event; past about 4 × ``history`` lines it is cut back to the newest ``history``."""
     r = run(clock, log_dir=tmp_path, quiet_s=1.0, history=2)
+    counts = []
     for i in range(30):
         await r.play(10.0 * i, [STILL, square(2 * i), square(2 * i + 1)] + [STILL] * 5)
-    POOL.submit(lambda: None).result(5)
-    lines = (tmp_path / "yard.jsonl").read_text().splitlines()
-    assert 2 <= len(lines) <= 4 * 2 + 4
-    assert json.loads(lines[-1]) == r.motion.events("yard")[0]
+        POOL.submit(lambda: None).result(5)
+        saved = [json.loads(line) for line in (tmp_path / "yard.jsonl").read_text().splitlines()]  # each readable
+        assert saved[-2:] == r.motion.events("yard")[::-1]  # the newest last
+        counts.append(len(saved))
+    assert max(counts) <= 4 * 2 + 4
+    cuts = [after for before, after in itertools.pairwise(counts) if after < before]
+    assert cuts and set(cuts) == {2}
 
 
 def test_a_jpeg_that_is_not_grey_or_ycbcr_is_converted_and_compared_alike() -> None:
@@ -422,4 +430,114 @@ async def test_a_motion_log_that_cannot_be_written_is_logged_not_fatal(
         await r.play(0.0, [STILL, square(1), square(2)] + [STILL] * 5)
         POOL.submit(lambda: None).result(5)
     assert r.phases() == [(0.5, "start"), (1.5, "end")] and len(r.motion.events("yard")) == 1
-    assert "cannot write motion events to" in caplog.text
+    assert f"cannot write motion events to {tmp_path / 'motion' / 'yard.jsonl'}: [Errno 17] File exists" in caplog.text
+
+
+async def test_a_camera_at_fps_whose_frames_come_early_or_late_has_every_frame_analysed(clock: Clock) -> None:
+    """At most ``fps`` a second, yet a camera sending exactly that many, each up to a fifth of the
+    interval early or late (Wi-Fi), is not thinned out: the next frame is due half an interval early."""
+    r = run(clock)  # 4 a second
+    for k in range(17):  # 0, 0.30, 0.45, 0.80, 0.95, ...: 0.15 s apart, then 0.35
+        await r.frame(0.25 * k + (0.05 if k % 2 else -0.05) if k else 0.0, STILL)
+    assert (r.state.analysed, r.state.skipped) == (17, 0)
+
+
+async def test_frames_arriving_during_an_analysis_are_all_skipped_and_counted(clock: Clock) -> None:
+    r = run(clock)
+    assert r.motion.summary("yard")["motion"] == {"enabled": True, "active": False, "score": 0.0, "since": None,
+                                                  "peak": None, "frames_analysed": 0, "frames_skipped": 0}
+    for i in range(3):  # the first is still on the worker thread when the next two come
+        await r.frame(0.25 * i, STILL, settle=False)
+    assert r.motion.sizes() == {"cameras": 1, "events_kept": 0, "analysing": 1, "log_keys": 0}
+    await r.settled()
+    assert r.motion.sizes()["analysing"] == 0
+    assert families(r.motion)["camhub_motion_frames_skipped"] == ("camera", "counter", {"yard": 2})
+    assert families(r.motion)["camhub_motion_frames_analysed"] == ("camera", "counter", {"yard": 1})
+
+
+async def test_each_camera_has_its_own_detection_events_counts_and_warnings(
+        clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    yard = run(clock, quiet_s=1.0)
+    gate = Run(yard.motion, clock, camera="gate")
+    heard: list[tuple[str, str]] = []
+    yard.motion.emitted.connect(lambda camera_id, event: heard.append((camera_id, event["phase"])))
+    with caplog.at_level(logging.INFO, "camhub.hub.taps.motion"):
+        await yard.play(0.0, [STILL, square(1), square(2), b"not a JPEG"])  # motion at 0.5
+        await gate.play(1.0, [STILL, b"nor this", STILL])  # the gate's own frames: still, and its own warning
+        yard.tick(2.0)
+        yard.motion.set_enabled("gate", False)
+        yard.motion.set_enabled("gate", True)
+    assert heard == [("yard", "start"), ("yard", "end")]
+    assert yard.motion.events("gate") == [] and len(yard.motion.events("yard")) == 1
+    assert yard.motion.summary("gate")["motion"]["frames_analysed"] == 2
+    got = families(yard.motion)
+    assert got["camhub_motion_frames_analysed"] == ("camera", "counter", {"yard": 3, "gate": 2})
+    assert got["camhub_motion_frames_undecodable"] == ("camera", "counter", {"yard": 1, "gate": 1})
+    assert got["camhub_motion_events"] == ("camera", "counter", {"yard": 1, "gate": 0})
+    assert [m[:37] for m in caplog.messages if "cannot decode" in m] == [
+        "motion on yard: cannot decode a frame", "motion on gate: cannot decode a frame"]
+    assert "cannot identify image file" in caplog.messages[-4]  # and why: Pillow's reason
+    assert caplog.messages[-3:] == ["motion on yard: end (peak 0.8%)", "motion detection on gate off",
+                                    "motion detection on gate on"]
+    assert "motion on yard: start (peak 0.8%)" in caplog.messages
+    assert yard.motion.sizes() == {"cameras": 2, "events_kept": 1, "analysing": 0, "log_keys": 2}
+
+
+async def test_a_removed_camera_comes_back_afresh_with_its_saved_events(clock: Clock, tmp_path: Path) -> None:
+    log_dir = tmp_path / "state" / "motion"  # made as needed, with its parents
+    r = run(clock, log_dir=log_dir, quiet_s=1.0)
+    await r.play(0.0, [STILL, square(1), square(2)] + [STILL] * 5)  # one event, saved
+    await r.play(10.0, [STILL, square(3)])  # one changed frame when it is removed
+    POOL.submit(lambda: None).result(5)
+    saved = r.motion.events("yard")
+    r.motion.forget("yard")
+    r.motion.forget("never-seen")  # nothing to forget: no error
+    assert r.motion.sizes()["cameras"] == 0
+    back = Run(r.motion, clock)
+    assert back.motion.events("yard") == saved == [{"start": T0 + 0.25, "end": T0 + 1.5, "peak": 0.75}]
+    await back.play(20.0, [square(4), square(5), square(6)])  # its first frame is its new background
+    assert back.phases() == [(20.5, "start")]
+
+
+async def test_the_detail_shows_the_50_newest_events_of_the_200_a_camera_keeps(clock: Clock, tmp_path: Path) -> None:
+    (tmp_path / "yard.jsonl").write_text("".join(json.dumps({"start": T0 + i, "end": T0 + i + 0.5, "peak": 1.0}) + "\n"
+                                                 for i in range(250)))
+    r = run(clock, log_dir=tmp_path, quiet_s=1.0)  # the hub's default: 200 events per camera
+    events = r.motion.events("yard")
+    assert [e["start"] - T0 for e in events] == list(range(249, 49, -1))
+    assert r.motion.detail("yard") == {"motion_events": events[:50]}
+    await r.play(300.0, [STILL, square(1), square(2)] + [STILL] * 5)  # one more: the oldest goes
+    events = r.motion.events("yard")
+    assert len(events) == 200 and events[0]["start"] == T0 + 300.25 and events[-1]["start"] == T0 + 51
+
+
+async def test_an_event_ends_at_the_millisecond(clock: Clock) -> None:
+    r = run(clock)
+    await r.play(0.0, [STILL, square(1), square(2)])
+    r.tick(6.0037)
+    assert r.events[-1][2]["end"] == 1_000_006.004 and r.motion.events("yard")[0]["end"] == 1_000_006.004
+
+
+async def test_frames_are_analysed_on_the_worker_motion_is_given_and_wait_for_it(clock: Clock) -> None:
+    """The hub gives motion detection one worker thread, so all cameras' analyses together take at most one
+    core: while it is busy, a frame waits for it (and the camera's next frames are skipped)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="test-motion-busy")
+    release = threading.Event()
+    pool.submit(release.wait, 5)
+    r = Run(Motion(MotionSettings(fps=4.0), True, pool), clock)
+    await r.frame(0.0, STILL, settle=False)
+    await asyncio.sleep(0.3)
+    assert r.state.busy and r.state.analysed == 0
+    release.set()
+    await r.settled()
+    assert r.state.analysed == 1
+    pool.shutdown()
+
+
+async def test_unreadable_lines_of_the_events_file_are_skipped(clock: Clock, tmp_path: Path) -> None:
+    """Lines a hub could not have written whole (a crash mid-line, a hand edit, an older hub's null start)."""
+    good = {"start": T0 + 1, "end": T0 + 2, "peak": 1.5}
+    lines = [json.dumps(good), "null", "[1, 2]", '{"start": null, "end": 2, "peak": 1}', '{"start": 1, "end": 2}',
+             '{"start": 1, "end']
+    (tmp_path / "yard.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(clock, log_dir=tmp_path).motion.events("yard") == [good]
