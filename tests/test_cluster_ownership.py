@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import aiomqtt
 import pytest
 
 from camhub.hub.cluster import hashing
+from camhub.hub.cluster import redirect as redirect_module
 from camhub.hub.cluster.members import ClusterSettings, Members
 from camhub.hub.cluster.ownership import Ownership
 from camhub.hub.cluster.redirect import EdgeChooser
@@ -37,6 +39,7 @@ from camhub.hub.ingest.sources import AllowedSources
 from camhub.hub.mqtt.link import LinkSettings, MqttLink
 from camhub.hub.mqtt.topics import Topics
 from camhub.hub.util.tasks import every
+from tests.support.clock import Clock
 from tests.support.families import families
 from tests.support.procs import Mosquitto
 
@@ -397,6 +400,71 @@ async def test_a_redirecting_hub_weighs_the_edges_own_counts_and_refuses_bad_one
         await until(lambda: director.members.rejected["bad_state"] == 5, what="the refusals counted")
     assert chooser.loads() == {first: 5, second: 1}, "the count kept; the redirect just sent counted"
     assert director.members.rejected["info_url_not_allowed"] == 1
+
+
+async def test_a_redirect_counts_on_its_edge_until_the_edge_s_own_count_can_hold_it(
+        bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redirect mode's bookkeeping (cluster/redirect.py): a viewer sent to an edge counts there until a
+    count the edge sent FOLLOW_S (2 s) after the redirect, or for FORGET_S (10 s) at most; an edge that
+    goes takes its redirects with it; viewers served here are counted by why, the redirects by edge.
+    The chooser's clock is the test's, set against the real time the members saw each count arrive."""
+    clock = Clock(time.monotonic())
+    monkeypatch.setattr(redirect_module, "time", clock)
+    director = bed.hub("d1", cameras=["cam1"], redirect_percent=100)
+    chooser = EdgeChooser(director.members, 100, lambda: 0)
+    assert chooser.choose("cam1") is None  # no edge: served here
+    first, second = hashing.ranked("cam1", ["e1", "e2"])
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        for edge in ("e1", "e2"):
+            await client.publish(f"camhub/hubs/{edge}/availability", b"online", retain=True)
+            await client.publish(f"camhub/hubs/{edge}/info", json.dumps(
+                {"id": edge, "role": "edge", "url": f"http://127.0.0.1:81{edge[1]}"}), retain=True)
+        await until(lambda: set(chooser.loads()) == {"e1", "e2"}, what="two live edges")
+        await client.publish(f"camhub/hubs/{first}/state", json.dumps({"viewers": 0}))
+        edge = await until(lambda: (m := director.members.get(first)) is not None and m.viewers_at and m,
+                           what="the first edge's count")
+        counted_at = edge.viewers_at
+        clock.now = counted_at - 2.5  # a redirect 2.5 s before that count: in it, not counted again
+        assert getattr(chooser.choose("cam1"), "id", None) == first
+        assert chooser.loads() == {first: 0, second: 0}
+        clock.now = counted_at - 1.5  # 1.5 s before: maybe not in it yet, so counted on top
+        assert getattr(chooser.choose("cam1"), "id", None) == first
+        assert chooser.loads() == {first: 1, second: 0}
+        assert getattr(chooser.choose("cam1"), "id", None) == second, "the first edge is at the bound of 1"
+        clock.now = counted_at - 1.5 + 10.0  # FORGET_S after them (the second edge has sent no count)
+        assert chooser.loads() == {first: 1, second: 1}
+        clock.now += 0.001
+        assert chooser.loads() == {first: 0, second: 0}
+        clock.now = counted_at
+        assert getattr(chooser.choose("cam1"), "id", None) == first and chooser.loads() == {first: 1, second: 0}
+        await client.publish(f"camhub/hubs/{first}/availability", b"offline", retain=True)
+        await until(lambda: set(chooser.loads()) == {second}, what="the first edge gone")
+        assert getattr(chooser.choose("cam1"), "id", None) == second
+        await client.publish(f"camhub/hubs/{first}/availability", b"online", retain=True)
+        await until(lambda: first in chooser.loads(), what="the first edge back")
+        assert chooser.loads() == {first: 0, second: 1}, "its redirects from before it went are forgotten"
+    assert families(chooser) == {
+        "camhub_stream_redirects": ("edge", "counter", {first: 3, second: 2}),
+        "camhub_stream_redirects_kept": ("reason", "counter", {"no_edge": 1})}
+
+
+async def test_a_redirecting_edge_counts_its_own_viewers_and_serves_the_cameras_it_is_chosen_for(
+        bed: Bed) -> None:
+    viewers = [0]
+    director = bed.hub("d1", role="edge", cameras=["cam1"], redirect_percent=100)
+    chooser = EdgeChooser(director.members, 100, lambda: viewers[0])
+    await until(lambda: chooser.loads() == {"d1": 0}, what="this hub live as an edge")
+    other = next(e for e in ("e1", "e2", "e3") if hashing.ranked("cam1", ["d1", e])[0] == "d1")
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish(f"camhub/hubs/{other}/availability", b"online", retain=True)
+        await client.publish(f"camhub/hubs/{other}/info", json.dumps(
+            {"id": other, "role": "edge", "url": "http://127.0.0.1:8199"}), retain=True)
+        await until(lambda: set(chooser.loads()) == {"d1", other}, what="another live edge")
+    assert chooser.choose("cam1") is None  # this hub is the camera's first edge: served here
+    viewers[0] = 1  # its own live viewers, not a count it sent
+    assert chooser.loads() == {"d1": 1, other: 0}
+    assert getattr(chooser.choose("cam1"), "id", None) == other
+    assert families(chooser)["camhub_stream_redirects_kept"] == ("reason", "counter", {"this_hub": 1})
 
 
 async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(
