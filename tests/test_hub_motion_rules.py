@@ -17,8 +17,9 @@ import io
 import itertools
 import json
 import logging
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from camhub.hub.taps.motion import Detector, Motion, MotionSettings
 from tests.support.clock import Clock
 from tests.support.families import families
 
-POOL = ThreadPoolExecutor(1, thread_name_prefix="test-motion-rules")
+POOL = ThreadPoolExecutor(1)  # never used: each test gets its own worker thread here (the `pool` fixture)
 T0 = 1_000_000.0
 WIDTH, HEIGHT = 40, 30  # the detector's picture: one pixel per 8×8 block of the 320×240 frame
 STEP = 0.25  # seconds between frames
@@ -109,6 +110,17 @@ class Run:
 
     def phases(self) -> list[tuple[float, str]]:
         return [(t, phase) for t, phase, _ in self.events]
+
+
+@pytest.fixture(autouse=True)
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadPoolExecutor]:
+    """Each test its own worker thread. A pool kept by the module keeps, once used, a thread that a fork of
+    this process does not have (``make mutate``: mutmut forks a process per mutant after a first run of the
+    tests): the fork's analyses would wait for it for ever, and every mutant would count as killed."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="test-motion-rules")
+    monkeypatch.setattr(sys.modules[__name__], "POOL", executor, raising=False)
+    yield executor
+    executor.shutdown(wait=True)
 
 
 @pytest.fixture
