@@ -184,6 +184,13 @@ def test_most_of_the_picture_changing_at_once_is_learnt_as_the_new_scene(rows: i
     assert detector.score(picture(boxes=((0, 0, 40, rows),), box_level=200)) == score
 
 
+def test_motion_right_after_a_change_of_light_is_seen() -> None:
+    detector = Detector(MotionSettings())
+    detector.score(STILL)
+    assert detector.score(picture(level=200)) == 0.0  # the light changed: the new scene is learnt ...
+    assert detector.score(picture(level=200, boxes=((5, 5, 3, 3),), box_level=60)) == 0.75  # ... and used at once
+
+
 def test_the_background_follows_an_object_that_stays() -> None:
     """A parked car is motion while it arrives and part of the scene a few seconds later (adapt = 0.05)."""
     detector = Detector(MotionSettings())
@@ -458,6 +465,7 @@ async def test_frames_arriving_during_an_analysis_are_all_skipped_and_counted(cl
     r = run(clock)
     assert r.motion.summary("yard")["motion"] == {"enabled": True, "active": False, "score": 0.0, "since": None,
                                                   "peak": None, "frames_analysed": 0, "frames_skipped": 0}
+    assert r.motion.sizes() == {"cameras": 1, "events_kept": 0, "analysing": 0, "log_keys": 0}
     for i in range(3):  # the first is still on the worker thread when the next two come
         await r.frame(0.25 * i, STILL, settle=False)
     assert r.motion.sizes() == {"cameras": 1, "events_kept": 0, "analysing": 1, "log_keys": 0}
@@ -553,3 +561,24 @@ async def test_unreadable_lines_of_the_events_file_are_skipped(clock: Clock, tmp
              '{"start": 1, "end']
     (tmp_path / "yard.jsonl").write_text("\n".join(lines) + "\n")
     assert run(clock, log_dir=tmp_path).motion.events("yard") == [good]
+
+
+async def test_the_status_says_false_and_null_whenever_no_event_goes_on(clock: Clock) -> None:
+    """The API's ``active`` is false (not null), ``since`` and ``peak`` null: with a first changed frame that
+    is no event yet, after an event ends, after switching off. The open event is listed with its peak."""
+    r = run(clock, quiet_s=1.0)
+
+    def status() -> tuple[Any, Any, Any]:
+        got = r.motion.summary("yard")["motion"]
+        return got["active"], got["since"], got["peak"]
+
+    await r.play(0.0, [STILL, square(1, side=4)])
+    assert status() == (False, None, None) and status()[0] is False
+    await r.frame(0.5, square(2))
+    assert status() == (True, T0 + 0.25, round(16 / 12, 2))
+    assert r.motion.events("yard") == [{"start": T0 + 0.25, "end": None, "peak": round(16 / 12, 2)}]
+    await r.play(0.75, [STILL] * 4)  # ends at 1.5
+    assert r.phases() == [(0.5, "start"), (1.5, "end")] and status()[0] is False and status()[1:] == (None, None)
+    await r.play(2.0, [square(3), square(4)])
+    r.motion.set_enabled("yard", False)
+    assert r.phases()[-1] == (2.25, "end") and status()[0] is False and status()[1:] == (None, None)
