@@ -460,11 +460,26 @@ async def test_a_redirecting_edge_counts_its_own_viewers_and_serves_the_cameras_
         await client.publish(f"camhub/hubs/{other}/info", json.dumps(
             {"id": other, "role": "edge", "url": "http://127.0.0.1:8199"}), retain=True)
         await until(lambda: set(chooser.loads()) == {"d1", other}, what="another live edge")
-    assert chooser.choose("cam1") is None  # this hub is the camera's first edge: served here
+    assert chooser.choose("cam1") is None and chooser.choose("cam1") is None  # its first edge: served here
     viewers[0] = 1  # its own live viewers, not a count it sent
     assert chooser.loads() == {"d1": 1, other: 0}
     assert getattr(chooser.choose("cam1"), "id", None) == other
-    assert families(chooser)["camhub_stream_redirects_kept"] == ("reason", "counter", {"this_hub": 1})
+    assert families(chooser)["camhub_stream_redirects_kept"] == ("reason", "counter", {"this_hub": 2})
+
+
+async def test_a_flood_of_redirects_is_remembered_up_to_a_bound(bed: Bed) -> None:
+    """Within FORGET_S, at most MAX_PENDING redirects per edge are remembered (memory under a flood of viewers)."""
+    director = bed.hub("d1", cameras=["cam1"], redirect_percent=100)
+    chooser = EdgeChooser(director.members, 100, lambda: 0)
+    async with aiomqtt.Client("127.0.0.1", bed.mosquitto.port) as client:
+        await client.publish("camhub/hubs/e1/availability", b"online", retain=True)
+        await client.publish("camhub/hubs/e1/info", json.dumps({"id": "e1", "role": "edge",
+                                                                "url": "http://127.0.0.1:8101"}), retain=True)
+        await until(lambda: set(chooser.loads()) == {"e1"}, what="the edge live")
+    for _ in range(redirect_module.MAX_PENDING + 1):  # the one edge is always below its bound
+        chooser.choose("cam1")
+    assert chooser.loads() == {"e1": redirect_module.MAX_PENDING}
+    assert families(chooser)["camhub_stream_redirects"] == ("edge", "counter", {"e1": redirect_module.MAX_PENDING + 1})
 
 
 async def test_a_camera_another_hub_owns_shows_the_state_its_owner_reports(
