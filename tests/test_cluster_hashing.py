@@ -53,6 +53,7 @@ def test_the_cameras_spread_over_the_origins_and_only_a_gone_origin_s_cameras_mo
     (9, 3, 100, 4),  # ceil(10 / 3)
     (7, 4, 125, 3),  # ceil(1.25 × 8 / 4) = ceil(2.5)
     (4, 0, 100, 5),  # no hub: as if one (never divided by zero)
+    (100, 1, 100, 101),  # one hub takes every connection (the mean is all of them)
 ])
 def test_the_bound_counts_the_new_connection_and_rounds_up(total: int, hubs: int, percent: int, limit: int) -> None:
     assert bound(total, hubs, percent) == limit
