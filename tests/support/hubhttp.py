@@ -58,6 +58,8 @@ class StandInLink:
         self.retained.append(retain)
 
     def subscribe(self, topic_filter: str, qos: int, handler: Callable[[str, bytes], Any]) -> None:
+        if qos not in (0, 1, 2):  # as paho's subscribe, under the real link: ValueError('Invalid QoS level.')
+            raise ValueError(f"Invalid QoS level: {qos!r}")
         self.handlers[topic_filter] = handler
 
 
