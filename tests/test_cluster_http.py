@@ -19,10 +19,12 @@ import pytest
 
 from camhub.hub.cluster.credentials import ClusterKey
 from camhub.hub.config import config_from
-from camhub.hub.http.auth import FAILURE_LIMIT, Auth
+from camhub.hub.http import auth as auth_module
+from camhub.hub.http.auth import FAILURE_LIMIT, REDIRECT_TOKEN_S, Auth
 from camhub.hub.mqtt.topics import Topics
 from camhub.settings import SettingsError
 from tests.support import scenes
+from tests.support.clock import Clock
 from tests.support.cluster import SECRET
 from tests.support.mjpeg_client import StreamReader
 from tests.test_hub_http import World, make_world
@@ -72,6 +74,24 @@ def test_a_redirect_s_expiring_view_token_opens_its_camera_on_any_hub_until_it_e
     assert not edge.token_ok("porch", issuer.expiring_token("porch", lifetime_s=-1)), "expired"
     assert not edge.token_ok("porch", issuer.expiring_token("porch", lifetime_s=3600)), "longer than a redirect's"
     assert not Auth.is_expiring(issuer.view_token("porch")), "the lasting token is not a redirect's"
+
+
+def test_an_expiring_view_token_holds_until_its_second_and_no_longer_than_a_redirects_lifetime(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Exactly at the boundaries, on a clock the test holds (a token is valid while now < its expiry, and
+    # its expiry may be at most REDIRECT_TOKEN_S + 60 s ahead: the issuing hub's clock may run a minute fast).
+    clock = Clock(1_800_000_000.0)
+    monkeypatch.setattr(auth_module, "time", clock)
+    issuer, edge = (Auth(True, "admin", "pw", ClusterKey(SECRET, hub).view_token_key) for hub in ("a", "b"))
+    now = int(clock.now)
+    assert edge.token_ok("porch", issuer.view_token("porch", now + 1))
+    assert not edge.token_ok("porch", issuer.view_token("porch", now)), "expired at its second"
+    most = now + REDIRECT_TOKEN_S + 60
+    assert edge.token_ok("porch", issuer.view_token("porch", most))
+    assert not edge.token_ok("porch", issuer.view_token("porch", most + 1)), "longer than a redirect's"
+    clock.now += 0.5
+    assert edge.token_ok("porch", issuer.view_token("porch", now + 1)), "half a second before its expiry"
+    assert not edge.token_ok("porch", issuer.view_token("porch", most + 1)), "still too far ahead"
 
 
 async def test_the_client_behind_a_trusted_proxy_is_the_one_it_names(hub_b: World) -> None:
