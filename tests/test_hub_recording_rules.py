@@ -954,6 +954,31 @@ def test_a_failed_close_and_a_failed_frame_are_each_logged(tmp_path: Path, cams:
     assert failed == ["recordings: close", "recordings: frame"]  # the second close within the minute is not
 
 
+def test_a_close_that_fails_as_the_hub_stops_leaves_the_other_recordings_closed(tmp_path: Path, cams: Any,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    # Stopping closes what is still open: a close that fails there (two files removed by hand while being
+    # written) is counted and logged like any other, and every other recording is still closed and listed.
+    root = tmp_path / "rec"
+    cam = cams(mode="always", root=root)
+    recorders = {camera_id: CameraRecorder(camera_id, cam.store, "always",
+                                           CameraMotion(camera_id, MotionSettings(), enabled=True))
+                 for camera_id in ("yard", "porch", "door")}
+    for i in range(4):
+        cam.clock.now = T0 + i * STEP
+        for n, recorder in enumerate(recorders.values()):
+            recorder.frame(Frame(JPEGS[i], i * 3 + n + 1, cam.clock.now, cam.clock.now, in_memfd=False))
+    wait_until(lambda: all(list((root / c).glob("*.mkv")) for c in recorders), 10, "every recording open")
+    for camera_id in ("yard", "porch"):
+        for video in (root / camera_id).glob("*.mkv"):
+            video.unlink()
+    with caplog.at_level(logging.WARNING, "camhub.hub.taps.recordings"):
+        cam.store.stop(timeout=10)  # the recorders' own closes not asked for: the store closes what is open
+    assert cam.store.errors == 2
+    assert [m.split(" of ")[0] for m in caplog.messages if " failed (" in m] == ["recordings: close"]
+    (door,) = cam.store.recordings("door")
+    assert door["frames"] == 4 and (root / "door" / f"{door['id']}.json").is_file()
+
+
 @pytest.mark.parametrize(("spare", "stopped"), [(64 * 1024 * 1024, True), (64 * 1024 * 1024 + 1, False)])
 def test_recording_stops_with_the_margin_left_and_says_so(tmp_path: Path, cams: Any, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture, spare: int,

@@ -179,15 +179,10 @@ class Store:
             except queue.Empty:
                 op = ()
             if op is None:
-                for segment in list(open_segments):
-                    self._close(segment, open_segments)
+                for segment in list(open_segments):  # each closed, whatever another's close does
+                    self._guarded(("close", segment), open_segments)
                 return
-            try:
-                self._do(op, open_segments)
-            except Exception as exc:  # a bad frame or a full disk must not stop the writer
-                self.errors += 1
-                self._warnings.warning(f"recordings-{op[0]}", "recordings: %s of %s failed (%d errors so far): %s",
-                                       op[0], op[1].id, self.errors, exc)
+            self._guarded(op, open_segments)
             if time.monotonic() - self._last_sweep > 5.0:
                 self._last_sweep = time.monotonic()
                 low = self.disk_low
@@ -195,6 +190,14 @@ class Store:
                 self._retention(open_segments)
                 if low != self.disk_low:
                     self._on_change()
+
+    def _guarded(self, op: tuple[Any, ...], open_segments: set[Segment]) -> None:
+        try:
+            self._do(op, open_segments)
+        except Exception as exc:  # a bad frame or a full disk must not stop the writer
+            self.errors += 1
+            self._warnings.warning(f"recordings-{op[0]}", "recordings: %s of %s failed (%d errors so far): %s",
+                                   op[0], op[1].id, self.errors, exc)
 
     def _do(self, op: tuple[Any, ...], open_segments: set[Segment]) -> None:
         if not op:
