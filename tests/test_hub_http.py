@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -583,6 +584,32 @@ async def test_a_refused_host_name_is_logged_and_an_allowed_one_answered(
         assert [r.getMessage() for r in caplog.records if r.name == "camhub.hub.http.server"] == [
             "refused a request for Host 'evil.example:8000' from 127.0.0.1 (not one of the hub's names)"]
     finally:
+        await made.client.close()
+
+
+def _listening(port: int) -> list[str]:
+    """The local addresses of the sockets listening on ``port``, as the kernel lists them (/proc/net/tcp
+    and tcp6: what ``ss -ltn`` shows): hex, e.g. ``0100007F`` for 127.0.0.1, ``00000000`` for every address."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.append(address)
+    return found
+
+
+async def test_the_hub_listens_only_on_the_address_it_is_told(tmp_path: Path) -> None:
+    # Security by default: CAMHUB_HOST=127.0.0.1 must not open the hub to the network too.
+    made = await make_world(tmp_path)
+    server = HttpServer(replace(made.server.settings, host="127.0.0.1", port=_free_port()), made.services)
+    await server.start()
+    try:
+        assert _listening(server.settings.port) == ["0100007F"]
+    finally:
+        await server.stop()
         await made.client.close()
 
 
