@@ -109,3 +109,17 @@ async def test_a_fall_of_the_viewers_to_half_or_less_goes_out_at_once(hub: Hub) 
     hub.clock.now += VIEWERS_EVERY_S
     hub.status.flush()
     assert hub.counts_sent() == [3]
+
+
+async def test_the_hub_state_is_retained_and_counts_the_cameras_those_online_and_the_viewers(hub: Hub) -> None:
+    # retained: a redirecting hub that subscribes later reads the last one; the camera is known, not yet online
+    hub.link.published.clear()
+    hub.link.retained.clear()
+    hub.clock.now += VIEWERS_EVERY_S
+    hub.connect(2)
+    hub.clock.now += VIEWERS_EVERY_S
+    hub.status.flush()
+    sent = [(payload, retained) for (topic, payload, _), retained in zip(hub.link.published, hub.link.retained,
+                                                                         strict=True) if topic == "camhub/hub/state"]
+    assert sent == [('{"cameras_total":1,"cameras_online":0,"viewers":1}', True),
+                    ('{"cameras_total":1,"cameras_online":0,"viewers":2}', True)]
